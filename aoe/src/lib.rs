@@ -1,0 +1,2 @@
+//! AoE target.
+#![forbid(unsafe_code)]

@@ -1,0 +1,17 @@
+//! What l2san's targets share: the Ethernet wire format and MAC addresses, frame I/O
+//! backends behind small traits, network-interface discovery, and the image store.
+//!
+//! Unsafe code lives only in [`io::sys`] (raw sockets and their rings) and in [`store`]
+//! (the memory map), each behind a safe API.
+
+pub mod ether;
+pub mod io;
+pub mod netif;
+pub mod store;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_utils;
+
+pub use ether::{EtherType, EthernetFrame, MacAddr};
+pub use io::{FrameRx, FrameTx, Transmit, TxBatch};
+pub use netif::Interface;
+pub use store::{Durability, Image, ImageOptions, StoreError};

@@ -1,0 +1,66 @@
+//! Helpers for handler tests and benches: frames without sockets.
+
+use crate::ether::{emit_header, EtherType, MacAddr};
+use crate::io::TxBatch;
+
+/// Build a frame from an Ethernet header and a payload.
+pub fn frame(dst: MacAddr, src: MacAddr, ethertype: EtherType, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + payload.len()];
+    emit_header(&mut f, dst, src, ethertype);
+    f[14..].copy_from_slice(payload);
+    f
+}
+
+/// Take the frames a handler queued, leaving the batch empty.
+pub fn drain(batch: &mut TxBatch) -> Vec<Vec<u8>> {
+    let out = batch.frames().map(|f| f.to_vec()).collect();
+    batch.clear();
+    out
+}
+
+/// Frames from a classic pcap file (the format of shared/captures), each as raw bytes.
+/// Returns `None` where the file is not a little- or big-endian pcap of Ethernet frames.
+pub fn pcap_frames(bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
+    if bytes.len() < 24 {
+        return None;
+    }
+    let magic = u32::from_le_bytes(bytes[0..4].try_into().ok()?);
+    let le = match magic {
+        0xa1b2c3d4 | 0xa1b23c4d => true,
+        0xd4c3b2a1 | 0x4d3cb2a1 => false,
+        _ => return None,
+    };
+    let rd = |b: &[u8]| -> u32 {
+        let a: [u8; 4] = b.try_into().unwrap();
+        if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
+    };
+    if rd(&bytes[20..24]) != 1 {
+        return None; // not LINKTYPE_ETHERNET
+    }
+    let mut out = Vec::new();
+    let mut pos = 24;
+    while pos + 16 <= bytes.len() {
+        let incl = rd(&bytes[pos + 8..pos + 12]) as usize;
+        pos += 16;
+        let end = pos.checked_add(incl)?;
+        if end > bytes.len() {
+            return None;
+        }
+        out.push(bytes[pos..end].to_vec());
+        pos = end;
+    }
+    Some(out)
+}
+
+/// The shared captures folder (`../shared/captures` beside the checkout), if present.
+pub fn captures_dir() -> Option<std::path::PathBuf> {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .map(|a| a.join("../shared/captures"))
+        .chain(here.ancestors().map(|a| a.join("shared/captures")))
+        .find(|p| p.is_dir())
+}
