@@ -10,8 +10,10 @@ pub mod netif;
 pub mod store;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
+pub mod worker;
 
 pub use ether::{EtherType, EthernetFrame, MacAddr};
 pub use io::{FrameRx, FrameTx, Transmit, TxBatch};
 pub use netif::Interface;
 pub use store::{Durability, Image, ImageOptions, StoreError};
+pub use worker::{FrameHandler, WorkerStats};

@@ -5,6 +5,8 @@ use std::io;
 
 use memmap2::{MmapOptions, MmapRaw};
 
+use super::guard::Guard;
+
 /// A shared mapping of a whole image, copied in and out through raw pointers.
 ///
 /// Several workers read (and, for memory images, write) the map at once, and the kernel may
@@ -12,6 +14,8 @@ use memmap2::{MmapOptions, MmapRaw};
 /// into such memory would promise Rust that it does not change; copying through raw pointers
 /// promises nothing of the kind.
 pub(super) struct Map {
+    // Declared first so it is dropped (unregistered) before the map is unmapped.
+    guard: Guard,
     raw: MmapRaw,
 }
 
@@ -21,7 +25,8 @@ impl Map {
         let len = usize::try_from(len)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "image too large to map"))?;
         let raw = MmapOptions::new().len(len).map_raw_read_only(file)?;
-        Ok(Map { raw })
+        let guard = Guard::register(raw.as_ptr() as usize, len);
+        Ok(Map { guard, raw })
     }
 
     /// Map `len` zero bytes of anonymous memory, readable and writable.
@@ -29,17 +34,24 @@ impl Map {
         let len = usize::try_from(len)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "image too large to map"))?;
         let raw = MmapOptions::new().len(len).map_anon()?.into();
-        Ok(Map { raw })
+        // Anonymous memory cannot shrink: nothing to guard.
+        Ok(Map {
+            guard: Guard::register(0, 0),
+            raw,
+        })
     }
 
     /// Copy `buf.len()` bytes at `offset` into `buf`. The caller has checked the range.
-    pub(super) fn read(&self, offset: usize, buf: &mut [u8]) {
+    /// Returns false when the map ever hit a page past the end of a shrunken file: the bytes
+    /// copied are then not the image's.
+    pub(super) fn read(&self, offset: usize, buf: &mut [u8]) -> bool {
         assert!(offset
             .checked_add(buf.len())
             .is_some_and(|e| e <= self.raw.len()));
         // SAFETY: the assert keeps [offset, offset + len) inside the mapping, which lives as
         // long as `self`; `buf` is a distinct, writable Rust buffer, so the regions cannot
-        // overlap. Concurrent writers to the same image bytes make the copied bytes
+        // overlap. A page past the end of a file that shrank under us raises SIGBUS, which the
+        // guard turns into a zero page and a flag we return. Concurrent writers to the same image bytes make the copied bytes
         // unspecified (as on a disk), never the memory unsafe: u8 has no invalid values.
         unsafe {
             std::ptr::copy_nonoverlapping(
@@ -48,6 +60,7 @@ impl Map {
                 buf.len(),
             )
         }
+        !self.guard.faulted()
     }
 
     /// Copy `data` to `offset`. Only for anonymous (writable) maps; the caller has checked the

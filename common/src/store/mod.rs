@@ -16,6 +16,7 @@
 //! A memory image ([`Image::memory`]) backs tests and benches with the same code path for
 //! reads and an in-map copy for writes.
 
+mod guard;
 mod map;
 
 use std::fs::{File, OpenOptions};
@@ -51,6 +52,8 @@ pub enum StoreError {
     OutOfRange { offset: u64, len: usize, size: u64 },
     #[error("the image is exported read-only")]
     ReadOnly,
+    #[error("the image file shrank under l2san; restore its size and restart l2san")]
+    Shrunk,
     #[error("I/O error on the image: {0}")]
     Io(#[from] io::Error),
 }
@@ -195,8 +198,11 @@ impl Image {
     /// Copy `buf.len()` bytes at `offset` out of the image.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
         self.check(offset, buf.len())?;
-        self.map.read(offset as usize, buf);
-        Ok(())
+        if self.map.read(offset as usize, buf) {
+            Ok(())
+        } else {
+            Err(StoreError::Shrunk)
+        }
     }
 
     /// Write `data` at `offset`, durable as the export's mode says when this returns.

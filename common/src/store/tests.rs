@@ -165,3 +165,26 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn image_truncated_underneath_gives_errors_not_sigbus() {
+    let (_d, path) = temp_image(1 << 20);
+    let img = Image::open(&path, ImageOptions::default()).unwrap();
+    img.write_at(0, &[9u8; 512]).unwrap();
+    // Another program shrinks the image to one page.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    let mut buf = [0u8; 512];
+    img.read_at(0, &mut buf).unwrap();
+    assert_eq!(buf, [9u8; 512]);
+    // A read past the new end would raise SIGBUS; it is an error instead, and stays one.
+    assert!(matches!(
+        img.read_at(512 * 1000, &mut buf),
+        Err(StoreError::Shrunk)
+    ));
+    assert!(matches!(img.read_at(0, &mut buf), Err(StoreError::Shrunk)));
+}

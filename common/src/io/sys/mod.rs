@@ -1,5 +1,7 @@
-//! Linux raw-socket backends. The only socket `unsafe` in l2san lives below this module.
+//! Linux raw-socket backends and the few other system calls the workers need. The only socket
+//! and signal `unsafe` in l2san lives below this module.
 
 pub mod packet;
+pub mod signal;
 
-pub use packet::{PacketRx, PacketSocket, PacketTx};
+pub use packet::{PacketRx, PacketSocket, PacketTx, RingStats};

@@ -1,0 +1,169 @@
+//! A worker: owns one receive ring and one transmit path of one interface, routes each frame
+//! by ethertype to a handler, and sends the replies in batches. It does not know what the
+//! frames mean.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::ether::EthernetFrame;
+use crate::io::sys::{packet, signal};
+use crate::io::{FrameRx, Transmit, TxBatch};
+use crate::netif::Interface;
+
+/// Frames handled per wake-up before replies are flushed (bounded batches).
+pub const BATCH: usize = 64;
+/// How long a worker sleeps in `poll` before it looks at timers and the stop flag.
+const POLL: Duration = Duration::from_millis(100);
+/// How often the MTU and link state are looked at.
+const LINK_CHECK: Duration = Duration::from_secs(1);
+
+/// A protocol target as a worker sees it.
+pub trait FrameHandler: Send + Sync {
+    /// The ethertypes this handler serves.
+    fn ethertypes(&self) -> &[u16];
+    /// One received frame of one of [`ethertypes`](Self::ethertypes), Ethernet header included.
+    fn handle(&self, frame: &[u8], tx: &mut dyn Transmit);
+    /// The link came up, the worker started, or the MTU changed: advertise.
+    fn link_changed(&self, mtu: u32, tx: &mut dyn Transmit);
+    /// Called at least every 100 ms, for timers.
+    fn tick(&self, _now: Instant, _tx: &mut dyn Transmit) {}
+}
+
+/// Counters of one worker; read by anyone, written by the worker alone.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub frames: AtomicU64,
+    pub batches: AtomicU64,
+    pub unknown_ethertype: AtomicU64,
+    pub runts: AtomicU64,
+    pub tx_frames: AtomicU64,
+    pub tx_dropped: AtomicU64,
+    pub ring_drops: AtomicU64,
+    pub io_errors: AtomicU64,
+}
+
+/// Route `frame` to the handler of its ethertype; count what has none.
+pub fn dispatch(
+    handlers: &[Arc<dyn FrameHandler>],
+    frame: &[u8],
+    tx: &mut dyn Transmit,
+    stats: &WorkerStats,
+) {
+    stats.frames.fetch_add(1, Ordering::Relaxed);
+    let Ok(eth) = EthernetFrame::new_checked(frame) else {
+        stats.runts.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let ethertype = u16::from(eth.ethertype());
+    for h in handlers {
+        if h.ethertypes().contains(&ethertype) {
+            h.handle(frame, tx);
+            return;
+        }
+    }
+    stats.unknown_ethertype.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Serve `iface` with `handlers` on the calling thread until a stop is requested.
+///
+/// Socket errors never end it: ENETDOWN, ENOBUFS and a vanished interface are logged
+/// (at most once per 10 s per kind) and the socket is reopened until it works again.
+pub fn run(iface: &Interface, handlers: &[Arc<dyn FrameHandler>], stats: &WorkerStats) {
+    let ethertypes: Vec<u16> = handlers
+        .iter()
+        .flat_map(|h| h.ethertypes().iter().copied())
+        .collect();
+    let mut batch = TxBatch::new(BATCH);
+    let mut last_warn: Option<Instant> = None;
+    let mut warn = |msg: &dyn std::fmt::Display| {
+        if last_warn.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+            tracing::warn!(iface = %iface.name, "{msg}");
+            last_warn = Some(Instant::now());
+        }
+    };
+    'reopen: while !signal::stop_requested() {
+        // The index changes when an interface is deleted and made again: look it up anew.
+        let index = Interface::by_name(&iface.name).map_or(iface.index, |i| i.index);
+        let (mut rx, mut tx) = match packet::open(index, &ethertypes) {
+            Ok(halves) => halves,
+            Err(e) => {
+                stats.io_errors.fetch_add(1, Ordering::Relaxed);
+                warn(&format_args!(
+                    "cannot open a packet socket: {e}; retrying (is the interface up, and are we root or CAP_NET_RAW?)"
+                ));
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let mut mtu = iface.mtu().unwrap_or(1500);
+        {
+            let mut t = batch.with(&mut tx);
+            for h in handlers {
+                h.link_changed(mtu, &mut t);
+            }
+            t.flush();
+        }
+        let mut last_check = Instant::now();
+        while !signal::stop_requested() {
+            let result = {
+                let mut t = batch.with(&mut tx);
+                let r = rx.recv_batch(POLL, BATCH, &mut |frame| {
+                    dispatch(handlers, frame, &mut t, stats);
+                });
+                let now = Instant::now();
+                for h in handlers {
+                    h.tick(now, &mut t);
+                }
+                t.flush();
+                if let Some(e) = t.error.take() {
+                    stats.io_errors.fetch_add(1, Ordering::Relaxed);
+                    warn(&format_args!(
+                        "transmit failed: {e}; replies dropped, initiators will retransmit"
+                    ));
+                }
+                r
+            };
+            stats.tx_frames.store(batch.sent, Ordering::Relaxed);
+            stats.tx_dropped.store(batch.dropped, Ordering::Relaxed);
+            match result {
+                Ok(n) if n > 0 => {
+                    stats.batches.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    stats.io_errors.fetch_add(1, Ordering::Relaxed);
+                    warn(&format_args!("receive failed: {e}; reopening the socket"));
+                    std::thread::sleep(Duration::from_millis(500));
+                    continue 'reopen;
+                }
+            }
+            if last_check.elapsed() >= LINK_CHECK {
+                last_check = Instant::now();
+                if let Ok(st) = rx.stats() {
+                    stats
+                        .ring_drops
+                        .fetch_add(st.drops as u64, Ordering::Relaxed);
+                }
+                match iface.mtu() {
+                    None => {
+                        warn(&"interface vanished; waiting for it to come back");
+                        std::thread::sleep(Duration::from_secs(1));
+                        continue 'reopen;
+                    }
+                    Some(now_mtu) if now_mtu != mtu => {
+                        tracing::info!(iface = %iface.name, old = mtu, new = now_mtu, "MTU changed; re-advertising");
+                        mtu = now_mtu;
+                        let mut t = batch.with(&mut tx);
+                        for h in handlers {
+                            h.link_changed(mtu, &mut t);
+                        }
+                        t.flush();
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        break;
+    }
+}
