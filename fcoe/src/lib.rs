@@ -1,2 +1,3 @@
 //! FCoE target (FC-BB-6 VN2VN and point-to-point N_Port): filled in by the FCoE issue.
 #![forbid(unsafe_code)]
+pub mod wire;
