@@ -338,11 +338,20 @@ mod tests {
 
     #[test]
     fn error_flag_round_trip() {
-        let r = HeaderRepr::response(7, 3, Command::IssueAta, 0xdead_beef, Some(ErrorCode::TargetReserved));
+        let r = HeaderRepr::response(
+            7,
+            3,
+            Command::IssueAta,
+            0xdead_beef,
+            Some(ErrorCode::TargetReserved),
+        );
         let mut buf = [0xa5u8; HEADER_LEN];
         r.emit(&mut HeaderPacket::new_unchecked(&mut buf[..]));
         assert_eq!(buf, [0x1c, 6, 0, 7, 3, 0, 0xde, 0xad, 0xbe, 0xef]);
-        assert_eq!(HeaderRepr::parse(&HeaderPacket::new_unchecked(&buf[..])).unwrap(), r);
+        assert_eq!(
+            HeaderRepr::parse(&HeaderPacket::new_unchecked(&buf[..])).unwrap(),
+            r
+        );
     }
 
     #[test]

@@ -1,0 +1,221 @@
+//! IDENTIFY DEVICE (0xEC): the 512-byte identify block (ATA/ATAPI-7 vol. 1 §6.17; ACS-3
+//! §7.12.7), filled the way the AoE initiators read it.
+//!
+//! | Word(s) | Content | Reader |
+//! |---|---|---|
+//! | 0 | 0: fixed ATA device | — |
+//! | 1, 3, 6 | default cylinders / heads (16) / sectors per track (63) | BIOSes, WinAoE ignores |
+//! | 10–19 | serial number, 20 ATA chars | Linux `HDIO_GET_IDENTITY` |
+//! | 23–26 | firmware revision, 8 ATA chars | — |
+//! | 27–46 | model number, 40 ATA chars | iPXE prints it |
+//! | 47 | 0x8000: READ/WRITE MULTIPLE not supported | — |
+//! | 49 | bit 9: LBA supported | — |
+//! | 50 | 0x4000 | — |
+//! | 53 | bit 0: words 54–58 valid | — |
+//! | 54–58 | current CHS and its capacity | Linux only without LBA48 |
+//! | 60–61 | LBA28 capacity, min(capacity, 0x0FFFFFFF) | iPXE, Linux without LBA48 |
+//! | 80 | major version: ATA-4 .. ATA/ATAPI-7 | — |
+//! | 82 | bit 5: write cache supported | — |
+//! | 83 | bit 14 valid, bit 13 FLUSH CACHE EXT, bit 12 FLUSH CACHE, bit 10 LBA48 | iPXE (only this word), Linux |
+//! | 84, 87 | 0x4000 (valid) | — |
+//! | 85 | bit 5: write cache enabled (writeback and writable) | — |
+//! | 86 | enabled: bits 13, 12, 10 | Linux ORs 83 and 86 |
+//! | 93 | 0x400b | — |
+//! | 100–103 | LBA48 capacity | Linux, iPXE, WinAoE |
+//! | 106 | 0x4000: one 512-byte logical sector per physical sector | — |
+//! | 255 | integrity word: 0xA5 signature and checksum | libata |
+//!
+//! Strings are ATA strings: space padded, the two bytes of each 16-bit word swapped.
+
+/// Length of the identify block.
+pub const IDENTIFY_LEN: usize = 512;
+
+const SERIAL_WORDS: (usize, usize) = (10, 20);
+const FIRMWARE_WORDS: (usize, usize) = (23, 4);
+const MODEL_WORDS: (usize, usize) = (27, 20);
+
+/// The strings of the identify block, built once per export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    serial: [u8; 20],
+    firmware: [u8; 8],
+    model: [u8; 40],
+}
+
+/// The model number every export reports.
+pub const MODEL: &str = "l2san";
+
+impl Identity {
+    /// `serial` is cut to 20 characters; bytes outside printable ASCII become `_`.
+    pub fn new(serial: &str) -> Identity {
+        Identity {
+            serial: ata_chars(serial),
+            firmware: ata_chars(env!("CARGO_PKG_VERSION")),
+            model: ata_chars(MODEL),
+        }
+    }
+
+    pub fn serial(&self) -> &[u8] {
+        &self.serial
+    }
+}
+
+/// Space-padded, truncated, printable ASCII (not yet byte-swapped).
+fn ata_chars<const N: usize>(s: &str) -> [u8; N] {
+    let mut out = [b' '; N];
+    for (o, b) in out.iter_mut().zip(s.bytes()) {
+        *o = if (0x20..0x7f).contains(&b) { b } else { b'_' };
+    }
+    out
+}
+
+/// Write `chars` as an ATA string at word `start`: each pair of characters swapped.
+fn put_string(block: &mut [u8], (start, words): (usize, usize), chars: &[u8]) {
+    for (i, pair) in chars.chunks_exact(2).take(words).enumerate() {
+        let at = (start + i) * 2;
+        block[at] = pair[1];
+        block[at + 1] = pair[0];
+    }
+}
+
+fn put_word(block: &mut [u8], word: usize, v: u16) {
+    block[word * 2..word * 2 + 2].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put_dword(block: &mut [u8], word: usize, v: u32) {
+    put_word(block, word, v as u16);
+    put_word(block, word + 1, (v >> 16) as u16);
+}
+
+/// Default CHS geometry for `capacity` sectors: 16 heads, 63 sectors per track, at most
+/// 16383 cylinders (ATA-7 Annex: larger devices report 16383/16/63).
+fn geometry(capacity: u64) -> (u16, u16, u16) {
+    const HEADS: u64 = 16;
+    const SECTORS: u64 = 63;
+    let cylinders = (capacity / (HEADS * SECTORS)).min(16383) as u16;
+    (cylinders, HEADS as u16, SECTORS as u16)
+}
+
+/// Fill the first [`IDENTIFY_LEN`] bytes of `block` (every byte written).
+///
+/// `capacity` is in 512-byte sectors; `write_cache_enabled` is word 85 bit 5.
+pub fn build(block: &mut [u8], identity: &Identity, capacity: u64, write_cache_enabled: bool) {
+    let block = &mut block[..IDENTIFY_LEN];
+    block.fill(0);
+    let capacity = capacity.min((1 << 48) - 1);
+    let (cyl, heads, spt) = geometry(capacity);
+    put_word(block, 1, cyl);
+    put_word(block, 3, heads);
+    put_word(block, 6, spt);
+    put_string(block, SERIAL_WORDS, &identity.serial);
+    put_string(block, FIRMWARE_WORDS, &identity.firmware);
+    put_string(block, MODEL_WORDS, &identity.model);
+    put_word(block, 47, 0x8000);
+    put_word(block, 49, 1 << 9);
+    put_word(block, 50, 0x4000);
+    put_word(block, 53, 0x0001);
+    put_word(block, 54, cyl);
+    put_word(block, 55, heads);
+    put_word(block, 56, spt);
+    put_dword(
+        block,
+        57,
+        u32::from(cyl) * u32::from(heads) * u32::from(spt),
+    );
+    put_dword(block, 60, capacity.min(0x0fff_ffff) as u32);
+    put_word(block, 80, 0x00f0);
+    put_word(block, 82, 1 << 5);
+    put_word(block, 83, (1 << 14) | (1 << 13) | (1 << 12) | (1 << 10));
+    put_word(block, 84, 0x4000);
+    put_word(block, 85, if write_cache_enabled { 1 << 5 } else { 0 });
+    put_word(block, 86, (1 << 13) | (1 << 12) | (1 << 10));
+    put_word(block, 87, 0x4000);
+    put_word(block, 93, 0x400b);
+    for i in 0..4 {
+        put_word(block, 100 + i, (capacity >> (16 * i)) as u16);
+    }
+    put_word(block, 106, 0x4000);
+    // Word 255: signature 0xA5 in the low byte, and a high byte that makes all 512 bytes sum
+    // to zero modulo 256.
+    block[510] = 0xa5;
+    let sum = block[..511].iter().fold(0u8, |s, &b| s.wrapping_add(b));
+    block[511] = sum.wrapping_neg();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn word(b: &[u8], w: usize) -> u16 {
+        u16::from_le_bytes([b[w * 2], b[w * 2 + 1]])
+    }
+
+    fn string(b: &[u8], start: usize, words: usize) -> String {
+        let mut s = Vec::new();
+        for w in start..start + words {
+            s.push(b[w * 2 + 1]);
+            s.push(b[w * 2]);
+        }
+        String::from_utf8(s).unwrap()
+    }
+
+    #[test]
+    fn words_as_initiators_read_them() {
+        let id = Identity::new("e0.0:host");
+        let mut block = [0xa5u8; 600];
+        let cap = 0x1_2345_6789u64;
+        build(&mut block, &id, cap, true);
+        assert_eq!(word(&block, 0), 0);
+        assert_eq!(word(&block, 49) & (1 << 9), 1 << 9);
+        assert_eq!(word(&block, 50), 0x4000);
+        assert_eq!(word(&block, 60), 0xffff);
+        assert_eq!(word(&block, 61), 0x0fff);
+        assert_eq!(word(&block, 83), 0x7400);
+        assert_eq!(word(&block, 84), 0x4000);
+        assert_eq!(word(&block, 85), 0x0020);
+        assert_eq!(word(&block, 86), 0x3400);
+        assert_eq!(word(&block, 87), 0x4000);
+        assert_eq!(word(&block, 82), 0x0020);
+        assert_eq!(word(&block, 93), 0x400b);
+        assert_eq!(
+            (0..4)
+                .map(|i| u64::from(word(&block, 100 + i)) << (16 * i))
+                .sum::<u64>(),
+            cap
+        );
+        assert_eq!(
+            (word(&block, 1), word(&block, 3), word(&block, 6)),
+            (16383, 16, 63)
+        );
+        assert_eq!(string(&block, 10, 10), "e0.0:host           ");
+        assert_eq!(string(&block, 27, 20), format!("{MODEL:<40}"));
+        assert_eq!(string(&block, 23, 4).trim_end(), env!("CARGO_PKG_VERSION"));
+        // Only 512 bytes written; the checksum makes them sum to zero.
+        assert!(block[512..].iter().all(|&b| b == 0xa5));
+        assert_eq!(block[510], 0xa5);
+        assert_eq!(block[..512].iter().fold(0u8, |s, &b| s.wrapping_add(b)), 0);
+    }
+
+    #[test]
+    fn small_image_geometry_and_cache_off() {
+        let mut block = [0u8; 512];
+        build(&mut block, &Identity::new("x"), 2048, false);
+        assert_eq!(word(&block, 85), 0);
+        assert_eq!(word(&block, 60), 2048);
+        assert_eq!(word(&block, 61), 0);
+        assert_eq!(word(&block, 100), 2048);
+        assert_eq!((word(&block, 1), word(&block, 54)), (2, 2));
+        assert_eq!(
+            u32::from(word(&block, 57)) | (u32::from(word(&block, 58)) << 16),
+            2 * 16 * 63
+        );
+    }
+
+    #[test]
+    fn serial_truncated_and_sanitised() {
+        let id = Identity::new("e65535.255:a-very-long-hostname\u{e9}");
+        assert_eq!(id.serial(), b"e65535.255:a-very-lo");
+        let id = Identity::new("e1.2:h\u{e9}");
+        assert_eq!(&id.serial()[..8], b"e1.2:h__");
+    }
+}

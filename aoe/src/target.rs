@@ -1,0 +1,563 @@
+//! The AoE protocol layer: turns received frames into replies. Sans-IO: it is handed whole
+//! Ethernet frames and a [`Transmit`] to build replies in; it never touches a socket, a clock
+//! or a thread.
+//!
+//! # Validation order (AoE brief §4.4)
+//!
+//! 1. Length: Ethernet + AoE header (24 bytes), plus the fixed argument of commands 0–3.
+//!    Shorter frames are dropped (`truncated`). Frames shorter than the 60-byte Ethernet
+//!    minimum are fine (Linux and iPXE on a tap send 32–36 bytes); trailing bytes are ignored.
+//! 2. Version: Ver ≠ 1 is dropped when broadcast-addressed (or a response), else answered with
+//!    AoE Error 5.
+//! 3. R flag set: a response, never ours to answer; dropped.
+//! 4. Address: Major ∈ {ours, 0xffff} and Minor ∈ {ours, 0xff}.
+//! 5. Mac Mask List: when an export's list is non-empty, any command from a source MAC not on
+//!    it is dropped silently (the device is invisible to that host).
+//! 6. Command: unknown 4..=0xEF → AoE Error 1; vendor ≥ 0xF0 → silence (counted).
+//! 7. Argument fields, 8. payload length, 9. LBA range (checked 64-bit arithmetic), in the ATA
+//!    layer for command 0.
+//!
+//! # Broadcast policy
+//!
+//! Broadcast-addressed frames (Major 0xffff or Minor 0xff) are answered only for Query Config
+//! (every CCmd: the config string is not data), ATA IDENTIFY and CHECK POWER MODE (WinAoE
+//! discovers with a broadcast IDENTIFY), and the *read* forms of Mac Mask List and
+//! Reserve/Release. Every other broadcast-addressed command — READ, WRITE, FLUSH, any other ATA
+//! opcode, mask and reserve edits, unknown commands — is dropped and counted
+//! (`broadcast_refused`): vblade and ggaoed execute broadcast writes on every export, which
+//! no initiator needs.
+//!
+//! # Reservations
+//!
+//! While an export's reserve list is non-empty, ATA commands other than IDENTIFY and CHECK
+//! POWER MODE from a source MAC not on the list get AoE Error 6 (target reserved). vblade
+//! exempts IDENTIFY only; CHECK POWER MODE is exempt here too because it reveals and changes
+//! nothing. Config, mask and reserve commands are not blocked (a holder-less host can still
+//! read the reservation, and RCmd 2 force-set is AoEr11's way to break one).
+//!
+//! # Replies
+//!
+//! Ver 1 with R set (first byte 0x18, or 0x1C with E), the request's tag, our own
+//! Major/Minor even for broadcast requests, unicast to the requester's source MAC from our
+//! MAC. Every byte up to the reply length is written (reserved fields zero); `commit` pads
+//! short frames with zeros. ATA failures go in the ATA Status/Error registers, never in the
+//! AoE Error field. AoE error replies carry the header plus the request's fixed argument
+//! (reserved bytes zeroed, lists left out); config errors carry the current config instead.
+//!
+//! Tags are opaque and no per-tag state is kept: a retransmit with a new tag is simply
+//! executed again (reads and writes are idempotent).
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use l2san_common::ether::{emit_header, HEADER_LEN as ETH_LEN};
+use l2san_common::io::MAX_FRAME_LEN;
+use l2san_common::{EtherType, EthernetFrame, Image, MacAddr, Transmit};
+
+use crate::ata::{self, AtaCommand, AtaDevice, AtaError, AtaOp, Identity, Opcode};
+use crate::wire::header::{HEADER_LEN, VERSION};
+use crate::wire::{
+    self, AtaPacket, AtaRepr, Command, ConfigCommand, ConfigPacket, ConfigRepr, Directive,
+    DirectiveCommand, ErrorCode, HeaderPacket, HeaderRepr, MaskCommand, MaskError, MaskPacket,
+    MaskRepr, ReserveCommand, ReservePacket, ReserveRepr, WireError,
+};
+
+mod manage;
+mod stats;
+
+use stats::{add, bump};
+pub use stats::{AoeStats, AoeStatsSnapshot};
+
+/// Firmware Version in config responses: 0x4c32, "L2" in ASCII. Stable across releases so
+/// that initiators and tools that log it see one value per implementation.
+pub const FIRMWARE_VERSION: u16 = 0x4c32;
+/// Default advertised Buffer Count: Linux uses min(bufcnt, aoe_maxout = 64).
+pub const DEFAULT_BUFFER_COUNT: u16 = 64;
+/// Smallest Buffer Count advertised: Linux never sends a request with fewer than 2.
+pub const MIN_BUFFER_COUNT: u16 = 2;
+/// Capacity of each export's Mac Mask List and reserve list (vblade's mask limit).
+pub const MAC_LIST_CAP: usize = 32;
+/// Ethernet + AoE header + ATA argument: what a frame carries besides sector data.
+pub const ATA_OVERHEAD: usize = ETH_LEN + HEADER_LEN + wire::ata::ARG_LEN;
+
+/// Frame offsets of the parts of a reply.
+const AOE_START: usize = ETH_LEN;
+const ARG_START: usize = ETH_LEN + HEADER_LEN;
+
+/// One disk image exported as eShelf.Slot.
+#[derive(Debug, Clone)]
+pub struct AoeExport {
+    pub shelf: u16,
+    pub slot: u8,
+    pub image: Arc<Image>,
+    /// Advertised Buffer Count; default 64, clamped to at least 2.
+    pub buffer_count: u16,
+    /// Initial config string; at most 1024 bytes (longer is cut).
+    pub config_string: Vec<u8>,
+}
+
+impl AoeExport {
+    pub fn new(shelf: u16, slot: u8, image: Arc<Image>) -> AoeExport {
+        AoeExport {
+            shelf,
+            slot,
+            image,
+            buffer_count: DEFAULT_BUFFER_COUNT,
+            config_string: Vec::new(),
+        }
+    }
+}
+
+/// A fixed-capacity MAC list (no allocation after construction).
+#[derive(Debug, Clone, Copy)]
+struct MacList {
+    macs: [MacAddr; MAC_LIST_CAP],
+    len: usize,
+}
+
+impl MacList {
+    const fn new() -> MacList {
+        MacList {
+            macs: [MacAddr::ZERO; MAC_LIST_CAP],
+            len: 0,
+        }
+    }
+    fn as_slice(&self) -> &[MacAddr] {
+        &self.macs[..self.len]
+    }
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    fn contains(&self, mac: MacAddr) -> bool {
+        self.as_slice().contains(&mac)
+    }
+    /// Add unless present; `false` when full.
+    fn add(&mut self, mac: MacAddr) -> bool {
+        if self.contains(mac) {
+            return true;
+        }
+        if self.len == MAC_LIST_CAP {
+            return false;
+        }
+        self.macs[self.len] = mac;
+        self.len += 1;
+        true
+    }
+    fn remove(&mut self, mac: MacAddr) {
+        if let Some(i) = self.as_slice().iter().position(|&m| m == mac) {
+            self.macs.copy_within(i + 1..self.len, i);
+            self.len -= 1;
+        }
+    }
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+/// Lock helpers that survive poisoning: the protected data are plain values that a panic
+/// elsewhere cannot leave half-written in a way that matters more than staying up.
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An export and its mutable protocol state.
+#[derive(Debug)]
+struct Export {
+    shelf: u16,
+    slot: u8,
+    image: Arc<Image>,
+    buffer_count: u16,
+    identity: Identity,
+    /// Capacity preallocated to 1024: setting it never allocates.
+    config: RwLock<Vec<u8>>,
+    mask: RwLock<MacList>,
+    /// Fast path: `mask` is non-empty. Written under the `mask` write lock.
+    masked: AtomicBool,
+    reserve: RwLock<MacList>,
+    /// Fast path: `reserve` is non-empty. Written under the `reserve` write lock.
+    reserved: AtomicBool,
+}
+
+impl Export {
+    fn new(e: AoeExport, host: &str) -> Export {
+        let mut config = Vec::with_capacity(wire::config::MAX_CONFIG_STRING);
+        let n = e.config_string.len().min(wire::config::MAX_CONFIG_STRING);
+        config.extend_from_slice(&e.config_string[..n]);
+        Export {
+            shelf: e.shelf,
+            slot: e.slot,
+            identity: Identity::new(&format!("e{}.{}:{}", e.shelf, e.slot, host)),
+            image: e.image,
+            buffer_count: e.buffer_count.max(MIN_BUFFER_COUNT),
+            config: RwLock::new(config),
+            mask: RwLock::new(MacList::new()),
+            masked: AtomicBool::new(false),
+            reserve: RwLock::new(MacList::new()),
+            reserved: AtomicBool::new(false),
+        }
+    }
+
+    fn addressed_by(&self, major: u16, minor: u8) -> bool {
+        (major == self.shelf || major == wire::header::MAJOR_BROADCAST)
+            && (minor == self.slot || minor == wire::header::MINOR_BROADCAST)
+    }
+
+    /// The Mac Mask List lets `src` in.
+    fn admits(&self, src: MacAddr) -> bool {
+        !self.masked.load(Ordering::Acquire) || read(&self.mask).contains(src)
+    }
+
+    /// Reserved, and not by `src`.
+    fn reserved_against(&self, src: MacAddr) -> bool {
+        self.reserved.load(Ordering::Acquire) && !read(&self.reserve).contains(src)
+    }
+}
+
+/// What every handler needs to know about the request.
+struct Request<'a> {
+    src: MacAddr,
+    header: HeaderRepr,
+    broadcast: bool,
+    /// The AoE header's payload: the argument and what follows.
+    arg: &'a [u8],
+}
+
+/// The AoE target: every export served on one interface. `Send + Sync`; share it through an
+/// `Arc` among workers.
+#[derive(Debug)]
+pub struct AoeTarget {
+    mac: MacAddr,
+    mtu: AtomicU32,
+    sector_count: AtomicU8,
+    exports: Vec<Export>,
+    stats: AoeStats,
+}
+
+/// Sectors per ATA command for `mtu`: ⌊(MTU − 36) / 512⌋, at most 255, and at most what fits
+/// a transmit buffer ([`MAX_FRAME_LEN`]: 17 sectors).
+pub fn sector_count_for_mtu(mtu: u32) -> u8 {
+    let by_mtu = (mtu as usize).saturating_sub(ATA_OVERHEAD) / ata::SECTOR_SIZE;
+    let by_buffer = (MAX_FRAME_LEN - ATA_OVERHEAD) / ata::SECTOR_SIZE;
+    by_mtu.min(by_buffer).min(255) as u8
+}
+
+impl AoeTarget {
+    /// `mac`: our interface MAC (source of every reply); `mtu`: current interface MTU;
+    /// `host`: hostname for the IDENTIFY serial.
+    pub fn new(mac: MacAddr, mtu: u32, host: &str, exports: Vec<AoeExport>) -> AoeTarget {
+        AoeTarget {
+            mac,
+            mtu: AtomicU32::new(mtu),
+            sector_count: AtomicU8::new(sector_count_for_mtu(mtu)),
+            exports: exports.into_iter().map(|e| Export::new(e, host)).collect(),
+            stats: AoeStats::default(),
+        }
+    }
+
+    pub fn mac(&self) -> MacAddr {
+        self.mac
+    }
+
+    pub fn mtu(&self) -> u32 {
+        self.mtu.load(Ordering::Relaxed)
+    }
+
+    /// Record a new interface MTU; the Sector Count follows it.
+    pub fn set_mtu(&self, mtu: u32) {
+        self.mtu.store(mtu, Ordering::Relaxed);
+        self.sector_count
+            .store(sector_count_for_mtu(mtu), Ordering::Relaxed);
+    }
+
+    /// Max sectors per ATA command at the current MTU (the config Sector Count).
+    pub fn sector_count(&self) -> u8 {
+        self.sector_count.load(Ordering::Relaxed)
+    }
+
+    pub fn stats(&self) -> &AoeStats {
+        &self.stats
+    }
+
+    /// One received Ethernet frame (whole frame, Ethernet header included, ethertype
+    /// 0x88A2). Replies go to `tx`.
+    pub fn handle_frame(&self, frame: &[u8], tx: &mut dyn Transmit) {
+        bump(&self.stats.frames);
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            bump(&self.stats.truncated);
+            return;
+        };
+        if eth.ethertype() != EtherType::Aoe {
+            bump(&self.stats.not_aoe);
+            return;
+        }
+        let Ok(packet) = HeaderPacket::new_checked(eth.payload()) else {
+            bump(&self.stats.truncated);
+            return;
+        };
+        let Ok(header) = HeaderRepr::parse(&packet) else {
+            bump(&self.stats.truncated);
+            return;
+        };
+        // 1. The fixed argument of the command must be there.
+        let arg_len = match header.command {
+            Command::IssueAta => wire::ata::ARG_LEN,
+            Command::QueryConfig => wire::config::ARG_LEN,
+            Command::MacMask => wire::mask::ARG_LEN,
+            Command::ReserveRelease => wire::reserve::ARG_LEN,
+            Command::Vendor(_) | Command::Unknown(_) => 0,
+        };
+        if packet.payload().len() < arg_len {
+            bump(&self.stats.truncated);
+            tracing::trace!(len = frame.len(), "aoe: truncated frame dropped");
+            return;
+        }
+        let src = eth.src();
+        if src.is_multicast() {
+            // Never answer to a group address: one request would reach every host.
+            bump(&self.stats.not_addressed);
+            return;
+        }
+        let req = Request {
+            src,
+            header,
+            broadcast: packet.broadcast_addressed(),
+            arg: packet.payload(),
+        };
+        // 2. Version.
+        if header.version != VERSION {
+            bump(&self.stats.bad_version);
+            if header.response || req.broadcast {
+                return;
+            }
+            for ex in &self.exports {
+                if ex.addressed_by(header.major, header.minor) && ex.admits(src) {
+                    self.error_reply(ex, &req, ErrorCode::UnsupportedVersion, &[], tx);
+                }
+            }
+            return;
+        }
+        // 3. Responses are not ours to answer.
+        if header.response {
+            bump(&self.stats.response_flag);
+            return;
+        }
+        // 4. Address, 5. mask, then the command.
+        let mut addressed = false;
+        for ex in &self.exports {
+            if !ex.addressed_by(header.major, header.minor) {
+                continue;
+            }
+            addressed = true;
+            if !ex.admits(src) {
+                bump(&self.stats.masked);
+                continue;
+            }
+            self.dispatch(ex, &req, tx);
+        }
+        if !addressed {
+            bump(&self.stats.not_addressed);
+        }
+    }
+
+    /// Unsolicited Query Config responses (adverts), one per export, to broadcast — or, when
+    /// an export's mask list is non-empty, one to each masked MAC.
+    pub fn advertise(&self, tx: &mut dyn Transmit) {
+        for ex in &self.exports {
+            let config = read(&ex.config);
+            let mask = *read(&ex.mask);
+            if mask.is_empty() {
+                self.config_reply(
+                    ex,
+                    MacAddr::BROADCAST,
+                    0,
+                    ConfigCommand::Read,
+                    None,
+                    &config,
+                    tx,
+                );
+            } else {
+                for &mac in mask.as_slice() {
+                    self.config_reply(ex, mac, 0, ConfigCommand::Read, None, &config, tx);
+                }
+            }
+        }
+    }
+
+    fn dispatch(&self, ex: &Export, req: &Request, tx: &mut dyn Transmit) {
+        match req.header.command {
+            Command::IssueAta => self.ata(ex, req, tx),
+            Command::QueryConfig => self.config(ex, req, tx),
+            Command::MacMask => self.mask(ex, req, tx),
+            Command::ReserveRelease => self.reserve(ex, req, tx),
+            Command::Vendor(_) => {
+                bump(&self.stats.vendor);
+            }
+            Command::Unknown(_) if req.broadcast => {
+                bump(&self.stats.broadcast_refused);
+            }
+            Command::Unknown(_) => {
+                self.error_reply(ex, req, ErrorCode::UnrecognizedCommand, &[], tx);
+            }
+        }
+    }
+
+    /// A transmit buffer of `len` bytes with the Ethernet and AoE headers written.
+    #[allow(clippy::too_many_arguments)]
+    fn reply_buffer<'t>(
+        &self,
+        tx: &'t mut dyn Transmit,
+        ex: &Export,
+        dst: MacAddr,
+        command: Command,
+        tag: u32,
+        error: Option<ErrorCode>,
+        len: usize,
+    ) -> &'t mut [u8] {
+        let buf = &mut tx.buffer(len)[..len];
+        emit_header(buf, dst, self.mac, EtherType::Aoe);
+        let header = HeaderRepr::response(ex.shelf, ex.slot, command, tag, error);
+        header.emit(&mut HeaderPacket::new_unchecked(
+            &mut buf[AOE_START..ARG_START],
+        ));
+        buf
+    }
+
+    fn commit(&self, tx: &mut dyn Transmit, len: usize) {
+        tx.commit(len);
+        bump(&self.stats.replies);
+    }
+
+    /// An AoE error reply: the header with E set and `arg` (a fixed argument, already
+    /// cleaned of reserved bits) after it.
+    fn error_reply(
+        &self,
+        ex: &Export,
+        req: &Request,
+        code: ErrorCode,
+        arg: &[u8],
+        tx: &mut dyn Transmit,
+    ) {
+        let len = ARG_START + arg.len();
+        let h = &req.header;
+        let buf = self.reply_buffer(tx, ex, req.src, h.command, h.tag, Some(code), len);
+        buf[ARG_START..].copy_from_slice(arg);
+        self.commit(tx, len);
+        bump(&self.stats.aoe_errors);
+        tracing::trace!(src = %req.src, ?code, "aoe: error reply");
+    }
+
+    // ---- Command 0: Issue ATA Command --------------------------------------------------
+
+    fn ata(&self, ex: &Export, req: &Request, tx: &mut dyn Transmit) {
+        let packet = AtaPacket::new_unchecked(req.arg);
+        let Ok(arg) = AtaRepr::parse(&packet) else {
+            bump(&self.stats.truncated);
+            return;
+        };
+        let opcode = Opcode::from(arg.cmd_status);
+        if req.broadcast && !opcode.is_inquiry() {
+            bump(&self.stats.broadcast_refused);
+            tracing::trace!(src = %req.src, ?opcode, "aoe: broadcast-addressed ATA command refused");
+            return;
+        }
+        if !opcode.is_inquiry() && ex.reserved_against(req.src) {
+            let mut echo = [0u8; wire::ata::ARG_LEN];
+            arg.emit(&mut AtaPacket::new_unchecked(&mut echo[..]));
+            self.error_reply(ex, req, ErrorCode::TargetReserved, &echo, tx);
+            return;
+        }
+        let cmd = AtaCommand {
+            opcode,
+            features: arg.err_feature,
+            sector_count: arg.sector_count,
+            lba: arg.lba,
+        };
+        let dev = AtaDevice {
+            image: &ex.image,
+            identity: &ex.identity,
+        };
+        let decoded = cmd.decode(dev.capacity(), self.sector_count(), packet.data().len());
+        let len = ATA_OVERHEAD + decoded.as_ref().map_or(0, AtaOp::data_in_len);
+        let h = &req.header;
+        let buf = self.reply_buffer(tx, ex, req.src, h.command, h.tag, None, len);
+        let (head, data_in) = buf.split_at_mut(ATA_OVERHEAD);
+        // The read lands straight in the transmit buffer; the write comes straight from the
+        // received frame.
+        let outcome = decoded.and_then(|op| {
+            dev.execute(&op, packet.data(), data_in)
+                .map(|done| (op, done))
+        });
+        let mut reply = AtaRepr {
+            aflags: arg.aflags,
+            err_feature: 0,
+            sector_count: 0,
+            cmd_status: ata::status::DRDY,
+            lba: arg.lba,
+        };
+        let data_len = match outcome {
+            Ok((op, done)) => {
+                self.count_done(&op);
+                reply.sector_count = done.sector_count;
+                done.data_len
+            }
+            Err(e) => {
+                self.count_error(ex, req, &cmd, &e);
+                let (status, error) = e.registers();
+                reply.cmd_status = status;
+                reply.err_feature = error;
+                // Nothing was transferred: the whole count remains.
+                reply.sector_count = arg.sector_count;
+                0
+            }
+        };
+        reply.emit(&mut AtaPacket::new_unchecked(&mut head[ARG_START..]));
+        self.commit(tx, ATA_OVERHEAD + data_len);
+    }
+
+    fn count_done(&self, op: &AtaOp) {
+        match op {
+            AtaOp::Read { count, .. } => {
+                bump(&self.stats.reads);
+                add(
+                    &self.stats.bytes_read,
+                    usize::from(*count) * ata::SECTOR_SIZE,
+                );
+            }
+            AtaOp::Write { count, .. } => {
+                bump(&self.stats.writes);
+                add(
+                    &self.stats.bytes_written,
+                    usize::from(*count) * ata::SECTOR_SIZE,
+                );
+            }
+            AtaOp::Flush => {
+                bump(&self.stats.flushes);
+            }
+            AtaOp::Identify | AtaOp::CheckPowerMode => {}
+        }
+    }
+
+    fn count_error(&self, ex: &Export, req: &Request, cmd: &AtaCommand, e: &AtaError) {
+        bump(&self.stats.ata_errors);
+        if matches!(e, AtaError::Uncorrectable) {
+            // Rate-limited without a clock: the 1st, 2nd, 4th, 8th ... I/O error.
+            let n = bump(&self.stats.io_errors);
+            if n.is_power_of_two() {
+                tracing::warn!(
+                    "e{}.{}: I/O error on {} ({n} so far); check the disk and the kernel log",
+                    ex.shelf,
+                    ex.slot,
+                    ex.image.path().display()
+                );
+            }
+        } else {
+            tracing::trace!(src = %req.src, ?cmd, error = %e, "aoe: ATA command failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
