@@ -10,7 +10,10 @@ fn store(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("l2san-bench-store-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("disk.img");
-    std::fs::File::create(&path).unwrap().set_len(64 << 20).unwrap();
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
     let file = Image::open(&path, ImageOptions::default()).unwrap();
     let memory = Image::memory(64 << 20, ImageOptions::default()).unwrap();
     // Touch every page once so that the benches measure copies, not first faults.
@@ -28,18 +31,26 @@ fn store(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(len as u64));
         for (name, img) in [("file", &file), ("memory", &memory)] {
             let mut lba = 0u64;
-            g.bench_with_input(BenchmarkId::new(format!("read/{name}"), sectors), &len, |b, _| {
-                b.iter(|| {
-                    lba = (lba + 97) % ((64 << 20) / 512 - 17);
-                    img.read_at(lba * 512, black_box(&mut buf)).unwrap();
-                })
-            });
-            g.bench_with_input(BenchmarkId::new(format!("write/{name}"), sectors), &len, |b, _| {
-                b.iter(|| {
-                    lba = (lba + 97) % ((64 << 20) / 512 - 17);
-                    img.write_at(lba * 512, black_box(&buf)).unwrap();
-                })
-            });
+            g.bench_with_input(
+                BenchmarkId::new(format!("read/{name}"), sectors),
+                &len,
+                |b, _| {
+                    b.iter(|| {
+                        lba = (lba + 97) % ((64 << 20) / 512 - 17);
+                        img.read_at(lba * 512, black_box(&mut buf)).unwrap();
+                    })
+                },
+            );
+            g.bench_with_input(
+                BenchmarkId::new(format!("write/{name}"), sectors),
+                &len,
+                |b, _| {
+                    b.iter(|| {
+                        lba = (lba + 97) % ((64 << 20) / 512 - 17);
+                        img.write_at(lba * 512, black_box(&buf)).unwrap();
+                    })
+                },
+            );
         }
     }
     g.finish();
