@@ -1,1 +1,20 @@
-//! End-to-end test rigs.
+//! End-to-end test rigs for l2san: real initiators (iPXE, Linux) in QEMU, talking to a target over
+//! a tap device in a network namespace that the rig creates and removes.
+//!
+//! - [`rig`]: network namespaces and taps ([`rig::Netns`], [`rig::Tap`]), process groups killed on
+//!   drop ([`rig::Child`]), [`rig::wait_until`], the target under test ([`rig::Target`], l2san or
+//!   vblade), iPXE `sanboot` in QEMU ([`rig::ipxe_sanboot`]) and the test harness glue
+//!   ([`rig::e2e`]).
+//! - [`bootdisk`]: a bootable raw image whose boot code checks int 13h reads and writes.
+//! - [`linux`]: a Debian kernel (fetched and cached) with a busybox initramfs running an AoE
+//!   scenario ([`linux::run_aoe`]).
+//! - [`cpio`]: the newc archive writer behind the initramfs.
+//!
+//! Everything here needs root, `/dev/net/tun`, `qemu-system-x86_64`, `/boot/ipxe.lkrn` (package
+//! ipxe) and `/bin/busybox` (busybox-static). The tests skip without root or tun and fail when a tool
+//! is missing.
+
+pub mod bootdisk;
+pub mod cpio;
+pub mod linux;
+pub mod rig;
