@@ -10,11 +10,20 @@ fn block_device_images_read_write_and_flush() {
     let dir = std::env::temp_dir().join(format!("l2san-blk-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let backing = dir.join("backing.img");
-    std::fs::File::create(&backing).unwrap().set_len(16 << 20).unwrap();
-    let out = match Command::new("losetup").args(["-f", "--show"]).arg(&backing).output() {
+    std::fs::File::create(&backing)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let out = match Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(&backing)
+        .output()
+    {
         Ok(out) if out.status.success() => out,
         other => {
-            eprintln!("SKIPPED: cannot attach a loop device (root and /dev/loop* needed): {other:?}");
+            eprintln!(
+                "SKIPPED: cannot attach a loop device (root and /dev/loop* needed): {other:?}"
+            );
             let _ = std::fs::remove_dir_all(&dir);
             return;
         }

@@ -1,11 +1,12 @@
-//! Survive an image that shrinks under us.
+//! Survive an image that shrinks under us, or a file system that fills up.
 //!
-//! Reading a page of a shared file map that lies past the file's end raises SIGBUS, which
-//! would end the process: another program only has to truncate an exported image. This
+//! Touching a page of a shared file map that lies past the file's end raises SIGBUS, and so
+//! does a store into a hole of a sparse file when the file system has no block left for it;
+//! either would end the process: another program only has to truncate an exported image. This
 //! module installs a SIGBUS handler that, for a fault inside one of the registered image
 //! maps, puts a page of zeros over the faulting page (so the interrupted copy completes) and
-//! marks that map as faulted; the store then reports the read as an I/O error (ATA UNC,
-//! SCSI MEDIUM ERROR) instead of returning the zeros. A fault anywhere else is a real bug:
+//! marks that map as faulted; the store then reports the read or write as an I/O error (ATA
+//! UNC, SCSI MEDIUM ERROR) instead of returning the zeros or acknowledging the write. A fault anywhere else is a real bug:
 //! the handler restores the default action and the fault repeats and kills the process.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,6 +18,7 @@ const SLOTS: usize = 256;
 struct Slot {
     start: AtomicUsize,
     end: AtomicUsize,
+    writable: AtomicBool,
     faulted: AtomicBool,
 }
 
@@ -24,6 +26,7 @@ struct Slot {
 const EMPTY: Slot = Slot {
     start: AtomicUsize::new(0),
     end: AtomicUsize::new(0),
+    writable: AtomicBool::new(false),
     faulted: AtomicBool::new(false),
 };
 static SLOTS_TABLE: [Slot; SLOTS] = [EMPTY; SLOTS];
@@ -36,9 +39,9 @@ pub(super) struct Guard {
 }
 
 impl Guard {
-    /// Guard `[start, start + len)`. Returns an unguarded handle when the table is full or
-    /// the handler could not be installed.
-    pub(super) fn register(start: usize, len: usize) -> Guard {
+    /// Guard `[start, start + len)`, a map that is `writable` or not. Returns an unguarded
+    /// handle when the table is full or the handler could not be installed.
+    pub(super) fn register(start: usize, len: usize, writable: bool) -> Guard {
         INSTALL.call_once(install);
         if !INSTALLED.load(Ordering::Acquire) || len == 0 {
             return Guard { slot: None };
@@ -50,6 +53,7 @@ impl Guard {
                 .is_ok()
             {
                 s.faulted.store(false, Ordering::Release);
+                s.writable.store(writable, Ordering::Release);
                 s.end.store(start + len, Ordering::Release);
                 return Guard { slot: Some(i) };
             }
@@ -97,6 +101,14 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut
         if start != 0 && addr >= start && addr < end {
             s.faulted.store(true, Ordering::Release);
             let base = addr & !(page - 1);
+            // A write fault (ENOSPC filling a hole, or a shrunk file) needs a writable page so
+            // that the interrupted store completes; what it stores is lost, and the flag makes
+            // the store report the write as failed, never as done.
+            let prot = if s.writable.load(Ordering::Acquire) {
+                libc::PROT_READ | libc::PROT_WRITE
+            } else {
+                libc::PROT_READ
+            };
             // SAFETY: `base` is a page inside one of our own image maps (checked above), which
             // stays mapped while registered; replacing it with a private zero page changes only
             // what that map shows, and mmap is a plain system call, safe in a signal handler.
@@ -104,7 +116,7 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut
                 libc::mmap(
                     base as *mut libc::c_void,
                     page,
-                    libc::PROT_READ,
+                    prot,
                     libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                     -1,
                     0,

@@ -1,20 +1,22 @@
 //! The image store: bytes at an offset of a disk image, on `memmap2`.
 //!
-//! Reads copy out of a shared read-only map of the image (page-cache speed, no syscall).
-//! Writes go through `pwrite` on the file, never through the map: a write into a hole of a
-//! sparse file on a full file system then fails with ENOSPC, which becomes an ATA or SCSI
-//! error, instead of a SIGBUS that would end the process. Linux keeps the map and the file
-//! coherent (one page cache), so a read after a write sees it.
+//! Reads copy out of a shared map of the image (page-cache speed, no syscall). Writes in
+//! `writeback` mode copy into the shared map too, but only where that can never meet ENOSPC:
+//! block devices, and regular files with no holes (checked with SEEK_HOLE at open; `fallocate`
+//! an image to get this path). Into a sparse file they go through `pwrite`, so that a full file
+//! system fails one write with ENOSPC (an ATA or SCSI error) instead of raising SIGBUS. Linux
+//! keeps the map and the file coherent (one page cache), so either way a read after a write
+//! sees it. The SIGBUS guard ([`guard`]) catches what is left: an image truncated under us.
 //!
 //! Durability (per export):
 //! - [`Durability::Writeback`]: a write is in the page cache when it is acknowledged, so it
 //!   survives a kill -9 of l2san; [`Image::flush`] (FLUSH CACHE, SYNCHRONIZE CACHE, and the
-//!   periodic flusher) makes it stable with `fdatasync`.
+//!   periodic flusher) makes it stable with `fdatasync`, which also writes back the pages
+//!   dirtied through the map.
 //! - [`Durability::Sync`]: the write goes through a second descriptor opened with `O_DSYNC`,
 //!   so it is on stable storage before it is acknowledged.
 //!
-//! A memory image ([`Image::memory`]) backs tests and benches with the same code path for
-//! reads and an in-map copy for writes.
+//! A memory image ([`Image::memory`]) backs tests and benches with the same map code.
 
 mod guard;
 mod map;
@@ -52,7 +54,7 @@ pub enum StoreError {
     OutOfRange { offset: u64, len: usize, size: u64 },
     #[error("the image is exported read-only")]
     ReadOnly,
-    #[error("the image file shrank under l2san; restore its size and restart l2san")]
+    #[error("the image file shrank under l2san, or its file system is full; restore the image (or free space) and restart l2san")]
     Shrunk,
     #[error("I/O error on the image: {0}")]
     Io(#[from] io::Error),
@@ -136,7 +138,11 @@ impl Image {
             ),
             _ => None,
         };
-        let map = Map::file(&file, size).map_err(|source| OpenError::Map {
+        // Stores through the map only where no block can be missing: see the module docs.
+        let map_writes = !opts.read_only
+            && opts.durability == Durability::Writeback
+            && (ft.is_block_device() || map::fully_allocated(&file, size));
+        let map = Map::file(&file, size, map_writes).map_err(|source| OpenError::Map {
             path: path.to_owned(),
             source,
         })?;
@@ -212,14 +218,19 @@ impl Image {
         }
         self.check(offset, data.len())?;
         match &self.backing {
-            Backing::File { file, sync_file } => {
-                let f = sync_file.as_ref().unwrap_or(file);
-                f.write_all_at(data, offset)?;
-                if sync_file.is_none() {
-                    self.dirty.store(true, Ordering::Release);
-                }
+            Backing::File {
+                sync_file: Some(f), ..
+            } => f.write_all_at(data, offset)?,
+            Backing::File { file, .. } if !self.map.writable() => {
+                file.write_all_at(data, offset)?;
+                self.dirty.store(true, Ordering::Release);
             }
-            Backing::Memory => self.map.write(offset as usize, data),
+            Backing::File { .. } | Backing::Memory => {
+                if !self.map.write(offset as usize, data) {
+                    return Err(StoreError::Shrunk);
+                }
+                self.dirty.store(true, Ordering::Release);
+            }
         }
         Ok(())
     }

@@ -188,3 +188,47 @@ fn image_truncated_underneath_gives_errors_not_sigbus() {
     ));
     assert!(matches!(img.read_at(0, &mut buf), Err(StoreError::Shrunk)));
 }
+
+#[test]
+fn fully_allocated_images_write_through_the_map_and_survive_a_reopen() {
+    let (_d, path) = temp_image(0);
+    std::fs::write(&path, vec![0u8; 1 << 20]).unwrap(); // written out: no holes
+    let img = Image::open(&path, ImageOptions::default()).unwrap();
+    assert!(
+        img.map.writable(),
+        "a hole-free image should take writes through the map"
+    );
+    img.write_at(4096 + 7, b"through the map").unwrap();
+    let mut buf = [0u8; 15];
+    img.read_at(4096 + 7, &mut buf).unwrap();
+    assert_eq!(&buf, b"through the map");
+    img.flush().unwrap();
+    drop(img);
+    assert_eq!(
+        &std::fs::read(&path).unwrap()[4096 + 7..4096 + 22],
+        b"through the map"
+    );
+    // A sparse image takes the pwrite path.
+    let (_d2, sparse) = temp_image(1 << 20);
+    let img = Image::open(&sparse, ImageOptions::default()).unwrap();
+    assert!(!img.map.writable());
+}
+
+#[test]
+fn writes_into_a_shrunk_map_are_refused_not_acknowledged() {
+    let (_d, path) = temp_image(0);
+    std::fs::write(&path, vec![0u8; 1 << 20]).unwrap();
+    let img = Image::open(&path, ImageOptions::default()).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    assert!(matches!(
+        img.write_at(512 * 1000, &[1u8; 512]),
+        Err(StoreError::Shrunk)
+    ));
+    // The file did not grow back: the write went nowhere, and was not acknowledged.
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096);
+}
