@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand};
 use l2san_common::Durability;
+use l2san_fcoe::wire::Wwn;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,12 +21,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve disk images on an interface until SIGINT or SIGTERM.
+    /// Serve disk images on an interface over AoE and FCoE until SIGINT or SIGTERM.
     #[command(after_help = "Examples:\n  \
         l2san serve -i eth1 --aoe 0.0=/srv/boot.img\n  \
-        l2san serve -i eth1 --aoe 1.0=/srv/golden.img,ro --aoe 1.1=/dev/vg0/data,sync\n\n\
-        iPXE boots e0.0 with:  sanboot aoe:e0.0\n\
-        Linux finds it with:   modprobe aoe; ls /dev/etherd/")]
+        l2san serve -i eth1 --aoe 1.0=/srv/golden.img,ro --aoe 1.1=/dev/vg0/data,sync\n  \
+        l2san serve -i eth1 --aoe 0.0=/srv/disk.img --fcoe 0=/srv/disk.img\n\n\
+        iPXE boots e0.0 with:   sanboot aoe:e0.0   (FCoE: sanboot fcp:<wwpn>:0)\n\
+        Linux finds AoE with:   modprobe aoe; ls /dev/etherd/\n\
+        Linux finds FCoE with:  modprobe fcoe; echo eth0 > /sys/bus/fcoe/ctlr_create;\n\
+        \x20                       echo vn2vn > /sys/bus/fcoe/devices/ctlr_0/mode;\n\
+        \x20                       echo 1 > /sys/bus/fcoe/devices/ctlr_0/enabled")]
     Serve(ServeArgs),
     /// Boot Debian's iPXE in QEMU from a built-in disk image served by l2san, then tear it down.
     #[command(
@@ -44,12 +49,25 @@ pub struct ServeArgs {
     #[arg(
         long = "aoe",
         value_name = "SHELF.SLOT=IMAGE[,ro][,sync]",
-        required = true
+        required_unless_present = "fcoe"
     )]
     pub aoe: Vec<AoeSpec>,
+    /// An FCoE LUN: <lun>=<image>[,ro][,sync], LUN 0 to 63. May be repeated; may name the
+    /// same image as an --aoe export (both then see the same bytes).
+    #[arg(long = "fcoe", value_name = "LUN=IMAGE[,ro][,sync]")]
+    pub fcoe: Vec<FcoeSpec>,
+    /// FCoE port name [default: 20:00:<interface MAC>].
+    #[arg(long, value_name = "WWPN")]
+    pub wwpn: Option<Wwn>,
+    /// FCoE node name [default: 10:00:<interface MAC>].
+    #[arg(long, value_name = "WWNN")]
+    pub wwnn: Option<Wwn>,
     /// AoE Buffer Count to advertise: how many requests an initiator may have outstanding.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(2..))]
     pub buffer_count: u16,
+    /// Worker threads, each with its own receive ring and transmit path [default: one per core].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: Option<u16>,
     /// Seconds between flushes of written-back data to stable storage (writeback exports).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub flush_interval: u64,
@@ -67,35 +85,25 @@ pub struct DemoArgs {
 pub struct AoeSpec {
     pub shelf: u16,
     pub slot: u8,
+    pub image: ImageSpec,
+}
+
+/// The part after `=` of `--aoe` and `--fcoe`: an image and its options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSpec {
     pub image: PathBuf,
     pub read_only: bool,
     pub durability: Durability,
 }
 
-impl FromStr for AoeSpec {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let usage = "write it as <shelf>.<slot>=<image>[,ro][,sync], e.g. 0.0=/srv/disk.img";
-        let (addr, rest) = s
-            .split_once('=')
-            .ok_or_else(|| format!("'{s}' has no '='; {usage}"))?;
-        let (shelf, slot) = addr
-            .split_once('.')
-            .ok_or_else(|| format!("'{addr}' is not <shelf>.<slot>; {usage}"))?;
-        let shelf: u16 = shelf.parse().ok().filter(|&v| v < 0xffff).ok_or_else(|| {
-            format!("shelf '{shelf}' must be a number from 0 to 65534 (65535 is broadcast)")
-        })?;
-        let slot: u8 = slot.parse().ok().filter(|&v| v < 0xff).ok_or_else(|| {
-            format!("slot '{slot}' must be a number from 0 to 254 (255 is broadcast)")
-        })?;
+impl ImageSpec {
+    fn parse(s: &str, rest: &str, usage: &str) -> Result<ImageSpec, String> {
         let mut parts = rest.split(',');
         let image = parts
             .next()
             .filter(|p| !p.is_empty())
             .ok_or_else(|| format!("no image path in '{s}'; {usage}"))?;
-        let mut spec = AoeSpec {
-            shelf,
-            slot,
+        let mut spec = ImageSpec {
             image: PathBuf::from(image),
             read_only: false,
             durability: Durability::Writeback,
@@ -116,6 +124,61 @@ impl FromStr for AoeSpec {
     }
 }
 
+/// One `--fcoe` argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FcoeSpec {
+    pub lun: u16,
+    pub image: ImageSpec,
+}
+
+impl FromStr for FcoeSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let usage = "write it as <lun>=<image>[,ro][,sync], e.g. 0=/srv/disk.img";
+        let (lun, rest) = s
+            .split_once('=')
+            .ok_or_else(|| format!("'{s}' has no '='; {usage}"))?;
+        let lun: u16 = lun
+            .parse()
+            .ok()
+            .filter(|&v| (v as usize) < l2san_fcoe::scsi::MAX_LUNS)
+            .ok_or_else(|| {
+                format!(
+                    "LUN '{lun}' must be a number from 0 to {}",
+                    l2san_fcoe::scsi::MAX_LUNS - 1
+                )
+            })?;
+        Ok(FcoeSpec {
+            lun,
+            image: ImageSpec::parse(s, rest, usage)?,
+        })
+    }
+}
+
+impl FromStr for AoeSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let usage = "write it as <shelf>.<slot>=<image>[,ro][,sync], e.g. 0.0=/srv/disk.img";
+        let (addr, rest) = s
+            .split_once('=')
+            .ok_or_else(|| format!("'{s}' has no '='; {usage}"))?;
+        let (shelf, slot) = addr
+            .split_once('.')
+            .ok_or_else(|| format!("'{addr}' is not <shelf>.<slot>; {usage}"))?;
+        let shelf: u16 = shelf.parse().ok().filter(|&v| v < 0xffff).ok_or_else(|| {
+            format!("shelf '{shelf}' must be a number from 0 to 65534 (65535 is broadcast)")
+        })?;
+        let slot: u8 = slot.parse().ok().filter(|&v| v < 0xff).ok_or_else(|| {
+            format!("slot '{slot}' must be a number from 0 to 254 (255 is broadcast)")
+        })?;
+        Ok(AoeSpec {
+            shelf,
+            slot,
+            image: ImageSpec::parse(s, rest, usage)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,13 +186,27 @@ mod tests {
     #[test]
     fn parses_aoe_specs() {
         let s: AoeSpec = "1.2=/srv/a.img,ro,sync".parse().unwrap();
+        assert_eq!((s.shelf, s.slot), (1, 2));
         assert_eq!(
-            (s.shelf, s.slot, s.read_only, s.durability),
-            (1, 2, true, Durability::Sync)
+            (s.image.read_only, s.image.durability),
+            (true, Durability::Sync)
         );
-        assert_eq!(s.image, PathBuf::from("/srv/a.img"));
+        assert_eq!(s.image.image, PathBuf::from("/srv/a.img"));
         let s: AoeSpec = "0.0=disk.img".parse().unwrap();
-        assert_eq!((s.read_only, s.durability), (false, Durability::Writeback));
+        assert_eq!(
+            (s.image.read_only, s.image.durability),
+            (false, Durability::Writeback)
+        );
+        let f: FcoeSpec = "3=/dev/sdb,ro".parse().unwrap();
+        assert_eq!((f.lun, f.image.read_only), (3, true));
+        for (bad, says) in [
+            ("64=x", "from 0 to 63"),
+            ("x", "no '='"),
+            ("0=", "no image path"),
+        ] {
+            let e = bad.parse::<FcoeSpec>().unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -244,6 +244,21 @@ pub fn sector_count_for_mtu(mtu: u32) -> u8 {
     by_mtu.min(by_buffer).min(255) as u8
 }
 
+/// How a worker drives the target: AoE frames in, replies and adverts out.
+impl l2san_common::FrameHandler for AoeTarget {
+    fn ethertypes(&self) -> &[u16] {
+        &[EtherType::AOE]
+    }
+    fn handle(&self, frame: &[u8], tx: &mut dyn Transmit) {
+        self.handle_frame(frame, tx);
+    }
+    /// Recompute the Sector Count and advertise (at start, and when the MTU changes).
+    fn link_changed(&self, mtu: u32, tx: &mut dyn Transmit) {
+        self.set_mtu(mtu);
+        self.advertise(tx);
+    }
+}
+
 impl AoeTarget {
     /// `mac`: our interface MAC (source of every reply); `mtu`: current interface MTU;
     /// `host`: hostname for the IDENTIFY serial.

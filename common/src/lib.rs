@@ -16,4 +16,4 @@ pub use ether::{EtherType, EthernetFrame, MacAddr};
 pub use io::{FrameRx, FrameTx, Transmit, TxBatch};
 pub use netif::Interface;
 pub use store::{Durability, Image, ImageOptions, StoreError};
-pub use worker::{FrameHandler, WorkerStats};
+pub use worker::{FrameHandler, WorkerRole, WorkerStats};

@@ -65,11 +65,49 @@ pub fn dispatch(
     stats.unknown_ethertype.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Which of an interface's workers this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerRole {
+    /// 0 is the leader: it advertises and runs the handlers' timers.
+    pub index: usize,
+    /// Workers on the interface; more than one join a fanout group.
+    pub count: usize,
+    /// The fanout group id, the same for every worker of the interface.
+    pub fanout_group: u16,
+}
+
+impl WorkerRole {
+    /// The only worker of an interface.
+    pub const SOLE: WorkerRole = WorkerRole {
+        index: 0,
+        count: 1,
+        fanout_group: 0,
+    };
+
+    fn leader(&self) -> bool {
+        self.index == 0
+    }
+}
+
+/// A fanout group id for `ifindex`, unlikely to meet another process's group.
+pub fn fanout_group(ifindex: u32) -> u16 {
+    (std::process::id() as u16) ^ ((ifindex as u16) << 11) ^ 0x4c32
+}
+
 /// Serve `iface` with `handlers` on the calling thread until a stop is requested.
+///
+/// With `role.count` > 1 this worker owns one socket of a fanout group: the kernel spreads the
+/// interface's frames over the group's rings (see [`packet::fanout_program`]). Only the leader
+/// (`role.index` 0) advertises and runs timers.
 ///
 /// Socket errors never end it: ENETDOWN, ENOBUFS and a vanished interface are logged
 /// (at most once per 10 s per kind) and the socket is reopened until it works again.
-pub fn run(iface: &Interface, handlers: &[Arc<dyn FrameHandler>], stats: &WorkerStats) {
+pub fn run(
+    iface: &Interface,
+    handlers: &[Arc<dyn FrameHandler>],
+    stats: &WorkerStats,
+    role: WorkerRole,
+) {
     let ethertypes: Vec<u16> = handlers
         .iter()
         .flat_map(|h| h.ethertypes().iter().copied())
@@ -85,7 +123,12 @@ pub fn run(iface: &Interface, handlers: &[Arc<dyn FrameHandler>], stats: &Worker
     'reopen: while !signal::stop_requested() {
         // The index changes when an interface is deleted and made again: look it up anew.
         let index = Interface::by_name(&iface.name).map_or(iface.index, |i| i.index);
-        let (mut rx, mut tx) = match packet::open(index, &ethertypes) {
+        let opened = if role.count > 1 {
+            packet::open_fanout(index, &ethertypes, role.fanout_group)
+        } else {
+            packet::open(index, &ethertypes)
+        };
+        let (mut rx, mut tx) = match opened {
             Ok(halves) => halves,
             Err(e) => {
                 stats.io_errors.fetch_add(1, Ordering::Relaxed);
@@ -97,7 +140,7 @@ pub fn run(iface: &Interface, handlers: &[Arc<dyn FrameHandler>], stats: &Worker
             }
         };
         let mut mtu = iface.mtu().unwrap_or(1500);
-        {
+        if role.leader() {
             let mut t = batch.with(&mut tx);
             for h in handlers {
                 h.link_changed(mtu, &mut t);
@@ -111,9 +154,11 @@ pub fn run(iface: &Interface, handlers: &[Arc<dyn FrameHandler>], stats: &Worker
                 let r = rx.recv_batch(POLL, BATCH, &mut |frame| {
                     dispatch(handlers, frame, &mut t, stats);
                 });
-                let now = Instant::now();
-                for h in handlers {
-                    h.tick(now, &mut t);
+                if role.leader() {
+                    let now = Instant::now();
+                    for h in handlers {
+                        h.tick(now, &mut t);
+                    }
                 }
                 t.flush();
                 if let Some(e) = t.error.take() {
@@ -151,7 +196,7 @@ pub fn run(iface: &Interface, handlers: &[Arc<dyn FrameHandler>], stats: &Worker
                         std::thread::sleep(Duration::from_secs(1));
                         continue 'reopen;
                     }
-                    Some(now_mtu) if now_mtu != mtu => {
+                    Some(now_mtu) if now_mtu != mtu && role.leader() => {
                         tracing::info!(iface = %iface.name, old = mtu, new = now_mtu, "MTU changed; re-advertising");
                         mtu = now_mtu;
                         let mut t = batch.with(&mut tx);

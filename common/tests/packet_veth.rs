@@ -129,3 +129,74 @@ fn ring_receives_served_ethertypes_only_at_mtu_1500() {
 fn ring_carries_jumbo_frames_at_mtu_9000() {
     exchange(9000, "j");
 }
+
+/// Two sockets in one fanout group share the frames: AoE requests to one 128 KiB region from
+/// one initiator always meet the same socket; different regions spread over both.
+#[test]
+fn fanout_keeps_a_region_on_one_worker_and_spreads_regions() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root to make a veth pair");
+        return;
+    }
+    let pair = VethPair::new("f", 1500).expect("ip link add veth failed");
+    let a = Interface::by_name(&pair.a).unwrap();
+    let b = Interface::by_name(&pair.b).unwrap();
+    let (_rx_a, mut tx_a) = packet::open(a.index, &[EtherType::AOE]).unwrap();
+    let group = l2san_common::worker::fanout_group(b.index);
+    let mut rxs: Vec<_> = (0..2)
+        .map(|_| {
+            packet::open_fanout(b.index, &[EtherType::AOE], group)
+                .unwrap()
+                .0
+        })
+        .collect();
+
+    // An AoE READ EXT for `lba`, with the LBA where the ATA argument keeps it.
+    let read = |lba: u64, tag: u32| {
+        let mut f = frame(a.mac, EtherType::AOE, 36, 0);
+        f[14] = 0x10;
+        f[20..24].copy_from_slice(&tag.to_be_bytes());
+        f[24..28].copy_from_slice(&[0x40, 0, 2, 0x24]);
+        f[28..34].copy_from_slice(&lba.to_le_bytes()[..6]);
+        f
+    };
+    // 64 regions, each asked twice (two sectors 8 apart in the same region).
+    let frames: Vec<Vec<u8>> = (0..64u64)
+        .flat_map(|r| {
+            [
+                read(r << 8, r as u32 * 2),
+                read((r << 8) + 8, r as u32 * 2 + 1),
+            ]
+        })
+        .collect();
+    let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+    assert_eq!(tx_a.send_frames(&refs).unwrap(), frames.len());
+
+    let mut owner: Vec<Option<usize>> = vec![None; frames.len()];
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while owner.iter().any(Option::is_none) && std::time::Instant::now() < deadline {
+        for (i, rx) in rxs.iter_mut().enumerate() {
+            rx.recv_batch(Duration::from_millis(50), 256, &mut |f| {
+                let tag = u32::from_be_bytes(f[20..24].try_into().unwrap()) as usize;
+                owner[tag] = Some(i);
+            })
+            .unwrap();
+        }
+    }
+    let owner: Vec<usize> = owner
+        .into_iter()
+        .map(|o| o.expect("a frame was lost"))
+        .collect();
+    for region in owner.chunks(2) {
+        assert_eq!(
+            region[0], region[1],
+            "one region's requests met two workers"
+        );
+    }
+    let on_first = owner.iter().filter(|&&o| o == 0).count();
+    assert!(
+        (16..=112).contains(&on_first),
+        "regions not spread over the workers: {on_first} of {} on worker 0",
+        owner.len()
+    );
+}

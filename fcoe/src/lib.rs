@@ -1,3 +1,9 @@
 //! FCoE target (FC-BB-6 VN2VN and point-to-point N_Port): filled in by the FCoE issue.
 #![forbid(unsafe_code)]
+pub mod fc;
+pub mod fip;
+pub mod scsi;
+pub mod target;
 pub mod wire;
+
+pub use target::{FcoeConfig, FcoeStatsSnapshot, FcoeTarget};

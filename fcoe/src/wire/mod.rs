@@ -115,9 +115,58 @@ impl fmt::Display for Wwn {
     }
 }
 
+/// Error for a WWN that is not eight hex octets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a WWN; write it as eight hex octets, e.g. 20:00:52:54:00:12:34:56")]
+pub struct BadWwn(pub String);
+
+impl std::str::FromStr for Wwn {
+    type Err = BadWwn;
+    /// `20:00:52:54:00:12:34:56`, `20-00-...`, or 16 hex digits with an optional `0x`.
+    fn from_str(s: &str) -> std::result::Result<Wwn, BadWwn> {
+        let bad = || BadWwn(s.to_string());
+        let digits: String = if s.contains([':', '-']) {
+            let parts: Vec<&str> = s.split([':', '-']).collect();
+            if parts.len() != 8 || parts.iter().any(|p| p.is_empty() || p.len() > 2) {
+                return Err(bad());
+            }
+            parts.iter().map(|p| format!("{p:0>2}")).collect()
+        } else {
+            s.strip_prefix("0x").unwrap_or(s).to_string()
+        };
+        if digits.len() != 16 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        u64::from_str_radix(&digits, 16).map(Wwn).map_err(|_| bad())
+    }
+}
+
 impl fmt::Debug for Wwn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod wwn_tests {
+    use super::Wwn;
+
+    #[test]
+    fn parses_and_prints_wwns() {
+        let w: Wwn = "20:00:52:54:00:12:34:56".parse().unwrap();
+        assert_eq!(w, Wwn(0x2000_5254_0012_3456));
+        assert_eq!(w.to_string(), "20:00:52:54:00:12:34:56");
+        assert_eq!("0x2000525400123456".parse::<Wwn>().unwrap(), w);
+        assert_eq!("20-0-52-54-0-12-34-56".parse::<Wwn>().unwrap(), w);
+        for bad in [
+            "",
+            "20:00",
+            "20:00:52:54:00:12:34:56:78",
+            "zz00525400123456",
+            "2000:52:54:00:12:34:56",
+        ] {
+            assert!(bad.parse::<Wwn>().is_err(), "{bad}");
+        }
     }
 }
 

@@ -201,6 +201,82 @@ pub fn open(ifindex: u32, ethertypes: &[u16]) -> io::Result<(PacketRx, PacketTx)
     PacketSocket::open(ethertypes)?.bind(ifindex)
 }
 
+/// Like [`open`], and join fanout group `group`: the kernel then hands each frame to one of the
+/// group's sockets, chosen by [`fanout_program`], so that every worker owns its own ring.
+pub fn open_fanout(
+    ifindex: u32,
+    ethertypes: &[u16],
+    group: u16,
+) -> io::Result<(PacketRx, PacketTx)> {
+    let (rx, tx) = PacketSocket::open(ethertypes)?.bind(ifindex)?;
+    let raw = rx.fd.as_raw_fd();
+    let arg: libc::c_int =
+        (group as libc::c_int) | ((libc::PACKET_FANOUT_CBPF as libc::c_int) << 16);
+    setsockopt(raw, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)?;
+    let mut prog = fanout_program();
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    setsockopt(raw, libc::SOL_PACKET, libc::PACKET_FANOUT_DATA, &fprog)?;
+    Ok((rx, tx))
+}
+
+/// The fanout program: which worker gets a frame (the kernel takes the result modulo the
+/// number of sockets in the group).
+///
+/// `PACKET_FANOUT_HASH` puts every AoE and FCoE frame on one socket (their flow hash is
+/// constant; shared/reference/raw-io.md), and `PACKET_FANOUT_LB` would spread one initiator's
+/// requests to one LBA range over several workers, which could reorder its writes. Instead:
+/// - AoE: hash of the source MAC and LBA bits 8-23 (128 KiB regions), so that requests to one
+///   region from one initiator are always handled by one worker, in order, while different
+///   regions and initiators spread over all workers;
+/// - FCoE: hash of the source MAC and OX_ID, so that every frame of an exchange (the command
+///   and its write data) meets the same worker;
+/// - everything else (FIP, runts): worker 0.
+///
+/// Loads are relative to the link-layer header (SKF_LL_OFF): the fanout program runs before
+/// the kernel pushes the Ethernet header back in front of the data. A load past the end of a
+/// short frame ends the program with 0: worker 0.
+pub fn fanout_program() -> Vec<libc::sock_filter> {
+    const LD_H: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
+    const LD_W: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const TAX: u16 = (libc::BPF_MISC | libc::BPF_TAX) as u16;
+    const XOR_X: u16 = (libc::BPF_ALU | libc::BPF_XOR | libc::BPF_X) as u16;
+    const MUL_K: u16 = (libc::BPF_ALU | libc::BPF_MUL | libc::BPF_K) as u16;
+    const RSH_K: u16 = (libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K) as u16;
+    const RET_A: u16 = (libc::BPF_RET | libc::BPF_A) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let ll = |off: u32| (libc::SKF_LL_OFF as u32).wrapping_add(off);
+    let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    // Source MAC bytes 2-5 xor a 16-bit field at `field`, mixed (Fibonacci hashing).
+    let hash = |field: u32| {
+        [
+            ins(LD_W, 0, 0, ll(8)),
+            ins(TAX, 0, 0, 0),
+            ins(LD_H, 0, 0, ll(field)),
+            ins(XOR_X, 0, 0, 0),
+            ins(MUL_K, 0, 0, 0x9e37_79b1),
+            ins(RSH_K, 0, 0, 16),
+            ins(RET_A, 0, 0, 0),
+        ]
+    };
+    let mut prog = vec![
+        ins(LD_H, 0, 0, ll(12)),
+        // AoE: over the next compare and the FCoE return-0, to the AoE hash.
+        ins(JEQ, 2, 0, 0x88a2),
+        // FCoE: to its hash, past the return-0 and the 7 AoE instructions.
+        ins(JEQ, 8, 0, 0x8906),
+        ins(RET_K, 0, 0, 0),
+    ];
+    // ATA argument LBA bytes 1-2: frame offset 14 + 10 + 4 + 1.
+    prog.extend(hash(29));
+    // FC header OX_ID: frame offset 14 + 14 (FCoE header) + 16.
+    prog.extend(hash(44));
+    prog
+}
+
 /// The receive half: a TPACKET_V2 ring, read in place.
 pub struct PacketRx {
     fd: Arc<OwnedFd>,
@@ -399,6 +475,18 @@ impl FrameTx for PacketTx {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fanout_jumps_land_on_their_hashes() {
+        let prog = fanout_program();
+        assert_eq!(prog.len(), 4 + 7 + 7);
+        // The AoE compare jumps to the first hash, the FCoE compare to the second.
+        assert_eq!(1 + 1 + prog[1].jt as usize, 4);
+        assert_eq!(2 + 1 + prog[2].jt as usize, 11);
+        assert_eq!(prog[4].k, (libc::SKF_LL_OFF as u32).wrapping_add(8));
+        assert_eq!(prog[6].k, (libc::SKF_LL_OFF as u32).wrapping_add(29));
+        assert_eq!(prog[13].k, (libc::SKF_LL_OFF as u32).wrapping_add(44));
+    }
 
     #[test]
     fn filter_jumps_land_on_accept() {

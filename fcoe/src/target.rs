@@ -1,0 +1,332 @@
+//! The FCoE target of one interface: both personalities, the FC port and the SCSI device
+//! behind it, driven by frames and `now`.
+//!
+//! Which personality answers is decided per frame by where it was sent:
+//! - FIP (0x8914) VN2VN frames and FIP-encapsulated FLOGI/LOGO, and FCoE frames to our VN MAC
+//!   `0E:FD:00:<id>`: the VN2VN VN_Port (Linux open-fcoe).
+//! - FCoE frames to `0E:FC:00:FF:FF:FE` (the non-FIP FLOGI) or to the NIC MAC: the
+//!   point-to-point N_Port (iPXE).
+//!
+//! FCoE is not the AoE fast path: one `Mutex` around the whole state is enough for now.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use l2san_common::ether::{EtherType, EthernetFrame, MacAddr, MIN_FRAME_LEN};
+use l2san_common::io::Transmit;
+use l2san_common::store::Image;
+use l2san_common::worker::FrameHandler;
+
+use crate::fc::session::Personality;
+pub use crate::fc::FcoeStatsSnapshot;
+use crate::fc::{FcPort, RxContext};
+use crate::fip::p2p::FLOGI_MAC;
+pub use crate::fip::vn2vn::VnState;
+use crate::fip::vn2vn::{Vn2VnPort, VnEvent};
+use crate::scsi::{LunTable, ScsiTarget};
+use crate::wire::fc::FcPacket;
+use crate::wire::fcoe::{FcoePacket, FcoeRepr, MAX_LEN, MIN_LEN};
+use crate::wire::fip::{FipPacket, FipRepr};
+use crate::wire::{Error as WireError, FcId, Wwn};
+
+/// What the binary configures.
+#[derive(Debug, Clone)]
+pub struct FcoeConfig {
+    /// The NIC's burned-in MAC: the ENode MAC of VN2VN and our address for iPXE.
+    pub mac: MacAddr,
+    pub mtu: u32,
+    pub wwpn: Wwn,
+    pub wwnn: Wwn,
+    /// LUN number and image.
+    pub luns: Vec<(u64, Arc<Image>)>,
+}
+
+struct Inner {
+    mac: MacAddr,
+    vn: Vn2VnPort,
+    fc: FcPort,
+}
+
+/// The FCoE target. `Send + Sync`.
+pub struct FcoeTarget {
+    inner: Mutex<Inner>,
+}
+
+/// Largest FCoE payload an MTU carries, as a VN2VN claim advertises it (2158 with baby
+/// jumbos, the MTU itself below that).
+fn max_fcoe_size(mtu: u32) -> u16 {
+    mtu.min(MAX_LEN as u32) as u16
+}
+
+/// A `Transmit` that counts what it commits.
+struct Counting<'a> {
+    inner: &'a mut dyn Transmit,
+    frames: u64,
+    bytes: u64,
+}
+
+impl Transmit for Counting<'_> {
+    fn buffer(&mut self, len: usize) -> &mut [u8] {
+        self.inner.buffer(len)
+    }
+    fn commit(&mut self, len: usize) {
+        self.frames += 1;
+        self.bytes += len.max(MIN_FRAME_LEN) as u64;
+        self.inner.commit(len);
+    }
+}
+
+impl FcoeTarget {
+    pub fn new(cfg: FcoeConfig) -> FcoeTarget {
+        let mut luns = LunTable::new(cfg.wwpn.0);
+        for (number, image) in cfg.luns {
+            match u16::try_from(number) {
+                Ok(n) => {
+                    if let Err(e) = luns.insert(n, image) {
+                        tracing::warn!("FCoE LUN {number} not exported: {e}");
+                    }
+                }
+                Err(_) => {
+                    tracing::warn!("FCoE LUN {number} not exported: LUN numbers stop at 65535")
+                }
+            }
+        }
+        let scsi = Arc::new(ScsiTarget::new(luns));
+        FcoeTarget {
+            inner: Mutex::new(Inner {
+                mac: cfg.mac,
+                vn: Vn2VnPort::new(cfg.mac, cfg.wwpn, cfg.wwnn, max_fcoe_size(cfg.mtu)),
+                fc: FcPort::new(cfg.wwpn, cfg.wwnn, cfg.mtu, scsi),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // The state stays usable whatever panicked while holding it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One received frame (ethertype 0x8906 or 0x8914), Ethernet header included.
+    pub fn handle_frame(&self, frame: &[u8], now: Instant, tx: &mut dyn Transmit) {
+        let mut inner = self.lock();
+        let mut tx = Counting {
+            inner: tx,
+            frames: 0,
+            bytes: 0,
+        };
+        inner.handle(frame, now, &mut tx);
+        inner.fc.stats.tx_frames += tx.frames;
+        inner.fc.stats.tx_bytes += tx.bytes;
+    }
+
+    /// Timers: VN2VN probing, claiming, beacons and neighbour ageing; PLOGI retries, RRQ hold.
+    /// Call at least every 100 ms.
+    pub fn tick(&self, now: Instant, tx: &mut dyn Transmit) {
+        let mut inner = self.lock();
+        let mut tx = Counting {
+            inner: tx,
+            frames: 0,
+            bytes: 0,
+        };
+        let events = inner.vn.tick(now, &mut tx);
+        inner.apply(events);
+        inner.fc.tick(now, &mut tx);
+        inner.fc.stats.vn2vn_peers = inner.vn.peer_count() as u64;
+        inner.fc.stats.tx_frames += tx.frames;
+        inner.fc.stats.tx_bytes += tx.bytes;
+    }
+
+    pub fn set_mtu(&self, mtu: u32) {
+        let mut inner = self.lock();
+        inner.fc.set_mtu(mtu);
+        inner.vn.set_max_fcoe_size(max_fcoe_size(mtu));
+    }
+
+    pub fn stats(&self) -> FcoeStatsSnapshot {
+        self.lock().fc.stats.clone()
+    }
+
+    /// The VN2VN VN_Port's state and N_Port ID (its MAC is `0E:FD:00:<id>`).
+    pub fn vn2vn(&self) -> (VnState, FcId) {
+        let inner = self.lock();
+        (inner.vn.state(), inner.vn.port_id())
+    }
+
+    /// Sessions now open.
+    pub fn session_count(&self) -> usize {
+        self.lock().fc.sessions.len()
+    }
+}
+
+impl Inner {
+    fn apply(&mut self, events: Vec<VnEvent>) {
+        for e in events {
+            match e {
+                VnEvent::Restarted => self.fc.drop_personality(Personality::Vn2Vn),
+                VnEvent::PeerGone(id) => self.fc.drop_vn2vn_peer(id),
+            }
+        }
+        self.fc.stats.vn2vn_peers = self.vn.peer_count() as u64;
+    }
+
+    fn handle(&mut self, frame: &[u8], now: Instant, tx: &mut dyn Transmit) {
+        let st = &mut self.fc.stats;
+        st.frames += 1;
+        st.rx_bytes += frame.len() as u64;
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            st.drop_truncated += 1;
+            return;
+        };
+        match eth.ethertype() {
+            EtherType::Fip => {
+                st.fip_frames += 1;
+                self.fip(eth.src(), eth.dst(), eth.payload(), now, tx);
+            }
+            EtherType::Fcoe => {
+                st.fcoe_frames += 1;
+                self.fcoe(eth.src(), eth.dst(), eth.payload(), now, tx);
+            }
+            _ => st.drop_unsupported += 1,
+        }
+    }
+
+    fn fip(
+        &mut self,
+        src: MacAddr,
+        dst: MacAddr,
+        payload: &[u8],
+        now: Instant,
+        tx: &mut dyn Transmit,
+    ) {
+        let st = &mut self.fc.stats;
+        if src == self.mac || src == self.vn.vn_mac() {
+            // Our own frame looped back: it must not look like a neighbour claiming our ID.
+            st.fip_ignored += 1;
+            return;
+        }
+        if dst != self.mac && !dst.is_multicast() {
+            st.drop_not_for_us += 1;
+            return;
+        }
+        let Ok(packet) = FipPacket::new_checked(payload) else {
+            st.drop_truncated += 1;
+            return;
+        };
+        match FipRepr::parse(&packet) {
+            Ok(FipRepr::Vn2Vn(v)) => {
+                let events = self.vn.handle(&v, now, tx);
+                self.apply(events);
+            }
+            Ok(FipRepr::ElsRequest(els)) => {
+                if !self.vn.is_addressable() {
+                    st.drop_not_for_us += 1;
+                    return;
+                }
+                let rx = RxContext {
+                    personality: Personality::Vn2Vn,
+                    src_mac: src,
+                    local_mac: self.vn.vn_mac(),
+                    vn_id: Some(self.vn.port_id()),
+                    now,
+                };
+                let vn_mac = self.vn.vn_mac();
+                self.fc.handle_fip_els(&rx, &els, vn_mac, self.mac, tx);
+            }
+            // VLAN requests and solicitations (iPXE), advertisements, ELS replies: we are no
+            // FCF and send no FIP ELS requests (reference 7 step 10).
+            Ok(_) | Err(WireError::Unsupported(_)) => st.fip_ignored += 1,
+            Err(WireError::Truncated) => st.drop_truncated += 1,
+            Err(_) => st.drop_fip_malformed += 1,
+        }
+    }
+
+    fn fcoe(
+        &mut self,
+        src: MacAddr,
+        dst: MacAddr,
+        payload: &[u8],
+        now: Instant,
+        tx: &mut dyn Transmit,
+    ) {
+        let st = &mut self.fc.stats;
+        let (personality, local_mac, vn_id) = if self.vn.is_addressable() && dst == self.vn.vn_mac()
+        {
+            (Personality::Vn2Vn, dst, Some(self.vn.port_id()))
+        } else if dst == self.mac || dst == FLOGI_MAC {
+            (Personality::PointToPoint, self.mac, None)
+        } else {
+            st.drop_not_for_us += 1;
+            return;
+        };
+        let Ok(packet) = FcoePacket::new_checked(payload) else {
+            st.drop_truncated += 1;
+            return;
+        };
+        match FcoeRepr::parse(&packet) {
+            Ok(r) if r.sof.is_class3() && r.eof.is_class3() => {}
+            Ok(_) => {
+                st.drop_bad_sof_eof += 1;
+                return;
+            }
+            Err(e) => {
+                if is_padded(payload) {
+                    st.drop_padded += 1;
+                } else {
+                    match e {
+                        WireError::Truncated => st.drop_truncated += 1,
+                        WireError::BadCrc { .. } => st.drop_bad_crc += 1,
+                        _ => st.drop_malformed += 1,
+                    }
+                }
+                return;
+            }
+        }
+        // FcoeRepr::parse checked the length: a whole 24-byte FC header is there.
+        let Ok(fc) = FcPacket::new_checked(packet.fc_frame()) else {
+            st.drop_truncated += 1;
+            return;
+        };
+        let rx = RxContext {
+            personality,
+            src_mac: src,
+            local_mac,
+            vn_id,
+            now,
+        };
+        self.fc.handle_fc(&rx, &fc, tx);
+    }
+}
+
+/// True if `payload` is a valid FCoE frame followed by zero padding. Senders must never pad
+/// (iPXE reads the trailer at the very end of the frame); we count such frames apart.
+fn is_padded(payload: &[u8]) -> bool {
+    let mut len = payload.len();
+    let floor = payload.len().saturating_sub(64).max(MIN_LEN);
+    while len > floor && payload[len - 1] == 0 {
+        len -= 1;
+        if len % 4 == 2 {
+            // FCoE header (14) + FC frame (4k) + trailer (8) is 2 mod 4.
+            let p = FcoePacket::new_unchecked(&payload[..len]);
+            if FcoeRepr::parse(&p).is_ok() {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// The worker's view: `now` is read here, at the edge, and handed to the sans-IO target.
+impl FrameHandler for FcoeTarget {
+    fn ethertypes(&self) -> &[u16] {
+        &[EtherType::FCOE, EtherType::FIP]
+    }
+    fn handle(&self, frame: &[u8], tx: &mut dyn Transmit) {
+        self.handle_frame(frame, Instant::now(), tx);
+    }
+    fn link_changed(&self, mtu: u32, _tx: &mut dyn Transmit) {
+        self.set_mtu(mtu);
+    }
+    fn tick(&self, now: Instant, tx: &mut dyn Transmit) {
+        FcoeTarget::tick(self, now, tx);
+    }
+}
