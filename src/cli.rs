@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand};
-use l2san_common::Durability;
+use l2san_common::{Durability, MacAddr};
 use l2san_fcoe::wire::Wwn;
 
 #[derive(Debug, Parser)]
@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// AoE Buffer Count to advertise: how many requests an initiator may have outstanding.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(2..))]
     pub buffer_count: u16,
+    /// Where to keep the AoE config strings, Mac Mask Lists and reservations across restarts
+    /// (written whenever an initiator changes them).
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
     /// Worker threads, each with its own receive ring and transmit path [default: one per core].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
@@ -88,12 +92,14 @@ pub struct AoeSpec {
     pub image: ImageSpec,
 }
 
-/// The part after `=` of `--aoe` and `--fcoe`: an image and its options.
+/// The part after `=` of `--aoe` and `--fcoe`: an image and the export's options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageSpec {
     pub image: PathBuf,
     pub read_only: bool,
     pub durability: Durability,
+    /// `allow=<mac>` options: the hosts that may see the export (empty: every host).
+    pub allow: Vec<MacAddr>,
 }
 
 impl ImageSpec {
@@ -107,15 +113,21 @@ impl ImageSpec {
             image: PathBuf::from(image),
             read_only: false,
             durability: Durability::Writeback,
+            allow: Vec::new(),
         };
         for opt in parts {
+            if let Some(mac) = opt.strip_prefix("allow=") {
+                spec.allow
+                    .push(mac.parse().map_err(|e| format!("in '{s}': {e}"))?);
+                continue;
+            }
             match opt {
                 "ro" => spec.read_only = true,
                 "sync" => spec.durability = Durability::Sync,
                 "writeback" => spec.durability = Durability::Writeback,
                 other => {
                     return Err(format!(
-                        "unknown option '{other}' in '{s}'; the options are ro, sync and writeback"
+                        "unknown option '{other}' in '{s}'; the options are ro, sync, writeback and allow=<mac>"
                     ))
                 }
             }
@@ -197,6 +209,14 @@ mod tests {
             (s.image.read_only, s.image.durability),
             (false, Durability::Writeback)
         );
+        let s: AoeSpec = "0.0=d,allow=52:54:00:12:34:56,allow=52:54:00:12:34:57"
+            .parse()
+            .unwrap();
+        assert_eq!(s.image.allow.len(), 2);
+        assert!("0.0=d,allow=nope"
+            .parse::<AoeSpec>()
+            .unwrap_err()
+            .contains("not a MAC"));
         let f: FcoeSpec = "3=/dev/sdb,ro".parse().unwrap();
         assert_eq!((f.lun, f.image.read_only), (3, true));
         for (bad, says) in [

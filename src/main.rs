@@ -7,6 +7,7 @@
 mod cli;
 mod demo;
 mod serve;
+mod state;
 
 use std::process::ExitCode;
 

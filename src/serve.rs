@@ -15,6 +15,7 @@ use l2san_fcoe::wire::Wwn;
 use l2san_fcoe::{FcoeConfig, FcoeTarget};
 
 use crate::cli::{ImageSpec, ServeArgs};
+use crate::state;
 use crate::Error;
 
 fn hostname() -> String {
@@ -115,6 +116,7 @@ fn aoe_target(
         );
         let mut export = AoeExport::new(spec.shelf, spec.slot, image);
         export.buffer_count = args.buffer_count;
+        export.allow = spec.image.allow.clone();
         exports.push(export);
     }
     Ok(Some(AoeTarget::new(iface.mac, mtu, &hostname(), exports)))
@@ -162,8 +164,13 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
     let mtu = iface.mtu().unwrap_or(1500);
     let mut images = Images::default();
     let mut handlers: Vec<Arc<dyn FrameHandler>> = Vec::new();
-    if let Some(t) = aoe_target(&args, &iface, mtu, &mut images)? {
-        handlers.push(Arc::new(t));
+    let aoe = aoe_target(&args, &iface, mtu, &mut images)?.map(Arc::new);
+    let mut saver = None;
+    if let Some(t) = &aoe {
+        if let Some(path) = &args.state_file {
+            saver = Some(state::Saver::load(path, t.clone())?);
+        }
+        handlers.push(t.clone());
     }
     if let Some(t) = fcoe_target(&args, &iface, mtu, &mut images)? {
         handlers.push(Arc::new(t));
@@ -203,6 +210,12 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
             last_flush = Instant::now();
             flush_all(&images, false);
         }
+        if let Some(saver) = &mut saver {
+            saver.save_if_changed();
+        }
+    }
+    if let Some(saver) = &mut saver {
+        saver.save_if_changed();
     }
     signal::request_stop();
     for w in workers {

@@ -94,6 +94,10 @@ pub struct AoeExport {
     pub buffer_count: u16,
     /// Initial config string; at most 1024 bytes (longer is cut).
     pub config_string: Vec<u8>,
+    /// Source MACs allowed to see this export; empty allows every host. Unlike the Mac Mask
+    /// List it comes from the operator, not the wire: a host not on it gets no answer at all,
+    /// not even to discovery, and no advert is broadcast.
+    pub allow: Vec<MacAddr>,
 }
 
 impl AoeExport {
@@ -104,8 +108,20 @@ impl AoeExport {
             image,
             buffer_count: DEFAULT_BUFFER_COUNT,
             config_string: Vec::new(),
+            allow: Vec::new(),
         }
     }
+}
+
+/// The protocol state of one export that initiators can change and that outlives a restart:
+/// config string, Mac Mask List, reserve list. See [`AoeTarget::state`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExportState {
+    pub shelf: u16,
+    pub slot: u8,
+    pub config: Vec<u8>,
+    pub mask: Vec<MacAddr>,
+    pub reserve: Vec<MacAddr>,
 }
 
 /// A fixed-capacity MAC list (no allocation after construction).
@@ -179,6 +195,8 @@ struct Export {
     reserve: RwLock<MacList>,
     /// Fast path: `reserve` is non-empty. Written under the `reserve` write lock.
     reserved: AtomicBool,
+    /// The operator's allow-list; empty allows everyone. Never changes: no lock.
+    allow: Box<[MacAddr]>,
 }
 
 impl Export {
@@ -197,7 +215,13 @@ impl Export {
             masked: AtomicBool::new(false),
             reserve: RwLock::new(MacList::new()),
             reserved: AtomicBool::new(false),
+            allow: e.allow.into_boxed_slice(),
         }
+    }
+
+    /// The operator's allow-list lets `src` in.
+    fn allows(&self, src: MacAddr) -> bool {
+        self.allow.is_empty() || self.allow.contains(&src)
     }
 
     fn addressed_by(&self, major: u16, minor: u8) -> bool {
@@ -234,6 +258,7 @@ pub struct AoeTarget {
     sector_count: AtomicU8,
     exports: Vec<Export>,
     stats: AoeStats,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// Sectors per ATA command for `mtu`: ⌊(MTU − 36) / 512⌋, at most 255, and at most what fits
@@ -269,6 +294,7 @@ impl AoeTarget {
             sector_count: AtomicU8::new(sector_count_for_mtu(mtu)),
             exports: exports.into_iter().map(|e| Export::new(e, host)).collect(),
             stats: AoeStats::default(),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -348,15 +374,17 @@ impl AoeTarget {
                 return;
             }
             for ex in &self.exports {
-                if ex.addressed_by(header.major, header.minor) && ex.admits(src) {
+                if ex.addressed_by(header.major, header.minor) && ex.allows(src) && ex.admits(src) {
                     self.error_reply(ex, &req, ErrorCode::UnsupportedVersion, &[], tx);
                 }
             }
             return;
         }
-        // 3. Responses are not ours to answer.
+        // 3. Responses are not ours to answer; but one from another MAC for one of our own
+        //    addresses means two targets claim it, and Linux would interleave I/O between them.
         if header.response {
             bump(&self.stats.response_flag);
+            self.check_conflict(src, &header);
             return;
         }
         // 4. Address, 5. mask, then the command.
@@ -366,6 +394,10 @@ impl AoeTarget {
                 continue;
             }
             addressed = true;
+            if !ex.allows(src) {
+                bump(&self.stats.not_allowed);
+                continue;
+            }
             if !ex.admits(src) {
                 bump(&self.stats.masked);
                 continue;
@@ -378,12 +410,13 @@ impl AoeTarget {
     }
 
     /// Unsolicited Query Config responses (adverts), one per export, to broadcast — or, when
-    /// an export's mask list is non-empty, one to each masked MAC.
+    /// an export has an allow-list or a non-empty mask list, one to each host on them (on
+    /// both, when it has both): a host that may not see the export hears nothing of it.
     pub fn advertise(&self, tx: &mut dyn Transmit) {
         for ex in &self.exports {
             let config = read(&ex.config);
             let mask = *read(&ex.mask);
-            if mask.is_empty() {
+            if mask.is_empty() && ex.allow.is_empty() {
                 self.config_reply(
                     ex,
                     MacAddr::BROADCAST,
@@ -393,12 +426,98 @@ impl AoeTarget {
                     &config,
                     tx,
                 );
+                continue;
+            }
+            let hosts = if ex.allow.is_empty() {
+                mask.as_slice()
             } else {
-                for &mac in mask.as_slice() {
-                    self.config_reply(ex, mac, 0, ConfigCommand::Read, None, &config, tx);
+                &ex.allow[..]
+            };
+            for &mac in hosts.iter().filter(|&&m| ex.allows(m) && ex.admits(m)) {
+                self.config_reply(ex, mac, 0, ConfigCommand::Read, None, &config, tx);
+            }
+        }
+    }
+
+    /// Log, loudly but rate-limited, a response from another MAC for one of our addresses.
+    fn check_conflict(&self, src: MacAddr, header: &HeaderRepr) {
+        if src == self.mac {
+            return;
+        }
+        for ex in &self.exports {
+            if header.major == ex.shelf && header.minor == ex.slot {
+                // Rate-limited without a clock: the 1st, 2nd, 4th, 8th ... such response.
+                let n = bump(&self.stats.conflicts);
+                if n.is_power_of_two() {
+                    tracing::error!(
+                        "another target ({src}) answers for e{}.{}, which l2san serves ({n} such responses so far): initiators will mix I/O between the two; give one of them another shelf.slot",
+                        ex.shelf,
+                        ex.slot
+                    );
                 }
             }
         }
+    }
+
+    /// A change counter of the persistent protocol state (config strings, mask and reserve
+    /// lists): when it moves, [`state`](Self::state) is worth saving.
+    pub fn state_generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The persistent protocol state of every export.
+    pub fn state(&self) -> Vec<ExportState> {
+        self.exports
+            .iter()
+            .map(|ex| ExportState {
+                shelf: ex.shelf,
+                slot: ex.slot,
+                config: read(&ex.config).clone(),
+                mask: read(&ex.mask).as_slice().to_vec(),
+                reserve: read(&ex.reserve).as_slice().to_vec(),
+            })
+            .collect()
+    }
+
+    /// Restore state saved by [`state`](Self::state) (say, before a restart). Entries for
+    /// exports that no longer exist are ignored; lists are cut to their capacity.
+    pub fn restore(&self, saved: &[ExportState]) {
+        for st in saved {
+            let Some(ex) = self
+                .exports
+                .iter()
+                .find(|e| e.shelf == st.shelf && e.slot == st.slot)
+            else {
+                continue;
+            };
+            {
+                let mut config = write(&ex.config);
+                config.clear();
+                let n = st.config.len().min(wire::config::MAX_CONFIG_STRING);
+                config.extend_from_slice(&st.config[..n]);
+            }
+            {
+                let mut mask = write(&ex.mask);
+                mask.clear();
+                for &m in &st.mask {
+                    mask.add(m);
+                }
+                ex.masked.store(!mask.is_empty(), Ordering::Release);
+            }
+            {
+                let mut reserve = write(&ex.reserve);
+                reserve.clear();
+                for &m in &st.reserve {
+                    reserve.add(m);
+                }
+                ex.reserved.store(!reserve.is_empty(), Ordering::Release);
+            }
+        }
+    }
+
+    /// Note that persistent state changed.
+    fn state_changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     fn dispatch(&self, ex: &Export, req: &Request, tx: &mut dyn Transmit) {

@@ -56,6 +56,7 @@ impl AoeTarget {
                     // Within the preallocated capacity: no allocation.
                     config.clear();
                     config.extend_from_slice(string);
+                    self.state_changed();
                     None
                 } else {
                     Some(ErrorCode::ConfigStringPresent)
@@ -147,6 +148,7 @@ impl AoeTarget {
                     }
                 }
                 ex.masked.store(!list.is_empty(), Ordering::Release);
+                self.state_changed();
                 let list = *list;
                 match failed {
                     None => self.mask_list_reply(ex, req, repr.command, &list, tx),
@@ -284,6 +286,7 @@ impl AoeTarget {
                         }
                     }
                     ex.reserved.store(!list.is_empty(), Ordering::Release);
+                    self.state_changed();
                     None
                 } else {
                     Some(ErrorCode::TargetReserved)

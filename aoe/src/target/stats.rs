@@ -22,6 +22,10 @@ pub struct AoeStats {
     pub not_addressed: AtomicU64,
     /// Source MAC not on a non-empty Mac Mask List.
     pub masked: AtomicU64,
+    /// Source MAC not on the export's allow-list.
+    pub not_allowed: AtomicU64,
+    /// Responses from another MAC for one of our shelf.slot addresses.
+    pub conflicts: AtomicU64,
     /// Broadcast-addressed command other than the few that answer broadcasts.
     pub broadcast_refused: AtomicU64,
     /// Vendor-specific command (≥ 0xF0), ignored.
@@ -50,6 +54,8 @@ pub struct AoeStatsSnapshot {
     pub response_flag: u64,
     pub not_addressed: u64,
     pub masked: u64,
+    pub not_allowed: u64,
+    pub conflicts: u64,
     pub broadcast_refused: u64,
     pub vendor: u64,
     pub aoe_errors: u64,
@@ -74,6 +80,8 @@ impl AoeStats {
             response_flag: g(&self.response_flag),
             not_addressed: g(&self.not_addressed),
             masked: g(&self.masked),
+            not_allowed: g(&self.not_allowed),
+            conflicts: g(&self.conflicts),
             broadcast_refused: g(&self.broadcast_refused),
             vendor: g(&self.vendor),
             aoe_errors: g(&self.aoe_errors),

@@ -820,3 +820,62 @@ mod prop {
         }
     }
 }
+
+#[test]
+fn allow_list_hides_the_export_from_everyone_else() {
+    let img = memory_image(SECTORS, false);
+    let mut ex = AoeExport::new(1, 2, img.clone());
+    ex.allow = vec![HOST_A];
+    let t = target_with(vec![ex]);
+    // HOST_B learns nothing: no config answer (broadcast or not), no IDENTIFY, no write.
+    assert!(send(&t, &config(HOST_B, 0xffff, 0xff, 0, b"")).is_empty());
+    assert!(send(&t, &config(HOST_B, 1, 2, 0, b"")).is_empty());
+    assert!(send(&t, &ata_to(HOST_B, 1, 2, 0, 1, 0xec, 0, &[])).is_empty());
+    assert!(send(&t, &ata_to(HOST_B, 1, 2, 0x41, 1, 0x34, 0, &[9; 512])).is_empty());
+    assert!(send(&t, &mask_read(HOST_B, 1, 2)).is_empty());
+    assert_eq!(image_bytes(&img), vec![0u8; SECTORS as usize * 512]);
+    assert_eq!(t.stats().snapshot().not_allowed, 5);
+    // HOST_A is served as before.
+    send_one(&t, &config(HOST_A, 0xffff, 0xff, 0, b""));
+    let r = send_one(&t, &ata_to(HOST_A, 1, 2, 0x41, 1, 0x34, 0, &[9; 512]));
+    assert_eq!(regs(&r).0, 0x40, "write from the allowed host succeeds");
+    // Adverts go to the allowed host alone, never to broadcast.
+    let mut tx = StaleTx::new();
+    t.advertise(&mut tx);
+    assert_eq!(tx.frames.len(), 1);
+    assert_eq!(&tx.frames[0][0..6], &HOST_A.0);
+}
+
+#[test]
+fn another_target_answering_for_our_address_is_counted() {
+    let (t, _img) = target();
+    let other = MacAddr([0x02, 0, 0, 0, 0, 0x42]);
+    // A config response (R flag) from another MAC for e1.2, and one for e9.9 (not ours).
+    assert!(send(&t, &aoe(other, 0x18, 1, 2, 1, 0, &[0; 8])).is_empty());
+    assert!(send(&t, &aoe(other, 0x18, 9, 9, 1, 0, &[0; 8])).is_empty());
+    let s = t.stats().snapshot();
+    assert_eq!((s.conflicts, s.response_flag), (1, 2));
+}
+
+#[test]
+fn mask_reserve_and_config_state_survives_a_restart() {
+    let (t, _img) = target();
+    let g0 = t.state_generation();
+    send_one(&t, &config(HOST_A, 1, 2, 3, b"cluster-a"));
+    send_one(&t, &mask_edit(HOST_A, 1, 2, &[(1, HOST_A), (1, HOST_B)]));
+    send_one(&t, &reserve(HOST_A, 1, 2, 1, &[HOST_A]));
+    assert!(t.state_generation() >= g0 + 3);
+    let saved = t.state();
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0].config, b"cluster-a");
+    assert_eq!(saved[0].mask, vec![HOST_A, HOST_B]);
+    assert_eq!(saved[0].reserve, vec![HOST_A]);
+
+    // A new process: fresh target, state restored.
+    let (t2, _img2) = target();
+    t2.restore(&saved);
+    assert_eq!(t2.state(), saved);
+    // The reservation holds: HOST_B's read is refused with Error 6.
+    let r = send_one(&t2, &ata_to(HOST_B, 1, 2, 0x40, 1, 0x24, 0, &[]));
+    assert_eq!(aoe_flags(&r), (0x1c, 6));
+}
