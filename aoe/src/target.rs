@@ -355,6 +355,13 @@ impl AoeTarget {
             tracing::trace!(len = frame.len(), "aoe: truncated frame dropped");
             return;
         }
+        // A frame for another station (a bridge port, a promiscuous NIC, a veth or tap hands
+        // those up too) is not ours to answer, whatever its shelf.slot says.
+        let dst = eth.dst();
+        if dst != self.mac && !dst.is_broadcast() {
+            bump(&self.stats.not_addressed);
+            return;
+        }
         let src = eth.src();
         if src.is_multicast() {
             // Never answer to a group address: one request would reach every host.

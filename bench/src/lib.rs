@@ -1,1 +1,3 @@
-//! Benches and, later, the load generator: see benches/ and DESIGN.md.
+//! Benches and the load generator (`l2san-load`, see [`load`]).
+
+pub mod load;

@@ -1,0 +1,249 @@
+//! `l2san-load`: an AoE initiator over a raw socket that loads a target and measures it.
+//!
+//! ```text
+//! l2san-load -i veth0 --target e0.0 --op read --pattern random --sectors 1 --qd 16 --duration 5
+//! ```
+//! Prints a human summary and one machine-readable line starting with `RESULT`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
+use l2san_bench::load::{self, aoe, promisc::Promisc, LoadConfig, Op, Pattern};
+use l2san_common::io::sys::packet;
+use l2san_common::{Interface, MacAddr};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OpArg {
+    Read,
+    Write,
+    /// Write a seeded pattern, read it back, compare.
+    Verify,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PatternArg {
+    Random,
+    Sequential,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "l2san-load",
+    about = "AoE load generator: discovers e<shelf>.<slot>, drives it from simulated clients, \
+             reports IOPS, MB/s, latency percentiles and the target's CPU per I/O",
+    after_help = "Examples:\n  \
+        l2san-load -i veth1 --target e0.0 --pattern random --sectors 1 --qd 16 --duration 5\n  \
+        l2san-load -i veth1 --target e0.0 --clients 100 --qd 1 --sectors 2 --pattern sequential\n  \
+        l2san-load -i veth1 --target e0.0 --op verify --requests 100000 --target-pid $(pidof vblade)"
+)]
+struct Args {
+    /// Interface to send from (the target's segment).
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    interface: String,
+    /// The AoE target, e<shelf>.<slot>.
+    #[arg(long, value_name = "eX.Y", default_value = "e0.0")]
+    target: String,
+    #[arg(long, value_enum, default_value_t = OpArg::Read)]
+    op: OpArg,
+    #[arg(long, value_enum, default_value_t = PatternArg::Random)]
+    pattern: PatternArg,
+    /// Sectors (512 bytes) per request; at most what the target advertises.
+    #[arg(long, default_value_t = 1)]
+    sectors: u8,
+    /// Outstanding requests per client.
+    #[arg(long = "qd", visible_alias = "window", default_value_t = 16)]
+    qd: u32,
+    /// Simulated clients, each with its own source MAC (see --mac-base).
+    #[arg(long, default_value_t = 1)]
+    clients: u32,
+    /// Seconds to run (after the warm-up). Default 5 unless --requests is given.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Requests to issue (after the warm-up); with --duration, whichever comes first.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Seconds to run before measuring.
+    #[arg(long, default_value_t = 0.0)]
+    warmup: f64,
+    /// Milliseconds without a reply before a request is sent again.
+    #[arg(long, default_value_t = 50)]
+    timeout_ms: u64,
+    /// Sends per request before it counts as an error.
+    #[arg(long, default_value_t = 10)]
+    max_tries: u32,
+    /// Seed of the random pattern and the verify data (default: from the clock).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Client i's MAC is this one with the last two bytes set to i+1.
+    #[arg(long, default_value = "02:00:00:00:00:00")]
+    mac_base: MacAddr,
+    /// Use only the first this many MiB of the target.
+    #[arg(long)]
+    region_mib: Option<u64>,
+    /// The target's process: its CPU time (all threads) per I/O is reported.
+    #[arg(long)]
+    target_pid: Option<u32>,
+    /// Do not put the interface in promiscuous mode (veth and tap need none).
+    #[arg(long)]
+    no_promisc: bool,
+    /// A label echoed in the RESULT line.
+    #[arg(long, default_value = "-")]
+    label: String,
+}
+
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("l2san-load: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let (major, minor) = aoe::parse_target(&args.target)?;
+    let iface = Interface::by_name(&args.interface)?;
+    if args.clients == 0 || args.qd == 0 {
+        bail!("--clients and --qd must be at least 1");
+    }
+    let seed = args.seed.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    let duration = match (args.duration, args.requests) {
+        (None, None) => Some(Duration::from_secs(5)),
+        (d, _) => d.map(Duration::from_secs_f64),
+    };
+    let cfg = LoadConfig {
+        op: match args.op {
+            OpArg::Read => Op::Read,
+            OpArg::Write => Op::Write,
+            OpArg::Verify => Op::Verify,
+        },
+        pattern: match args.pattern {
+            PatternArg::Random => Pattern::Random,
+            PatternArg::Sequential => Pattern::Sequential,
+        },
+        sectors: args.sectors,
+        qd: args.qd,
+        clients: args.clients,
+        duration,
+        requests: args.requests,
+        warmup: Duration::from_secs_f64(args.warmup),
+        timeout: Duration::from_millis(args.timeout_ms.max(1)),
+        max_tries: args.max_tries.max(1),
+        seed,
+        mac_base: args.mac_base,
+        region: args.region_mib.map(|m| m * 2048),
+        target_pid: args.target_pid,
+    };
+
+    let _promisc = if args.no_promisc {
+        None
+    } else {
+        Some(Promisc::enable(iface.index).context("cannot make the interface promiscuous")?)
+    };
+    let (mut rx, mut tx) = packet::open(iface.index, &[l2san_aoe::wire::ETHERTYPE])
+        .with_context(|| format!("cannot open a packet socket on {} (root?)", iface.name))?;
+    let (proto, session) = aoe::discover(
+        &mut rx,
+        &mut tx,
+        cfg.client_mac(0),
+        major,
+        minor,
+        Duration::from_millis(500),
+    )?;
+    let outstanding = cfg.clients as u64 * cfg.qd as u64;
+    eprintln!(
+        "l2san-load: e{major}.{minor} at {} ({} MiB, {} sectors/request max, buffer count {}, \
+         firmware {:#06x}); {} {:?} {:?} x{} sectors, {} client(s) x QD {}",
+        session.target,
+        session.capacity / 2048,
+        session.max_sectors,
+        session.buffer_count,
+        session.firmware,
+        iface.name,
+        cfg.op,
+        cfg.pattern,
+        cfg.sectors,
+        cfg.clients,
+        cfg.qd,
+    );
+    if outstanding > session.buffer_count as u64 && cfg.clients == 1 {
+        eprintln!(
+            "l2san-load: note: QD {} exceeds the target's buffer count {}",
+            cfg.qd, session.buffer_count
+        );
+    }
+    let r = load::run(&proto, &session, &cfg, &mut rx, &mut tx)?;
+    let ring = rx.stats().unwrap_or_default();
+
+    let us = |ns: u64| ns as f64 / 1000.0;
+    let cpu = r
+        .target_cpu_us_per_io()
+        .map_or_else(|| "na".to_string(), |c| format!("{c:.2}"));
+    println!(
+        "{} {:?} {:?} {}x512 qd{} clients{}: {:.0} IOPS, {:.1} MB/s, latency p50 {:.1} us \
+         p99 {:.1} us p99.9 {:.1} us max {:.1} us; target CPU {} us/IO, generator CPU {:.2} us/IO; \
+         {} retransmits, {} errors, {} lost, {} late{}",
+        args.label,
+        cfg.op,
+        cfg.pattern,
+        cfg.sectors,
+        cfg.qd,
+        cfg.clients,
+        r.iops(),
+        r.mbps(),
+        us(r.latency.quantile(0.5)),
+        us(r.latency.quantile(0.99)),
+        us(r.latency.quantile(0.999)),
+        us(r.latency.max()),
+        cpu,
+        r.own_cpu_us_per_io(),
+        r.retransmits,
+        r.errors,
+        r.lost,
+        r.late,
+        if cfg.op == Op::Verify {
+            format!(", {} mismatched sectors", r.mismatches)
+        } else {
+            String::new()
+        },
+    );
+    println!(
+        "RESULT label={} iops={:.0} mbps={:.2} p50_us={:.1} p99_us={:.1} p999_us={:.1} \
+         max_us={:.1} mean_us={:.1} cpu_us_per_io={} gen_cpu_us_per_io={:.2} completed={} \
+         secs={:.3} retransmits={} errors={} lost={} late={} mismatches={} stray={} \
+         tx_dropped={} ring_drops={}",
+        args.label,
+        r.iops(),
+        r.mbps(),
+        us(r.latency.quantile(0.5)),
+        us(r.latency.quantile(0.99)),
+        us(r.latency.quantile(0.999)),
+        us(r.latency.max()),
+        r.latency.mean() / 1000.0,
+        cpu,
+        r.own_cpu_us_per_io(),
+        r.completed,
+        r.secs(),
+        r.retransmits,
+        r.errors,
+        r.lost,
+        r.late,
+        r.mismatches,
+        r.stray,
+        r.tx_dropped,
+        ring.drops,
+    );
+    if let Some(lba) = r.first_mismatch {
+        bail!(
+            "{} sectors read back differ from what was written (first at LBA {lba})",
+            r.mismatches
+        );
+    }
+    if r.completed == 0 {
+        bail!("no request completed");
+    }
+    Ok(())
+}
