@@ -28,6 +28,10 @@ pub trait FrameHandler: Send + Sync {
     fn link_changed(&self, mtu: u32, tx: &mut dyn Transmit);
     /// Called at least every 100 ms, for timers.
     fn tick(&self, _now: Instant, _tx: &mut dyn Transmit) {}
+    /// Whether the handler must hear frames addressed to MACs other than the interface's.
+    fn needs_promiscuous(&self) -> bool {
+        false
+    }
 }
 
 /// Counters of one worker; read by anyone, written by the worker alone.
@@ -139,6 +143,13 @@ pub fn run(
                 continue;
             }
         };
+        if handlers.iter().any(|h| h.needs_promiscuous()) {
+            if let Err(e) = rx.set_promiscuous(index) {
+                warn(&format_args!(
+                    "cannot make the interface promiscuous: {e}; FCoE initiators may not reach us"
+                ));
+            }
+        }
         let mut mtu = iface.mtu().unwrap_or(1500);
         if role.leader() {
             let mut t = batch.with(&mut tx);

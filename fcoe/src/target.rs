@@ -329,4 +329,8 @@ impl FrameHandler for FcoeTarget {
     fn tick(&self, now: Instant, tx: &mut dyn Transmit) {
         FcoeTarget::tick(self, now, tx);
     }
+    /// VN2VN frames go to our VN_Port MAC and iPXE's FLOGI to 0E:FC:00:FF:FF:FE.
+    fn needs_promiscuous(&self) -> bool {
+        true
+    }
 }

@@ -295,6 +295,25 @@ const TP_SNAPLEN: usize = 8;
 const TP_MAC: usize = 12;
 
 impl PacketRx {
+    /// Put interface `ifindex` in promiscuous mode for as long as this socket lives (the
+    /// kernel undoes it when the socket closes, even on kill -9). FCoE needs it: VN2VN ports
+    /// are addressed at MACs of their own (0E:FD:00:<port id>) and iPXE logs in at
+    /// 0E:FC:00:FF:FF:FE, none of which the NIC would otherwise accept.
+    pub fn set_promiscuous(&self, ifindex: u32) -> io::Result<()> {
+        let mreq = libc::packet_mreq {
+            mr_ifindex: ifindex as libc::c_int,
+            mr_type: libc::PACKET_MR_PROMISC as libc::c_ushort,
+            mr_alen: 0,
+            mr_address: [0; 8],
+        };
+        setsockopt(
+            self.fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_ADD_MEMBERSHIP,
+            &mreq,
+        )
+    }
+
     fn slot(&self, index: u32) -> *mut u8 {
         // SAFETY (of the arithmetic): index < RING_FRAMES, so the offset stays inside the
         // mapping of RING_FRAMES * RING_FRAME_SIZE bytes.
