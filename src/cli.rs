@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// (written whenever an initiator changes them).
     #[arg(long, value_name = "FILE")]
     pub state_file: Option<PathBuf>,
+    /// After opening the images, run as this user (name or uid), keeping only CAP_NET_RAW and
+    /// CAP_NET_ADMIN. The state file, if any, must be writable by it.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
     /// Worker threads, each with its own receive ring and transmit path [default: one per core].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,

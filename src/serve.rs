@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use l2san_aoe::{AoeExport, AoeTarget};
-use l2san_common::io::sys::signal;
+use l2san_common::io::sys::{privilege, signal};
 use l2san_common::worker::{self, FrameHandler, WorkerRole, WorkerStats};
 use l2san_common::{Durability, Image, ImageOptions, Interface, MacAddr};
 use l2san_fcoe::wire::Wwn;
@@ -177,6 +177,14 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
     }
     let images = images.all();
 
+    if let Some(name) = &args.user {
+        let user = privilege::User::lookup(name).map_err(Error::Usage)?;
+        privilege::drop_to(user).with_context(|| format!("dropping privileges to {name}"))?;
+        tracing::info!(
+            "running as {name} (uid {}), with CAP_NET_RAW and CAP_NET_ADMIN only",
+            user.uid
+        );
+    }
     signal::install_stop_handler().context("installing the SIGINT/SIGTERM handler")?;
     let count = args.workers.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),

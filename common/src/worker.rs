@@ -127,11 +127,9 @@ pub fn run(
     'reopen: while !signal::stop_requested() {
         // The index changes when an interface is deleted and made again: look it up anew.
         let index = Interface::by_name(&iface.name).map_or(iface.index, |i| i.index);
-        let opened = if role.count > 1 {
-            packet::open_fanout(index, &ethertypes, role.fanout_group)
-        } else {
-            packet::open(index, &ethertypes)
-        };
+        let mut mtu = iface.mtu().unwrap_or(1500);
+        let fanout = (role.count > 1).then_some(role.fanout_group);
+        let opened = packet::open_sized(index, &ethertypes, mtu, fanout);
         let (mut rx, mut tx) = match opened {
             Ok(halves) => halves,
             Err(e) => {
@@ -150,7 +148,6 @@ pub fn run(
                 ));
             }
         }
-        let mut mtu = iface.mtu().unwrap_or(1500);
         if role.leader() {
             let mut t = batch.with(&mut tx);
             for h in handlers {
@@ -197,9 +194,15 @@ pub fn run(
             if last_check.elapsed() >= LINK_CHECK {
                 last_check = Instant::now();
                 if let Ok(st) = rx.stats() {
-                    stats
-                        .ring_drops
-                        .fetch_add(st.drops as u64, Ordering::Relaxed);
+                    if st.drops > 0 {
+                        stats
+                            .ring_drops
+                            .fetch_add(st.drops as u64, Ordering::Relaxed);
+                        warn(&format_args!(
+                            "{} frames dropped: the receive ring was full; the machine is too busy for the traffic (more --workers, or fewer other jobs)",
+                            st.drops
+                        ));
+                    }
                 }
                 match iface.mtu() {
                     None => {
@@ -207,14 +210,20 @@ pub fn run(
                         std::thread::sleep(Duration::from_secs(1));
                         continue 'reopen;
                     }
-                    Some(now_mtu) if now_mtu != mtu && role.leader() => {
-                        tracing::info!(iface = %iface.name, old = mtu, new = now_mtu, "MTU changed; re-advertising");
-                        mtu = now_mtu;
-                        let mut t = batch.with(&mut tx);
-                        for h in handlers {
-                            h.link_changed(mtu, &mut t);
+                    Some(now_mtu) if now_mtu != mtu => {
+                        if role.leader() {
+                            tracing::info!(iface = %iface.name, old = mtu, new = now_mtu, "MTU changed; re-advertising");
+                            let mut t = batch.with(&mut tx);
+                            for h in handlers {
+                                h.link_changed(now_mtu, &mut t);
+                            }
+                            t.flush();
                         }
-                        t.flush();
+                        if packet::ring_slot_size(now_mtu) != packet::ring_slot_size(mtu) {
+                            // Frames of the new MTU need other ring slots: a new socket.
+                            continue 'reopen;
+                        }
+                        mtu = now_mtu;
                     }
                     Some(_) => {}
                 }

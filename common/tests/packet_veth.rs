@@ -145,7 +145,7 @@ fn fanout_keeps_a_region_on_one_worker_and_spreads_regions() {
     let group = l2san_common::worker::fanout_group(b.index);
     let mut rxs: Vec<_> = (0..2)
         .map(|_| {
-            packet::open_fanout(b.index, &[EtherType::AOE], group)
+            packet::open_sized(b.index, &[EtherType::AOE], 1500, Some(group))
                 .unwrap()
                 .0
         })

@@ -8,7 +8,10 @@
 //! - [`bootdisk`]: a bootable raw image whose boot code checks int 13h reads and writes.
 //! - [`linux`]: a Debian kernel (fetched and cached) with a busybox initramfs running an AoE
 //!   scenario ([`linux::run_aoe`]).
+//! - [`fcoe_guest`]: the same kernel as a VN2VN FCoE initiator ([`fcoe_guest::run_fcoe`]), with
+//!   tcpdump captures of the segment and checks of the frames in them.
 //! - [`cpio`]: the newc archive writer behind the initramfs.
+//! - [`rawsock`]: a raw AF_PACKET socket for tests that send hand-made frames.
 //!
 //! Everything here needs root, `/dev/net/tun`, `qemu-system-x86_64`, `/boot/ipxe.lkrn` (package
 //! ipxe) and `/bin/busybox` (busybox-static). The tests skip without root or tun and fail when a tool
@@ -16,5 +19,7 @@
 
 pub mod bootdisk;
 pub mod cpio;
+pub mod fcoe_guest;
 pub mod linux;
+pub mod rawsock;
 pub mod rig;

@@ -208,7 +208,7 @@ pub fn modinfo_depends(ko: &[u8]) -> Vec<String> {
 }
 
 /// Whether an ELF file has no program interpreter (statically linked).
-fn is_static_elf(bytes: &[u8]) -> bool {
+pub fn is_static_elf(bytes: &[u8]) -> bool {
     const PT_INTERP: u32 = 3;
     let u16_at = |at: usize| {
         bytes
@@ -424,7 +424,8 @@ pub struct LinuxOutcome {
 }
 
 impl LinuxOutcome {
-    fn from_log(serial_log: String, elapsed: Duration, timed_out: bool) -> LinuxOutcome {
+    /// Parses a guest's serial log: `L2SAN-LINUX <KEY> <value>` lines of complete lines only.
+    pub fn from_log(serial_log: String, elapsed: Duration, timed_out: bool) -> LinuxOutcome {
         let mut report = BTreeMap::new();
         let complete = serial_log.rfind('\n').map_or("", |at| &serial_log[..at]);
         for line in complete.lines() {

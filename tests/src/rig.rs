@@ -561,6 +561,23 @@ impl Target {
         Target::spawn(TargetKind::L2san, cmd, ns, tap, log)
     }
 
+    /// `l2san serve -i <tap> <args>...` inside `ns`, with `RUST_LOG=info` unless set: for exports
+    /// and options [`Target::l2san`] does not build (`--fcoe`, `--wwpn`).
+    pub fn l2san_args(
+        ns: &Netns,
+        tap: &Tap,
+        bin: &Path,
+        args: &[String],
+        log: &Path,
+    ) -> Result<Target> {
+        let mut cmd = ns.command(bin);
+        cmd.args(["serve", "-i", &tap.name]).args(args);
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        Target::spawn(TargetKind::L2san, cmd, ns, tap, log)
+    }
+
     fn spawn(
         kind: TargetKind,
         mut cmd: Command,

@@ -2,6 +2,7 @@
 //! and signal `unsafe` in l2san lives below this module.
 
 pub mod packet;
+pub mod privilege;
 pub mod signal;
 
 pub use packet::{PacketRx, PacketSocket, PacketTx, RingStats};

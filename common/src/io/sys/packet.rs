@@ -17,10 +17,21 @@ use std::time::Duration;
 
 use crate::io::{FrameRx, FrameTx, MAX_FRAME_LEN};
 
-/// Ring frame size: a tpacket2 header, the sockaddr_ll and a 9014-byte jumbo frame fit.
-const RING_FRAME_SIZE: u32 = 16384;
-/// Frames in the ring. 256 x 16 KiB = 4 MiB, fixed, whatever the image sizes.
-const RING_FRAMES: u32 = 256;
+/// Bytes of receive ring per socket, whatever the MTU and the image sizes: 16 MiB. A burst
+/// must fit while the worker is not running: Linux's FCoE initiator sends a 1 MiB write as
+/// 1024 frames at once and never retransmits a lost one (a dropped frame costs an abort and
+/// seconds), and a worker can wait milliseconds for a core on a busy machine.
+const RING_BYTES: u32 = 16 << 20;
+/// What a slot holds besides the frame: the tpacket2 header and the sockaddr_ll, aligned.
+const SLOT_OVERHEAD: u32 = 80;
+
+/// Ring slot size for `mtu`: the smallest power of two that holds a frame of that MTU, at
+/// least 2 KiB (8192 slots at MTU 1500, 1024 at MTU 9000).
+pub fn ring_slot_size(mtu: u32) -> u32 {
+    (mtu.min(MAX_FRAME_LEN as u32) + 14 + SLOT_OVERHEAD)
+        .next_power_of_two()
+        .max(2048)
+}
 /// How much the kernel may hold for our transmits before `sendmmsg` blocks.
 const SNDBUF_BYTES: libc::c_int = 8 << 20;
 
@@ -126,17 +137,22 @@ impl PacketSocket {
         Ok(sock)
     }
 
-    /// Attach the receive ring, bind to the interface and split into halves.
-    pub fn bind(self, ifindex: u32) -> io::Result<(PacketRx, PacketTx)> {
+    /// Attach a receive ring of `slot_size`-byte slots (a power of two, at least 2 KiB),
+    /// bind to the interface and split into halves.
+    pub fn bind(self, ifindex: u32, slot_size: u32) -> io::Result<(PacketRx, PacketTx)> {
         let raw = self.fd.as_raw_fd();
+        let slots = RING_BYTES / slot_size;
+        // Blocks are whole pages; slots are packed into them back to back, so slot i still
+        // sits at i * slot_size in the mapping.
+        let block_size = slot_size.max(4096);
         let req = libc::tpacket_req {
-            tp_block_size: RING_FRAME_SIZE,
-            tp_block_nr: RING_FRAMES,
-            tp_frame_size: RING_FRAME_SIZE,
-            tp_frame_nr: RING_FRAMES,
+            tp_block_size: block_size,
+            tp_block_nr: RING_BYTES / block_size,
+            tp_frame_size: slot_size,
+            tp_frame_nr: slots,
         };
         setsockopt(raw, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
-        let ring_len = (RING_FRAME_SIZE as usize) * (RING_FRAMES as usize);
+        let ring_len = (slot_size as usize) * (slots as usize);
         // SAFETY: mapping the ring the kernel just allocated for this socket: length and
         // offset are the ones PACKET_RX_RING was given, MAP_SHARED as the packet_mmap ABI
         // requires. The result is checked before use and unmapped in PacketRx's Drop.
@@ -175,6 +191,8 @@ impl PacketSocket {
             fd: self.fd.clone(),
             ring,
             ring_len,
+            slot_size,
+            slots,
             next: 0,
         };
 
@@ -196,19 +214,24 @@ impl PacketSocket {
     }
 }
 
-/// Open, filter, ring and bind in one call.
+/// Open, filter, ring and bind in one call, with ring slots for any MTU up to 9000.
 pub fn open(ifindex: u32, ethertypes: &[u16]) -> io::Result<(PacketRx, PacketTx)> {
-    PacketSocket::open(ethertypes)?.bind(ifindex)
+    PacketSocket::open(ethertypes)?.bind(ifindex, ring_slot_size(9000))
 }
 
-/// Like [`open`], and join fanout group `group`: the kernel then hands each frame to one of the
-/// group's sockets, chosen by [`fanout_program`], so that every worker owns its own ring.
-pub fn open_fanout(
+/// Like [`open`] with ring slots sized for `mtu`, and, with `fanout` set, join that fanout
+/// group: the kernel then hands each frame to one of the group's sockets, chosen by
+/// [`fanout_program`], so that every worker owns its own ring.
+pub fn open_sized(
     ifindex: u32,
     ethertypes: &[u16],
-    group: u16,
+    mtu: u32,
+    fanout: Option<u16>,
 ) -> io::Result<(PacketRx, PacketTx)> {
-    let (rx, tx) = PacketSocket::open(ethertypes)?.bind(ifindex)?;
+    let (rx, tx) = PacketSocket::open(ethertypes)?.bind(ifindex, ring_slot_size(mtu))?;
+    let Some(group) = fanout else {
+        return Ok((rx, tx));
+    };
     let raw = rx.fd.as_raw_fd();
     let arg: libc::c_int =
         (group as libc::c_int) | ((libc::PACKET_FANOUT_CBPF as libc::c_int) << 16);
@@ -282,6 +305,8 @@ pub struct PacketRx {
     fd: Arc<OwnedFd>,
     ring: NonNull<u8>,
     ring_len: usize,
+    slot_size: u32,
+    slots: u32,
     next: u32,
 }
 
@@ -315,11 +340,11 @@ impl PacketRx {
     }
 
     fn slot(&self, index: u32) -> *mut u8 {
-        // SAFETY (of the arithmetic): index < RING_FRAMES, so the offset stays inside the
-        // mapping of RING_FRAMES * RING_FRAME_SIZE bytes.
+        // (The arithmetic: index < slots, so the offset stays inside the mapping of
+        // slots * slot_size bytes.)
         self.ring
             .as_ptr()
-            .wrapping_add(index as usize * RING_FRAME_SIZE as usize)
+            .wrapping_add(index as usize * self.slot_size as usize)
     }
 
     fn status(&self, slot: *mut u8) -> &AtomicU32 {
@@ -413,16 +438,16 @@ impl FrameRx for PacketRx {
             let frame = unsafe {
                 let snaplen = std::ptr::read(slot.add(TP_SNAPLEN).cast::<u32>()) as usize;
                 let mac = std::ptr::read(slot.add(TP_MAC).cast::<u16>()) as usize;
-                let mac = mac.min(RING_FRAME_SIZE as usize);
+                let mac = mac.min(self.slot_size as usize);
                 let len = snaplen
-                    .min(RING_FRAME_SIZE as usize - mac)
+                    .min(self.slot_size as usize - mac)
                     .min(MAX_FRAME_LEN);
                 std::slice::from_raw_parts(slot.add(mac), len)
             };
             on_frame(frame);
             self.status(slot)
                 .store(libc::TP_STATUS_KERNEL, Ordering::Release);
-            self.next = (self.next + 1) % RING_FRAMES;
+            self.next = (self.next + 1) % self.slots;
             handed += 1;
         }
         Ok(handed)
