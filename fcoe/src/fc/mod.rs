@@ -338,7 +338,11 @@ impl FcPort {
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) {
-        let seq_id = self.seq_id();
+        // The request's own SEQ_ID, as libfc and LIO answer. Linux matches a reply that comes
+        // inside FIP (the VN2VN FLOGI's LS_ACC) to its exchange by SEQ_ID: with any other the
+        // reply is dropped as "sequence not found", the FLOGI times out and the login stalls
+        // for 8 s (seen with a Linux 6.1 guest).
+        let seq_id = req.seq_id;
         let hdr = last_reply_header(
             RCtl::ElsReply,
             FcType::Els,
