@@ -29,6 +29,8 @@ use crate::wire::{FcId, Wwn};
 pub const PROBE_WAIT: Duration = Duration::from_millis(100);
 /// `FIP_VN_ANN_WAIT`.
 pub const ANN_WAIT: Duration = Duration::from_millis(400);
+/// Margin after a neighbour's announce-wait before we beacon to it again.
+const CLAIM_SETTLE: Duration = Duration::from_millis(150);
 /// `FIP_VN_BEACON_INT`.
 pub const BEACON_INT: Duration = Duration::from_millis(8000);
 /// `FIP_VN_BEACON_FUZZ`.
@@ -374,6 +376,14 @@ impl Vn2VnPort {
                             // Linux logs in only after a beacon from a port in its table; it
                             // has just added us from the claim response above.
                             self.send(tx, Vn2VnSubcode::Beacon, ALL_VN2VN_MACS, None);
+                            // But a beacon that reaches it while it is still claiming (one
+                            // announce-wait after its claim) may be lost on it, and the next
+                            // periodic one is 8 s away: a login then took 9.5 s instead of
+                            // 1.9 s. Beacon again once its claim is surely done.
+                            let again = now + ANN_WAIT + CLAIM_SETTLE;
+                            if self.beacon_at.is_none_or(|t| t > again) {
+                                self.beacon_at = Some(again);
+                            }
                         }
                     }
                 }
