@@ -45,22 +45,31 @@ pub struct ServeArgs {
     /// Ethernet interface to serve on.
     #[arg(short = 'i', long = "interface", value_name = "IFACE")]
     pub interface: String,
-    /// An AoE export: <shelf>.<slot>=<image>[,ro][,sync]. May be repeated.
     #[arg(
         long = "aoe",
+        help = "An AoE export: <shelf>.<slot>=<image>[,ro][,sync][,allow=<mac>]. May be repeated",
         value_name = "SHELF.SLOT=IMAGE[,ro][,sync]",
         required_unless_present = "fcoe"
     )]
     pub aoe: Vec<AoeSpec>,
-    /// An FCoE LUN: <lun>=<image>[,ro][,sync], LUN 0 to 63. May be repeated; may name the
-    /// same image as an --aoe export (both then see the same bytes).
-    #[arg(long = "fcoe", value_name = "LUN=IMAGE[,ro][,sync]")]
+    #[arg(
+        long = "fcoe",
+        value_name = "LUN=IMAGE[,ro][,sync]",
+        help = "An FCoE LUN: <lun>=<image>[,ro][,sync], LUN 0 to 63. May be repeated; may name \
+                the same image as an --aoe export (both then see the same bytes)"
+    )]
     pub fcoe: Vec<FcoeSpec>,
-    /// FCoE port name [default: 20:00:<interface MAC>].
-    #[arg(long, value_name = "WWPN")]
+    #[arg(
+        long,
+        value_name = "WWPN",
+        help = "FCoE port name [default: 20:00:<interface MAC>]"
+    )]
     pub wwpn: Option<Wwn>,
-    /// FCoE node name [default: 10:00:<interface MAC>].
-    #[arg(long, value_name = "WWNN")]
+    #[arg(
+        long,
+        value_name = "WWNN",
+        help = "FCoE node name [default: 10:00:<interface MAC>]"
+    )]
     pub wwnn: Option<Wwn>,
     /// AoE Buffer Count to advertise: how many requests an initiator may have outstanding.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(2..))]
@@ -73,6 +82,11 @@ pub struct ServeArgs {
     /// CAP_NET_ADMIN. The state file, if any, must be writable by it.
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+    /// Frame I/O: `packet` (AF_PACKET rings), `xdp` (AF_XDP, copy mode accepted), or `auto`
+    /// (AF_XDP where the driver does zero-copy, AF_PACKET elsewhere). Falls back to AF_PACKET,
+    /// with a log line, where AF_XDP is refused.
+    #[arg(long, default_value = "packet", value_name = "BACKEND")]
+    pub backend: l2san_common::worker::Backend,
     /// Worker threads, each with its own receive ring and transmit path [default: one per core].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,

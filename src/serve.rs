@@ -76,7 +76,7 @@ fn describe(image: &Image) -> String {
     )
 }
 
-/// The default FCoE names: 20:00:<mac> and 10:00:<mac>.
+/// The default FCoE names: `20:00:<mac>` and `10:00:<mac>`.
 fn default_wwn(prefix: u16, mac: MacAddr) -> Wwn {
     let mut b = [0u8; 8];
     b[..2].copy_from_slice(&prefix.to_be_bytes());
@@ -201,10 +201,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
         let iface = iface.clone();
         let handlers = handlers.clone();
         let stats = Arc::new(WorkerStats::default());
+        let backend = args.backend;
         workers.push(
             std::thread::Builder::new()
                 .name(format!("l2san-{}-{index}", iface.name))
-                .spawn(move || worker::run(&iface, &handlers, &stats, role))
+                .spawn(move || worker::run_with(&iface, &handlers, &stats, role, backend))
                 .context("starting a worker thread")?,
         );
     }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::ether::EthernetFrame;
-use crate::io::sys::{packet, signal};
-use crate::io::{FrameRx, Transmit, TxBatch};
+use crate::io::sys::xdp::{self, XdpConfig, XdpRx, XdpTx};
+use crate::io::sys::{packet, signal, PacketRx, PacketTx};
+use crate::io::{FrameRx, FrameTx, Transmit, TxBatch};
 use crate::netif::Interface;
 
 /// Frames handled per wake-up before replies are flushed (bounded batches).
@@ -93,12 +94,156 @@ impl WorkerRole {
     }
 }
 
+/// Which frame backend a worker uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// AF_XDP where it pays off: a zero-copy driver and an AF_XDP socket for every RX queue
+    /// (one worker per queue). Elsewhere AF_PACKET, with an info log saying why. Copy-mode
+    /// AF_XDP is not chosen: on veth and tap it costs about what AF_PACKET does
+    /// (shared/reference/raw-io.md).
+    Auto,
+    /// AF_XDP, in copy mode where the driver refuses zero-copy; AF_PACKET only where the
+    /// kernel or driver refuses AF_XDP altogether, with a warning saying why.
+    Xdp,
+    /// AF_PACKET with a TPACKET_V2 ring (and a fanout group for several workers).
+    #[default]
+    Packet,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Backend, String> {
+        match s {
+            "auto" => Ok(Backend::Auto),
+            "xdp" => Ok(Backend::Xdp),
+            "packet" => Ok(Backend::Packet),
+            _ => Err(format!("unknown backend '{s}': use auto, xdp or packet")),
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Auto => "auto",
+            Backend::Xdp => "xdp",
+            Backend::Packet => "packet",
+        })
+    }
+}
+
+/// The RX queue a worker binds an AF_XDP socket to, or why it does not use AF_XDP.
+///
+/// Worker i binds queue i. An AF_XDP socket hears only its own queue, and AoE/FCoE frames
+/// cannot be steered by flow hash (their hash is constant; on veth the queue is the sender's),
+/// so AF_XDP is used only when every queue gets a socket: with fewer workers than queues every
+/// worker stays on AF_PACKET, which hears all queues. Workers beyond the queue count use
+/// AF_PACKET: they hear whatever the XDP program passes to the kernel (frames of a queue
+/// whose socket is missing, say while a worker reopens it).
+pub fn xdp_queue(backend: Backend, role: WorkerRole, rx_queues: u32) -> Result<u32, String> {
+    if backend == Backend::Packet {
+        return Err("AF_PACKET was asked for".into());
+    }
+    if rx_queues as usize > role.count {
+        return Err(format!(
+            "the interface has {rx_queues} RX queues but there are {} workers, and an AF_XDP \
+             socket hears only its own queue; run {rx_queues} workers, or reduce the queues \
+             with `ethtool -L <interface> combined {}`",
+            role.count, role.count
+        ));
+    }
+    if role.index >= rx_queues as usize {
+        return Err(format!(
+            "worker {} has no RX queue of its own (the interface has {rx_queues}); it serves \
+             what the XDP program passes to the kernel",
+            role.index
+        ));
+    }
+    Ok(role.index as u32)
+}
+
+/// The two halves of whichever backend a worker opened.
+enum Halves {
+    Packet(PacketRx, PacketTx),
+    // Boxed: the AF_XDP halves carry their ring state inline.
+    Xdp(Box<XdpRx>, Box<XdpTx>),
+}
+
+impl Halves {
+    fn split(&mut self) -> (&mut dyn FrameRx, &mut dyn FrameTx) {
+        match self {
+            Halves::Packet(rx, tx) => (rx, tx),
+            Halves::Xdp(rx, tx) => (&mut **rx, &mut **tx),
+        }
+    }
+
+    fn tx(&mut self) -> &mut dyn FrameTx {
+        self.split().1
+    }
+
+    fn set_promiscuous(&mut self, ifindex: u32) -> std::io::Result<()> {
+        match self {
+            Halves::Packet(rx, _) => rx.set_promiscuous(ifindex),
+            Halves::Xdp(rx, _) => rx.set_promiscuous(ifindex),
+        }
+    }
+
+    /// Frames the kernel dropped since the last call.
+    fn drops(&mut self) -> std::io::Result<u32> {
+        match self {
+            Halves::Packet(rx, _) => rx.stats().map(|s| s.drops),
+            Halves::Xdp(rx, _) => rx.stats().map(|s| s.drops),
+        }
+    }
+
+    /// Whether frames of MTU `new` need a new socket, where `old` was fine.
+    fn reopen_for_mtu(&self, old: u32, new: u32) -> bool {
+        match self {
+            Halves::Packet(..) => packet::ring_slot_size(new) != packet::ring_slot_size(old),
+            Halves::Xdp(rx, _) => !rx.mode().multi_buffer && new > old,
+        }
+    }
+}
+
+/// Try AF_XDP for this worker as `backend` asks; `Err` says why not.
+fn open_xdp(
+    iface: &Interface,
+    index: u32,
+    ethertypes: &[u16],
+    role: WorkerRole,
+    backend: Backend,
+    mtu: u32,
+) -> Result<(XdpRx, XdpTx), String> {
+    let queues = xdp::rx_queue_count(&iface.name)
+        .map_err(|e| format!("cannot count the interface's RX queues in sysfs: {e}"))?;
+    let queue = xdp_queue(backend, role, queues)?;
+    let config = XdpConfig {
+        queue,
+        allow_copy: backend == Backend::Xdp,
+        max_frame_len: mtu as usize + crate::ether::HEADER_LEN,
+    };
+    xdp::open(index, ethertypes, config).map_err(|e| e.to_string())
+}
+
 /// A fanout group id for `ifindex`, unlikely to meet another process's group.
 pub fn fanout_group(ifindex: u32) -> u16 {
     (std::process::id() as u16) ^ ((ifindex as u16) << 11) ^ 0x4c32
 }
 
-/// Serve `iface` with `handlers` on the calling thread until a stop is requested.
+/// Serve `iface` with `handlers` on the calling thread until a stop is requested, on
+/// AF_PACKET. See [`run_with`].
+pub fn run(
+    iface: &Interface,
+    handlers: &[Arc<dyn FrameHandler>],
+    stats: &WorkerStats,
+    role: WorkerRole,
+) {
+    run_with(iface, handlers, stats, role, Backend::Packet)
+}
+
+/// Serve `iface` with `handlers` on the calling thread until a stop is requested, on the
+/// frame backend `backend` asks for (see [`Backend`] and [`xdp_queue`]); AF_PACKET wherever
+/// AF_XDP is not used.
 ///
 /// With `role.count` > 1 this worker owns one socket of a fanout group: the kernel spreads the
 /// interface's frames over the group's rings (see [`packet::fanout_program`]). Only the leader
@@ -106,11 +251,12 @@ pub fn fanout_group(ifindex: u32) -> u16 {
 ///
 /// Socket errors never end it: ENETDOWN, ENOBUFS and a vanished interface are logged
 /// (at most once per 10 s per kind) and the socket is reopened until it works again.
-pub fn run(
+pub fn run_with(
     iface: &Interface,
     handlers: &[Arc<dyn FrameHandler>],
     stats: &WorkerStats,
     role: WorkerRole,
+    backend: Backend,
 ) {
     let ethertypes: Vec<u16> = handlers
         .iter()
@@ -118,6 +264,7 @@ pub fn run(
         .collect();
     let mut batch = TxBatch::new(BATCH);
     let mut last_warn: Option<Instant> = None;
+    let mut xdp_fallback_logged = false;
     let mut warn = |msg: &dyn std::fmt::Display| {
         if last_warn.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
             tracing::warn!(iface = %iface.name, "{msg}");
@@ -128,9 +275,44 @@ pub fn run(
         // The index changes when an interface is deleted and made again: look it up anew.
         let index = Interface::by_name(&iface.name).map_or(iface.index, |i| i.index);
         let mut mtu = iface.mtu().unwrap_or(1500);
-        let fanout = (role.count > 1).then_some(role.fanout_group);
-        let opened = packet::open_sized(index, &ethertypes, mtu, fanout);
-        let (mut rx, mut tx) = match opened {
+        let xdp = if backend == Backend::Packet {
+            None
+        } else {
+            match open_xdp(iface, index, &ethertypes, role, backend, mtu) {
+                Ok((rx, tx)) => {
+                    let mode = rx.mode();
+                    tracing::info!(
+                        iface = %iface.name,
+                        worker = role.index,
+                        zero_copy = mode.zero_copy,
+                        multi_buffer = mode.multi_buffer,
+                        "serving RX queue {} with AF_XDP",
+                        role.index
+                    );
+                    Some(Halves::Xdp(Box::new(rx), Box::new(tx)))
+                }
+                Err(why) => {
+                    if !xdp_fallback_logged {
+                        xdp_fallback_logged = true;
+                        if backend == Backend::Xdp {
+                            tracing::warn!(iface = %iface.name, worker = role.index, "AF_XDP not used: {why}; using AF_PACKET");
+                        } else {
+                            tracing::info!(iface = %iface.name, worker = role.index, "AF_XDP not used: {why}; using AF_PACKET");
+                        }
+                    }
+                    None
+                }
+            }
+        };
+        let opened = match xdp {
+            Some(halves) => Ok(halves),
+            None => {
+                let fanout = (role.count > 1).then_some(role.fanout_group);
+                packet::open_sized(index, &ethertypes, mtu, fanout)
+                    .map(|(rx, tx)| Halves::Packet(rx, tx))
+            }
+        };
+        let mut halves = match opened {
             Ok(halves) => halves,
             Err(e) => {
                 stats.io_errors.fetch_add(1, Ordering::Relaxed);
@@ -142,14 +324,14 @@ pub fn run(
             }
         };
         if handlers.iter().any(|h| h.needs_promiscuous()) {
-            if let Err(e) = rx.set_promiscuous(index) {
+            if let Err(e) = halves.set_promiscuous(index) {
                 warn(&format_args!(
                     "cannot make the interface promiscuous: {e}; FCoE initiators may not reach us"
                 ));
             }
         }
         if role.leader() {
-            let mut t = batch.with(&mut tx);
+            let mut t = batch.with(halves.tx());
             for h in handlers {
                 h.link_changed(mtu, &mut t);
             }
@@ -158,7 +340,8 @@ pub fn run(
         let mut last_check = Instant::now();
         while !signal::stop_requested() {
             let result = {
-                let mut t = batch.with(&mut tx);
+                let (rx, tx) = halves.split();
+                let mut t = batch.with(tx);
                 let r = rx.recv_batch(POLL, BATCH, &mut |frame| {
                     dispatch(handlers, frame, &mut t, stats);
                 });
@@ -193,14 +376,11 @@ pub fn run(
             }
             if last_check.elapsed() >= LINK_CHECK {
                 last_check = Instant::now();
-                if let Ok(st) = rx.stats() {
-                    if st.drops > 0 {
-                        stats
-                            .ring_drops
-                            .fetch_add(st.drops as u64, Ordering::Relaxed);
+                if let Ok(drops) = halves.drops() {
+                    if drops > 0 {
+                        stats.ring_drops.fetch_add(drops as u64, Ordering::Relaxed);
                         warn(&format_args!(
-                            "{} frames dropped: the receive ring was full; the machine is too busy for the traffic (more --workers, or fewer other jobs)",
-                            st.drops
+                            "{drops} frames dropped: the receive ring was full; the machine is too busy for the traffic (more --workers, or fewer other jobs)"
                         ));
                     }
                 }
@@ -213,13 +393,13 @@ pub fn run(
                     Some(now_mtu) if now_mtu != mtu => {
                         if role.leader() {
                             tracing::info!(iface = %iface.name, old = mtu, new = now_mtu, "MTU changed; re-advertising");
-                            let mut t = batch.with(&mut tx);
+                            let mut t = batch.with(halves.tx());
                             for h in handlers {
                                 h.link_changed(now_mtu, &mut t);
                             }
                             t.flush();
                         }
-                        if packet::ring_slot_size(now_mtu) != packet::ring_slot_size(mtu) {
+                        if halves.reopen_for_mtu(mtu, now_mtu) {
                             // Frames of the new MTU need other ring slots: a new socket.
                             continue 'reopen;
                         }
@@ -230,5 +410,42 @@ pub fn run(
             }
         }
         break;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn role(index: usize, count: usize) -> WorkerRole {
+        WorkerRole {
+            index,
+            count,
+            fanout_group: 0,
+        }
+    }
+
+    #[test]
+    fn xdp_only_when_every_queue_gets_a_socket() {
+        assert!(xdp_queue(Backend::Packet, role(0, 1), 1).is_err());
+        assert_eq!(xdp_queue(Backend::Auto, role(0, 1), 1), Ok(0));
+        assert_eq!(xdp_queue(Backend::Xdp, role(3, 4), 4), Ok(3));
+        // More queues than workers: a queue would go unheard, so nobody uses AF_XDP.
+        for i in 0..2 {
+            let why = xdp_queue(Backend::Xdp, role(i, 2), 4).unwrap_err();
+            assert!(why.contains("4 RX queues"), "{why}");
+        }
+        // More workers than queues: the extra ones stay on AF_PACKET.
+        assert_eq!(xdp_queue(Backend::Auto, role(0, 2), 1), Ok(0));
+        assert!(xdp_queue(Backend::Auto, role(1, 2), 1).is_err());
+    }
+
+    #[test]
+    fn backend_names_round_trip() {
+        for b in [Backend::Auto, Backend::Xdp, Backend::Packet] {
+            assert_eq!(b.to_string().parse::<Backend>(), Ok(b));
+        }
+        assert!("af_xdp".parse::<Backend>().is_err());
+        assert_eq!(Backend::default(), Backend::Packet);
     }
 }

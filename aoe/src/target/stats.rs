@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// reaches several exports may count once per export.
 #[derive(Debug, Default)]
 pub struct AoeStats {
-    /// Frames handed to [`AoeTarget::handle_frame`].
+    /// Frames handed to [`AoeTarget::handle_frame`](super::AoeTarget::handle_frame).
     pub frames: AtomicU64,
     /// Replies committed (adverts included).
     pub replies: AtomicU64,

@@ -41,7 +41,7 @@ struct Args {
     /// Interface to send from (the target's segment).
     #[arg(short = 'i', long = "interface", value_name = "IFACE")]
     interface: String,
-    /// The AoE target, e<shelf>.<slot>.
+    /// The AoE target, `e<shelf>.<slot>`.
     #[arg(long, value_name = "eX.Y", default_value = "e0.0")]
     target: String,
     #[arg(long, value_enum, default_value_t = OpArg::Read)]

@@ -6,7 +6,7 @@
 //! an image to get this path). Into a sparse file they go through `pwrite`, so that a full file
 //! system fails one write with ENOSPC (an ATA or SCSI error) instead of raising SIGBUS. Linux
 //! keeps the map and the file coherent (one page cache), so either way a read after a write
-//! sees it. The SIGBUS guard ([`guard`]) catches what is left: an image truncated under us.
+//! sees it. The SIGBUS guard (`guard`) catches what is left: an image truncated under us.
 //!
 //! Durability (per export):
 //! - [`Durability::Writeback`]: a write is in the page cache when it is acknowledged, so it

@@ -4,5 +4,6 @@
 pub mod packet;
 pub mod privilege;
 pub mod signal;
+pub mod xdp;
 
 pub use packet::{PacketRx, PacketSocket, PacketTx, RingStats};

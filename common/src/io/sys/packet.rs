@@ -322,7 +322,7 @@ const TP_MAC: usize = 12;
 impl PacketRx {
     /// Put interface `ifindex` in promiscuous mode for as long as this socket lives (the
     /// kernel undoes it when the socket closes, even on kill -9). FCoE needs it: VN2VN ports
-    /// are addressed at MACs of their own (0E:FD:00:<port id>) and iPXE logs in at
+    /// are addressed at MACs of their own (`0E:FD:00:<port id>`) and iPXE logs in at
     /// 0E:FC:00:FF:FF:FE, none of which the NIC would otherwise accept.
     pub fn set_promiscuous(&self, ifindex: u32) -> io::Result<()> {
         let mreq = libc::packet_mreq {
