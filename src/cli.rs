@@ -87,6 +87,12 @@ pub struct ServeArgs {
     /// with a log line, where AF_XDP is refused.
     #[arg(long, default_value = "packet", value_name = "BACKEND")]
     pub backend: l2san_common::worker::Backend,
+    /// Latency mode, for boot storms: while requests keep coming, a worker spins up to this
+    /// many microseconds for the next frame instead of sleeping, so that queue-depth-1
+    /// initiators (iPXE) get answers without a wake-up each. Costs CPU while traffic flows;
+    /// off (0) by default, which suits shared machines.
+    #[arg(long, default_value_t = 0, value_name = "MICROSECONDS", value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub busy_poll_us: u64,
     /// Worker threads, each with its own receive ring and transmit path [default: one per core].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,

@@ -197,6 +197,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
             index,
             count,
             fanout_group: group,
+            busy_poll: Duration::from_micros(args.busy_poll_us),
         };
         let iface = iface.clone();
         let handlers = handlers.clone();

@@ -79,6 +79,9 @@ pub struct WorkerRole {
     pub count: usize,
     /// The fanout group id, the same for every worker of the interface.
     pub fanout_group: u16,
+    /// Latency mode: spin this long for the next frame while traffic flows (AF_PACKET only);
+    /// zero sleeps in `poll` between batches.
+    pub busy_poll: Duration,
 }
 
 impl WorkerRole {
@@ -87,6 +90,7 @@ impl WorkerRole {
         index: 0,
         count: 1,
         fanout_group: 0,
+        busy_poll: Duration::ZERO,
     };
 
     fn leader(&self) -> bool {
@@ -308,8 +312,10 @@ pub fn run_with(
             Some(halves) => Ok(halves),
             None => {
                 let fanout = (role.count > 1).then_some(role.fanout_group);
-                packet::open_sized(index, &ethertypes, mtu, fanout)
-                    .map(|(rx, tx)| Halves::Packet(rx, tx))
+                packet::open_sized(index, &ethertypes, mtu, fanout).map(|(mut rx, tx)| {
+                    rx.set_busy_poll(role.busy_poll);
+                    Halves::Packet(rx, tx)
+                })
             }
         };
         let mut halves = match opened {
@@ -422,6 +428,7 @@ mod tests {
             index,
             count,
             fanout_group: 0,
+            busy_poll: Duration::ZERO,
         }
     }
 

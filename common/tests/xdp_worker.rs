@@ -89,6 +89,7 @@ fn xdp_worker_answers_through_its_queue() {
                 index,
                 count: 2,
                 fanout_group: worker::fanout_group(iface.index),
+                busy_poll: std::time::Duration::ZERO,
             };
             std::thread::spawn(move || {
                 worker::run_with(&iface, &handlers, &stats, role, Backend::Xdp)

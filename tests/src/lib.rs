@@ -12,6 +12,8 @@
 //!   tcpdump captures of the segment and checks of the frames in them.
 //! - [`cpio`]: the newc archive writer behind the initramfs.
 //! - [`rawsock`]: a raw AF_PACKET socket for tests that send hand-made frames.
+//! - [`workload`]: a verified O_DIRECT write workload in a Linux guest over AoE, with host-side
+//!   checks of the image and an l2san process the test can kill -9 and restart.
 //!
 //! Everything here needs root, `/dev/net/tun`, `qemu-system-x86_64`, `/boot/ipxe.lkrn` (package
 //! ipxe) and `/bin/busybox` (busybox-static). The tests skip without root or tun and fail when a tool
@@ -23,3 +25,4 @@ pub mod fcoe_guest;
 pub mod linux;
 pub mod rawsock;
 pub mod rig;
+pub mod workload;

@@ -17,6 +17,9 @@ use std::time::Duration;
 
 use crate::io::{FrameRx, FrameTx, MAX_FRAME_LEN};
 
+/// How recently a frame must have arrived for latency mode to spin rather than sleep.
+pub const BUSY_POLL_WINDOW: Duration = Duration::from_millis(20);
+
 /// Bytes of receive ring per socket, whatever the MTU and the image sizes: 16 MiB. A burst
 /// must fit while the worker is not running: Linux's FCoE initiator sends a 1 MiB write as
 /// 1024 frames at once and never retransmits a lost one (a dropped frame costs an abort and
@@ -194,6 +197,8 @@ impl PacketSocket {
             slot_size,
             slots,
             next: 0,
+            busy_poll: Duration::ZERO,
+            last_frame: None,
         };
 
         // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
@@ -308,6 +313,10 @@ pub struct PacketRx {
     slot_size: u32,
     slots: u32,
     next: u32,
+    /// Latency mode: how long to spin for the next frame before sleeping in `poll`.
+    busy_poll: Duration,
+    /// When a frame last arrived: spinning only pays while traffic flows.
+    last_frame: Option<std::time::Instant>,
 }
 
 // SAFETY: the ring mapping is owned by this value alone (the transmit half never touches it),
@@ -337,6 +346,33 @@ impl PacketRx {
             libc::PACKET_ADD_MEMBERSHIP,
             &mreq,
         )
+    }
+
+    /// Latency mode: while frames keep coming (one in the last [`BUSY_POLL_WINDOW`]), spin up
+    /// to `spin` for the next one instead of sleeping in `poll` and being woken for it. A
+    /// queue-depth-1 initiator (iPXE booting) then gets its answer without a wake-up per
+    /// request; an idle target still sleeps. Zero (the default) never spins.
+    pub fn set_busy_poll(&mut self, spin: Duration) {
+        self.busy_poll = spin;
+    }
+
+    /// Spin until the next slot is ready or `busy_poll` runs out; whether it became ready.
+    fn spin_for_frame(&self) -> bool {
+        let active = self
+            .last_frame
+            .is_some_and(|t| t.elapsed() < BUSY_POLL_WINDOW);
+        if self.busy_poll.is_zero() || !active {
+            return false;
+        }
+        let slot = self.slot(self.next);
+        let start = std::time::Instant::now();
+        while start.elapsed() < self.busy_poll {
+            if self.status(slot).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0 {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        false
     }
 
     fn slot(&self, index: u32) -> *mut u8 {
@@ -426,7 +462,10 @@ impl FrameRx for PacketRx {
             let slot = self.slot(self.next);
             let status = self.status(slot).load(Ordering::Acquire);
             if status & libc::TP_STATUS_USER == 0 {
-                if handed > 0 || !self.wait(timeout)? {
+                if handed > 0 {
+                    break;
+                }
+                if !self.spin_for_frame() && !self.wait(timeout)? {
                     break;
                 }
                 continue;
@@ -449,6 +488,9 @@ impl FrameRx for PacketRx {
                 .store(libc::TP_STATUS_KERNEL, Ordering::Release);
             self.next = (self.next + 1) % self.slots;
             handed += 1;
+        }
+        if handed > 0 && !self.busy_poll.is_zero() {
+            self.last_frame = Some(std::time::Instant::now());
         }
         Ok(handed)
     }
