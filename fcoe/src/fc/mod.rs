@@ -956,6 +956,8 @@ impl FcPort {
                 }
             }
         }
+        // In a fixed order, not the HashMap's: the same input gives the same frames.
+        retry.sort_unstable();
         for k in retry {
             self.send_plogi(tx, k, now);
         }

@@ -1156,3 +1156,81 @@ proptest! {
         }
     }
 }
+
+/// A FIP-encapsulated VN2VN FLOGI from the VN_Port `id` (WWPN `wwpn`) to `d_id`.
+fn fip_flogi(id: FcId, d_id: FcId, wwpn: Wwn, ox_id: u16) -> Vec<u8> {
+    use crate::fc::tx::{fc_frame_vec, send_fip};
+    use crate::wire::fip::{fpma, ElsKind, FipEls, VN2VN_FC_MAP};
+    let hdr = FcHeaderRepr {
+        r_ctl: RCtl::ElsRequest,
+        d_id,
+        cs_ctl: 0,
+        s_id: id,
+        fc_type: FcType::Els,
+        f_ctl: REQ,
+        seq_id: 1,
+        df_ctl: 0,
+        seq_cnt: 0,
+        ox_id,
+        rx_id: 0xffff,
+        parameter: 0,
+    };
+    let login = LoginRepr::n_port(ElsCommand::Flogi, wwpn, Wwn(wwpn.0 ^ 1), 2112);
+    let fc = fc_frame_vec(&hdr, 116, |b| login.emit(&mut ElsPacket::new_unchecked(b)));
+    let enode = MacAddr([0x52, 0x54, 0x00, 0x00, 0x00, id.get() as u8]);
+    let repr = FipRepr::ElsRequest(FipEls {
+        kind: ElsKind::Flogi,
+        fc_frame: &fc,
+        mac: Some(fpma(VN2VN_FC_MAP, id)),
+    });
+    let mut b = TxBatch::new(1);
+    send_fip(&mut b, LIO_ENODE, enode, &repr);
+    drain(&mut b).remove(0)
+}
+
+/// Found by the fcoe_target fuzzer: the PLOGI retries of tick() went out in the iteration
+/// order of the session HashMap (random per target), so two targets fed the same frames and
+/// clock sent different frames (retry order and our OX_IDs). Timers must be deterministic:
+/// the retries go out in the order of the sessions' MACs.
+#[test]
+fn plogi_retries_are_deterministic() {
+    let run = || {
+        let target = FcoeTarget::new(FcoeConfig {
+            mac: LIO_ENODE,
+            mtu: 2500,
+            wwpn: Wwn(0x2000_5254_004c_100a),
+            wwnn: Wwn(0x1000_5254_004c_100a),
+            luns: vec![(0, image(1 << 20))],
+        });
+        let mut tx = TxBatch::new(64);
+        let mut now = Instant::now();
+        bring_up(&target, &mut now, &mut tx);
+        // Eight lower-WWPN neighbours log in: we owe each a PLOGI.
+        for n in 1..=8u32 {
+            let id = FcId::new(0x2000 + 0x11 * (9 - n));
+            let f = fip_flogi(
+                id,
+                LIO_ID,
+                Wwn(0x2000_0000_0000_0000 | u64::from(n)),
+                n as u16,
+            );
+            target.handle_frame(&f, now, &mut tx);
+        }
+        drain(&mut tx);
+        now += Duration::from_secs(5);
+        target.tick(now, &mut tx);
+        drain(&mut tx)
+            .into_iter()
+            .filter(|f| is_fcoe(f))
+            .collect::<Vec<_>>()
+    };
+    let a = run();
+    assert_eq!(a.len(), 8, "one PLOGI retry per neighbour");
+    let dsts: Vec<MacAddr> = a.iter().map(|f| parse_fc(f).dst).collect();
+    let mut sorted = dsts.clone();
+    sorted.sort();
+    assert_eq!(dsts, sorted, "PLOGI retries not in session order");
+    for _ in 0..4 {
+        assert_eq!(run(), a, "same input, different timer frames");
+    }
+}

@@ -380,10 +380,9 @@ impl Vn2VnPort {
                             // announce-wait after its claim) may be lost on it, and the next
                             // periodic one is 8 s away: a login then took 9.5 s instead of
                             // 1.9 s. Beacon again once its claim is surely done.
-                            let again = now + ANN_WAIT + CLAIM_SETTLE;
-                            if self.beacon_at.is_none_or(|t| t > again) {
-                                self.beacon_at = Some(again);
-                            }
+                            // (Also when a periodic beacon was due sooner: that one could fall
+                            // inside the neighbour's claim window too.)
+                            self.beacon_at = Some(now + ANN_WAIT + CLAIM_SETTLE);
                         }
                     }
                 }
