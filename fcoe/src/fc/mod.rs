@@ -44,6 +44,8 @@ pub const R_A_TOV_MS: u32 = 4000;
 /// E_D_TOV we advertise (ms).
 pub const E_D_TOV_MS: u32 = 2000;
 /// An originated PLOGI is sent again after this long without an answer.
+/// How long after our FLOGI LS_ACC our own PLOGI goes out (at the next tick after it).
+const PLOGI_DELAY: Duration = Duration::from_millis(20);
 const PLOGI_RETRY: Duration = Duration::from_millis(2 * E_D_TOV_MS as u64);
 const PLOGI_TRIES: u32 = 5;
 /// Aborted exchanges are forgotten after 2 x R_A_TOV even without an RRQ.
@@ -316,6 +318,7 @@ impl FcPort {
                 plogi: false,
                 prli: false,
                 plogi_out: None,
+                plogi_due: None,
                 nexus,
                 last_seen: rx.now,
                 exchanges: Default::default(),
@@ -686,8 +689,15 @@ impl FcPort {
         });
         // Linux (fc_rport_flogi_resp / recv_flogi_req): the port with the higher WWPN sends
         // the PLOGI; the other waits for it forever.
+        //
+        // Not at once, though: Linux handles a FIP frame (our LS_ACC) in a work queue and an
+        // FCoE frame (a PLOGI) straight away, so a PLOGI sent with the LS_ACC can overtake it;
+        // Linux then gives up on its FLOGI only after 8 s (seen with a 6.1 guest). LIO waits
+        // about 9 ms; we send it from the next timer tick, at least PLOGI_DELAY later.
         if rx.personality == Personality::Vn2Vn && self.wwpn > login.wwpn {
-            self.send_plogi(tx, key, rx.now);
+            if let Some(s) = self.sessions.get_mut(&key) {
+                s.plogi_due = Some(rx.now + PLOGI_DELAY);
+            }
         }
     }
 
@@ -945,6 +955,10 @@ impl FcPort {
                 .retain(|&(_, _, t)| now.saturating_duration_since(t) < ABORT_HOLD);
             s.exchanges
                 .retain(|_, x| now.saturating_duration_since(x.started) < WRITE_TIMEOUT);
+            if s.plogi_due.is_some_and(|t| now >= t) {
+                s.plogi_due = None;
+                retry.push(*k);
+            }
             if let Some(p) = s.plogi_out {
                 if now.saturating_duration_since(p.sent) >= PLOGI_RETRY {
                     if p.tries < PLOGI_TRIES {

@@ -80,6 +80,9 @@ pub struct Session {
     pub plogi: bool,
     pub prli: bool,
     pub plogi_out: Option<PlogiOut>,
+    /// When to send our first PLOGI (VN2VN, our WWPN the higher): shortly after our FLOGI
+    /// LS_ACC, not with it.
+    pub plogi_due: Option<Instant>,
     pub nexus: NexusId,
     pub last_seen: Instant,
     /// Writes waiting for data, by OX_ID.

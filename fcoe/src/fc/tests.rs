@@ -414,6 +414,16 @@ fn linux_vn2vn_session() {
         now += Duration::from_millis(1);
         target.tick(now, &mut tx);
         target.handle_frame(&frame, now, &mut tx);
+        if matches!(fip_of(&frame), Some(FipRepr::ElsRequest(_))) {
+            // Our PLOGI follows a FLOGI LS_ACC from the next tick at least PLOGI_DELAY later.
+            now += Duration::from_millis(30);
+            target.tick(now, &mut tx);
+        }
+        if matches!(fip_of(&frame), Some(FipRepr::Vn2Vn(v)) if v.subcode == ClaimNotification) {
+            // Our beacon follows a claim response once the neighbour's claim is done.
+            now += Duration::from_millis(600);
+            target.tick(now, &mut tx);
+        }
         for out in drain(&mut tx) {
             let e = EthernetFrame::new_checked(&out[..]).unwrap();
             if let Some(fip) = fip_of(&out) {

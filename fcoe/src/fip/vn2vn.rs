@@ -373,15 +373,13 @@ impl Vn2VnPort {
                         self.send(tx, Vn2VnSubcode::ClaimResponse, v.enode_mac, Some(size));
                         self.add_peer(v, now, &mut events);
                         if self.state == VnState::Up {
-                            // Linux logs in only after a beacon from a port in its table; it
-                            // has just added us from the claim response above.
-                            self.send(tx, Vn2VnSubcode::Beacon, ALL_VN2VN_MACS, None);
-                            // But a beacon that reaches it while it is still claiming (one
-                            // announce-wait after its claim) may be lost on it, and the next
-                            // periodic one is 8 s away: a login then took 9.5 s instead of
-                            // 1.9 s. Beacon again once its claim is surely done.
-                            // (Also when a periodic beacon was due sooner: that one could fall
-                            // inside the neighbour's claim window too.)
+                            // Linux logs in (sends a FLOGI) only after a beacon from a port in
+                            // its table, which the claim response above just put us in. But not
+                            // a beacon at once: the neighbour is still claiming for one
+                            // announce-wait, and Linux drops a FIP ELS reply that arrives
+                            // before it is up, so a FLOGI it sent on an early beacon times out
+                            // and the login stalls 8 s (seen with a 6.1 guest). Beacon once its
+                            // claim is surely done, as LIO's timing does.
                             self.beacon_at = Some(now + ANN_WAIT + CLAIM_SETTLE);
                         }
                     }
