@@ -25,7 +25,8 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         l2san serve -i eth1 --aoe 0.0=/srv/boot.img\n  \
         l2san serve -i eth1 --aoe 1.0=/srv/golden.img,ro --aoe 1.1=/dev/vg0/data,sync\n  \
-        l2san serve -i eth1 --aoe 0.0=/srv/disk.img --fcoe 0=/srv/disk.img\n\n\
+        l2san serve -i eth1 --aoe 0.0=/srv/disk.img --fcoe 0=/srv/disk.img\n  \
+        l2san serve --config /etc/l2san.toml    (several interfaces; l2san check-config FILE)\n\n\
         iPXE boots e0.0 with:   sanboot aoe:e0.0   (FCoE: sanboot fcp:<wwpn>:0)\n\
         Linux finds AoE with:   modprobe aoe; ls /dev/etherd/\n\
         Linux finds FCoE with:  modprobe fcoe; echo eth0 > /sys/bus/fcoe/ctlr_create;\n\
@@ -38,18 +39,58 @@ pub enum Command {
         apt-get install -y qemu-system-x86 ipxe"
     )]
     Demo(DemoArgs),
+    /// Check a configuration file for `serve --config`: print every problem with its line,
+    /// check that its interfaces exist and its images open; exit 0 when clean, 2 when not.
+    #[command(
+        name = "check-config",
+        after_help = "The file's format: README.md, \
+        section \"Configuration file\", and packaging/l2san.toml."
+    )]
+    CheckConfig(CheckConfigArgs),
+    /// List every AoE target and FCoE VN2VN port on the segment, and flag duplicates.
+    #[command(after_help = "Examples:\n  \
+        l2san probe -i eth1\n  \
+        l2san probe -i eth1 --timeout 1 --json\n  \
+        l2san probe -i eth1 --fcoe-passive --timeout 9\n\n\
+        AoE: a broadcast Query Config, then an IDENTIFY to each answer for its size.\n\
+        FCoE: a VN2VN Probe Request and Claim Notification for a port ID of the probe's own\n\
+        (ENode MAC 0a:4c:32:<last 3 bytes of IFACE's MAC>); every VN_Port answers with a\n\
+        Claim Response. With --fcoe-passive it only listens to beacons (every 8 s).\n\
+        Needs root or CAP_NET_RAW. Run it from another host (or port) than the targets':\n\
+        a target does not hear frames sent from its own interface.\n\n\
+        Exit status: 0 the probe ran and found no conflicts (also when nothing answered);\n\
+        \x20            1 the probe could not run; 2 bad arguments;\n\
+        \x20            3 conflicts found (lines marked DUPLICATE)")]
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The TOML file to check.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Ethernet interface to serve on.
-    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
-    pub interface: String,
+    #[arg(
+        short = 'i',
+        long = "interface",
+        value_name = "IFACE",
+        required_unless_present = "config"
+    )]
+    pub interface: Option<String>,
+    /// Serve what a TOML file describes (interfaces, exports, settings; see `check-config`).
+    /// Not with -i, --aoe, --fcoe, --wwpn, --wwnn or --buffer-count; the other flags given
+    /// here override the file's.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[arg(
         long = "aoe",
         help = "An AoE export: <shelf>.<slot>=<image>[,ro][,sync][,allow=<mac>]. May be repeated",
         value_name = "SHELF.SLOT=IMAGE[,ro][,sync]",
-        required_unless_present = "fcoe"
+        required_unless_present_any = ["fcoe", "config"]
     )]
     pub aoe: Vec<AoeSpec>,
     #[arg(
@@ -71,9 +112,10 @@ pub struct ServeArgs {
         help = "FCoE node name [default: 10:00:<interface MAC>]"
     )]
     pub wwnn: Option<Wwn>,
-    /// AoE Buffer Count to advertise: how many requests an initiator may have outstanding.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(2..))]
-    pub buffer_count: u16,
+    /// AoE Buffer Count to advertise: how many requests an initiator may have outstanding
+    /// [default: 64].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(2..))]
+    pub buffer_count: Option<u16>,
     /// Where to keep the AoE config strings, Mac Mask Lists and reservations across restarts
     /// (written whenever an initiator changes them).
     #[arg(long, value_name = "FILE")]
@@ -84,21 +126,23 @@ pub struct ServeArgs {
     pub user: Option<String>,
     /// Frame I/O: `packet` (AF_PACKET rings), `xdp` (AF_XDP, copy mode accepted), or `auto`
     /// (AF_XDP where the driver does zero-copy, AF_PACKET elsewhere). Falls back to AF_PACKET,
-    /// with a log line, where AF_XDP is refused.
-    #[arg(long, default_value = "packet", value_name = "BACKEND")]
-    pub backend: l2san_common::worker::Backend,
+    /// with a log line, where AF_XDP is refused [default: packet].
+    #[arg(long, value_name = "BACKEND")]
+    pub backend: Option<l2san_common::worker::Backend>,
     /// Latency mode, for boot storms: while requests keep coming, a worker spins up to this
     /// many microseconds for the next frame instead of sleeping, so that queue-depth-1
     /// initiators (iPXE) get answers without a wake-up each. Costs CPU while traffic flows;
     /// off (0) by default, which suits shared machines.
-    #[arg(long, default_value_t = 0, value_name = "MICROSECONDS", value_parser = clap::value_parser!(u64).range(0..=100_000))]
-    pub busy_poll_us: u64,
-    /// Worker threads, each with its own receive ring and transmit path [default: one per core].
+    #[arg(long, value_name = "MICROSECONDS", value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub busy_poll_us: Option<u64>,
+    /// Worker threads per interface, each with its own receive ring and transmit path
+    /// [default: one per core].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
-    /// Seconds between flushes of written-back data to stable storage (writeback exports).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub flush_interval: u64,
+    /// Seconds between flushes of written-back data to stable storage (writeback exports)
+    /// [default: 5].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub flush_interval: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +150,35 @@ pub struct DemoArgs {
     /// Keep the QEMU guest's console quiet (print only the outcome).
     #[arg(long)]
     pub quiet: bool,
+    /// Skip the FCoE half (a Linux guest finding the same image over FCoE VN2VN).
+    #[arg(long)]
+    pub no_fcoe: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Ethernet interface to probe from.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    pub interface: String,
+    /// Seconds to collect answers (fractions allowed, 0.2 to 600).
+    #[arg(long, default_value_t = 3.0, value_name = "SECS", value_parser = probe_timeout)]
+    pub timeout: f64,
+    /// Send nothing FCoE: only list the VN2VN ports heard beaconing or claiming (they beacon
+    /// every 8 s, so use --timeout 9 or more).
+    #[arg(long)]
+    pub fcoe_passive: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn probe_timeout(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.2..=600.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "'{s}' is not a number of seconds from 0.2 to 600, e.g. --timeout 3"
+        )),
+    }
 }
 
 /// One `--aoe` argument.

@@ -1,7 +1,9 @@
 //! `l2san demo`: the built-in default. Makes its own network namespace and tap, writes a small
 //! bootable disk image, serves it with this very binary, boots Debian's iPXE in QEMU with
 //! `sanboot aoe:e0.0`, prints the guest's console, tears everything down, and exits 0 when the
-//! guest's boot code reports success.
+//! guest's boot code reports success. Then, unless `--no-fcoe`, it shows FCoE too: a Debian
+//! Linux guest (its kernel fetched with `apt-get download`, never installed) creates a VN2VN
+//! controller and finds the same image as a SCSI disk over FCoE, served by the same process.
 //!
 //! The namespace, tap, QEMU and boot-disk code is the end-to-end test rig (`l2san-tests`), so
 //! the demo runs exactly what the tests prove.
@@ -12,6 +14,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use l2san_tests::bootdisk;
+use l2san_tests::fcoe_guest::{self, FcoeMode, FcoeScenario};
+use l2san_tests::linux::Kernel;
 use l2san_tests::rig::{self, AoeExport, BootResult, IpxeOpts, Netns, Target};
 
 use crate::cli::DemoArgs;
@@ -52,7 +56,7 @@ impl Drop for ScratchDir {
     }
 }
 
-pub fn run(args: DemoArgs) -> Result<ExitCode, Error> {
+pub fn run(demo_args: DemoArgs) -> Result<ExitCode, Error> {
     let missing = missing();
     if !missing.is_empty() {
         return Err(Error::Usage(format!(
@@ -74,21 +78,22 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, Error> {
         tap.name,
         ns.name()
     );
-    let target = Target::l2san(
-        &ns,
-        &tap,
-        &bin,
-        &[AoeExport::new(0, 0, &image)],
-        &dir.0.join("target.log"),
-    )
-    .context("starting l2san serve")?;
+    // One process serves the image both ways: AoE e0.0 and FCoE LUN 0.
+    let args: Vec<String> = vec![
+        "--aoe".into(),
+        AoeExport::new(0, 0, &image).l2san_arg(),
+        "--fcoe".into(),
+        format!("0={}", image.display()),
+    ];
+    let target = Target::l2san_args(&ns, &tap, &bin, &args, &dir.0.join("target.log"))
+        .context("starting l2san serve")?;
     println!("l2san demo: booting Debian's iPXE in QEMU (TCG) with 'sanboot aoe:e0.0'...");
     let opts = IpxeOpts {
         timeout: Duration::from_secs(90),
         ..IpxeOpts::default()
     };
     let outcome = rig::ipxe_sanboot(&ns, &tap, &opts, &dir.0).context("running QEMU")?;
-    if !args.quiet {
+    if !demo_args.quiet {
         println!("----- guest console -----");
         for line in strip_escapes(&outcome.serial_log).lines() {
             if !line.trim().is_empty() {
@@ -97,26 +102,55 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, Error> {
         }
         println!("----- end of guest console -----");
     }
-    let log = target.log_text();
+    let BootResult::Ok { reads, writes } = outcome.result else {
+        eprintln!("l2san's log:\n{}", target.log_text());
+        return Err(Error::Failed(anyhow::anyhow!(
+            "the guest did not boot: {:?}",
+            outcome.result
+        )));
+    };
+    let on_disk = std::fs::read(&image).context("reading the demo image back")?;
+    bootdisk::check_written(&on_disk).context("checking what the guest wrote")?;
+    println!(
+        "l2san demo: OK: the guest booted from AoE in {:.1} s, read {reads} and wrote {writes} sectors through int 13h, and its writes are in the image",
+        outcome.elapsed.as_secs_f64()
+    );
+    if !demo_args.no_fcoe {
+        fcoe_part(&ns, &tap, &dir.0, &image);
+    }
     target.stop().context("stopping l2san serve")?;
-    drop(ns);
+    Ok(ExitCode::SUCCESS)
+}
 
-    match outcome.result {
-        BootResult::Ok { reads, writes } => {
-            let on_disk = std::fs::read(&image).context("reading the demo image back")?;
-            bootdisk::check_written(&on_disk).context("checking what the guest wrote")?;
+/// The FCoE half: a Linux guest finds the image as a SCSI disk over VN2VN. Informational: a
+/// machine that cannot fetch Debian's kernel skips it and says why.
+fn fcoe_part(ns: &Netns, tap: &rig::Tap, dir: &Path, image: &Path) {
+    println!("l2san demo: now FCoE: a Debian Linux guest creates a VN2VN controller (this fetches Debian's kernel once; --no-fcoe skips it)...");
+    let kernel = match Kernel::debian() {
+        Ok(k) => k,
+        Err(e) => {
+            println!("l2san demo: FCoE part skipped: cannot get Debian's kernel: {e:#}");
+            return;
+        }
+    };
+    // Read-only scenario: the guest reads the whole disk and its writes are not needed here.
+    let scenario = FcoeScenario {
+        mode: FcoeMode::ReadOnly,
+        ..FcoeScenario::default()
+    };
+    match fcoe_guest::run_fcoe(ns, tap, &kernel, &scenario, dir) {
+        Ok(out) => {
+            let get = |k: &str| out.report.get(k).map_or("?", |v| v.as_str());
             println!(
-                "l2san demo: OK: the guest booted from AoE in {:.1} s, read {reads} and wrote {writes} sectors through int 13h, and its writes are in the image",
-                outcome.elapsed.as_secs_f64()
+                "l2san demo: FCoE: remote port {} found in {} ms; the LUN is SCSI disk {}; whole-disk MD5 in the guest {} (host {})",
+                get("RPORT"),
+                get("RPORT-MS"),
+                get("SCSI"),
+                get("READ-MD5"),
+                rig::md5_file(image).unwrap_or_else(|_| "?".into())
             );
-            Ok(ExitCode::SUCCESS)
         }
-        other => {
-            eprintln!("l2san's log:\n{log}");
-            Err(Error::Failed(anyhow::anyhow!(
-                "the guest did not boot: {other:?}"
-            )))
-        }
+        Err(e) => println!("l2san demo: FCoE part did not run: {e:#}"),
     }
 }
 

@@ -5,7 +5,9 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod config;
 mod demo;
+mod probe;
 mod serve;
 mod state;
 
@@ -19,6 +21,8 @@ fn main() -> ExitCode {
     let result = match args.command {
         cli::Command::Serve(serve) => serve::run(serve),
         cli::Command::Demo(demo) => demo::run(demo),
+        cli::Command::CheckConfig(check) => config::check(check),
+        cli::Command::Probe(probe) => probe::run(probe),
     };
     match result {
         Ok(code) => code,

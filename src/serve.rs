@@ -1,4 +1,5 @@
-//! `l2san serve`: open the images and the interface, start the workers, flush on the way out.
+//! `l2san serve`: turn the flags or the config file into a [`Plan`], open the images and the
+//! interfaces, start each interface's workers, flush on the way out.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,7 +15,8 @@ use l2san_common::{Durability, Image, ImageOptions, Interface, MacAddr};
 use l2san_fcoe::wire::Wwn;
 use l2san_fcoe::{FcoeConfig, FcoeTarget};
 
-use crate::cli::{ImageSpec, ServeArgs};
+use crate::cli::ServeArgs;
+use crate::config::{self, ExportPlan, Origin, Plan};
 use crate::state;
 use crate::Error;
 
@@ -25,37 +27,42 @@ fn hostname() -> String {
 }
 
 /// Opens every image once, however many exports name it, so that AoE and FCoE exports of one
-/// image share one map and see the same bytes.
+/// image, on any interface, share one map and see the same bytes. ([`config::validate`] has
+/// made sure that every export of one image has the same options.)
 #[derive(Default)]
 struct Images {
-    by_path: HashMap<PathBuf, (Arc<Image>, ImageOptions, PathBuf)>,
+    by_path: HashMap<PathBuf, Arc<Image>>,
 }
 
 impl Images {
-    fn open(&mut self, spec: &ImageSpec) -> Result<Arc<Image>, Error> {
+    fn open(&mut self, export: &ExportPlan) -> Result<Arc<Image>, Error> {
+        let spec = &export.image;
+        let key = config::image_key(&spec.image);
+        if let Some(image) = self.by_path.get(&key) {
+            return Ok(image.clone());
+        }
         let opts = ImageOptions {
             read_only: spec.read_only,
             durability: spec.durability,
         };
-        let key = std::fs::canonicalize(&spec.image).unwrap_or_else(|_| spec.image.clone());
-        match self.by_path.get(&key) {
-            Some((image, first, _)) if *first == opts => Ok(image.clone()),
-            Some(_) => Err(Error::Usage(format!(
-                "image {} is exported twice with different options; give every export of it the same ,ro/,sync options",
-                spec.image.display()
-            ))),
-            None => {
-                let image = Arc::new(
-                    Image::open(&spec.image, opts).map_err(|e| Error::Usage(e.to_string()))?,
-                );
-                self.by_path.insert(key, (image.clone(), opts, spec.image.clone()));
-                Ok(image)
-            }
-        }
+        let image = Image::open(&spec.image, opts)
+            .map_err(|e| Error::Usage(located(&export.origin, "image", e)))?;
+        let image = Arc::new(image);
+        self.by_path.insert(key, image.clone());
+        Ok(image)
     }
 
     fn all(&self) -> Vec<Arc<Image>> {
-        self.by_path.values().map(|(i, _, _)| i.clone()).collect()
+        self.by_path.values().cloned().collect()
+    }
+}
+
+/// A message about a plan item: with its file and line when it comes from the config file,
+/// as it is when it comes from the flags.
+fn located(origin: &Origin, key: &str, msg: impl std::fmt::Display) -> String {
+    match origin.at(key) {
+        Some(at) => format!("{at}: {}: {msg}", origin.label),
+        None => msg.to_string(),
     }
 }
 
@@ -84,71 +91,60 @@ fn default_wwn(prefix: u16, mac: MacAddr) -> Wwn {
     Wwn::from_bytes(b)
 }
 
+/// The AoE target of interface `i` of the plan, if any export on it has an AoE address.
 fn aoe_target(
-    args: &ServeArgs,
+    plan: &Plan,
+    i: usize,
     iface: &Interface,
     mtu: u32,
     images: &mut Images,
 ) -> Result<Option<AoeTarget>, Error> {
-    if args.aoe.is_empty() {
-        return Ok(None);
-    }
-    let mut seen: HashMap<(u16, u8), &PathBuf> = HashMap::new();
     let mut exports = Vec::new();
-    for spec in &args.aoe {
-        if let Some(other) = seen.insert((spec.shelf, spec.slot), &spec.image.image) {
-            return Err(Error::Usage(format!(
-                "e{}.{} is given twice ({} and {}); give each export its own shelf.slot",
-                spec.shelf,
-                spec.slot,
-                other.display(),
-                spec.image.image.display()
-            )));
-        }
-        let image = images.open(&spec.image)?;
+    for e in plan.exports_on(i) {
+        let Some((shelf, slot)) = e.aoe else { continue };
+        let image = images.open(e)?;
         tracing::info!(
-            "AoE export e{}.{} on {} ({}): {}",
-            spec.shelf,
-            spec.slot,
+            "AoE export e{shelf}.{slot} on {} ({}): {}",
             iface.name,
             iface.mac,
             describe(&image)
         );
-        let mut export = AoeExport::new(spec.shelf, spec.slot, image);
-        export.buffer_count = args.buffer_count;
-        export.allow = spec.image.allow.clone();
+        let mut export = AoeExport::new(shelf, slot, image);
+        export.buffer_count = e.buffer_count;
+        export.allow = e.image.allow.clone();
+        export.config_string = e.config_string.clone();
         exports.push(export);
+    }
+    if exports.is_empty() {
+        return Ok(None);
     }
     Ok(Some(AoeTarget::new(iface.mac, mtu, &hostname(), exports)))
 }
 
+/// The FCoE target of interface `i` of the plan, if any export on it has a LUN.
 fn fcoe_target(
-    args: &ServeArgs,
+    plan: &Plan,
+    i: usize,
     iface: &Interface,
     mtu: u32,
     images: &mut Images,
 ) -> Result<Option<FcoeTarget>, Error> {
-    if args.fcoe.is_empty() {
-        return Ok(None);
-    }
-    let wwpn = args.wwpn.unwrap_or_else(|| default_wwn(0x2000, iface.mac));
-    let wwnn = args.wwnn.unwrap_or_else(|| default_wwn(0x1000, iface.mac));
+    let names = &plan.interfaces[i];
+    let wwpn = names.wwpn.unwrap_or_else(|| default_wwn(0x2000, iface.mac));
+    let wwnn = names.wwnn.unwrap_or_else(|| default_wwn(0x1000, iface.mac));
     let mut luns = Vec::new();
-    for spec in &args.fcoe {
-        if luns.iter().any(|(lun, _)| *lun == spec.lun as u64) {
-            return Err(Error::Usage(format!(
-                "FCoE LUN {} is given twice; give each LUN its own number",
-                spec.lun
-            )));
-        }
-        let image = images.open(&spec.image)?;
+    for e in plan.exports_on(i) {
+        let Some(lun) = e.lun else { continue };
+        let image = images.open(e)?;
         tracing::info!(
-            "FCoE LUN {} on {} (WWPN {wwpn}): {}",
-            spec.lun,
+            "FCoE LUN {lun} on {} (WWPN {wwpn}): {}",
             iface.name,
             describe(&image)
         );
-        luns.push((spec.lun as u64, image));
+        luns.push((lun as u64, image));
+    }
+    if luns.is_empty() {
+        return Ok(None);
     }
     Ok(Some(FcoeTarget::new(FcoeConfig {
         mac: iface.mac,
@@ -160,24 +156,38 @@ fn fcoe_target(
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
-    let iface = Interface::by_name(&args.interface).map_err(|e| Error::Usage(e.to_string()))?;
-    let mtu = iface.mtu().unwrap_or(1500);
+    let plan = Plan::for_serve(&args)?;
+    execute(&plan)
+}
+
+/// Serve `plan`: open the interfaces and images, start the workers of every interface, flush
+/// and save state until asked to stop.
+fn execute(plan: &Plan) -> Result<ExitCode, Error> {
     let mut images = Images::default();
-    let mut handlers: Vec<Arc<dyn FrameHandler>> = Vec::new();
-    let aoe = aoe_target(&args, &iface, mtu, &mut images)?.map(Arc::new);
-    let mut saver = None;
-    if let Some(t) = &aoe {
-        if let Some(path) = &args.state_file {
-            saver = Some(state::Saver::load(path, t.clone())?);
+    let mut aoe_targets = Vec::new();
+    let mut served: Vec<(Interface, Vec<Arc<dyn FrameHandler>>)> = Vec::new();
+    for (i, planned) in plan.interfaces.iter().enumerate() {
+        let iface = Interface::by_name(&planned.name)
+            .map_err(|e| Error::Usage(located(&planned.origin, "name", e)))?;
+        let mtu = iface.mtu().unwrap_or(1500);
+        let mut handlers: Vec<Arc<dyn FrameHandler>> = Vec::new();
+        if let Some(t) = aoe_target(plan, i, &iface, mtu, &mut images)? {
+            let t = Arc::new(t);
+            aoe_targets.push(t.clone());
+            handlers.push(t);
         }
-        handlers.push(t.clone());
+        if let Some(t) = fcoe_target(plan, i, &iface, mtu, &mut images)? {
+            handlers.push(Arc::new(t));
+        }
+        served.push((iface, handlers));
     }
-    if let Some(t) = fcoe_target(&args, &iface, mtu, &mut images)? {
-        handlers.push(Arc::new(t));
-    }
+    let mut saver = match &plan.state_file {
+        Some(path) if !aoe_targets.is_empty() => Some(state::Saver::load(path, aoe_targets)?),
+        _ => None,
+    };
     let images = images.all();
 
-    if let Some(name) = &args.user {
+    if let Some(name) = &plan.user {
         let user = privilege::User::lookup(name).map_err(Error::Usage)?;
         privilege::drop_to(user).with_context(|| format!("dropping privileges to {name}"))?;
         tracing::info!(
@@ -186,33 +196,36 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
         );
     }
     signal::install_stop_handler().context("installing the SIGINT/SIGTERM handler")?;
-    let count = args.workers.map_or_else(
+    let count = plan.workers.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         |n| n as usize,
     );
-    let group = worker::fanout_group(iface.index);
+    // Each interface has its own workers and its own fanout group.
     let mut workers = Vec::new();
-    for index in 0..count {
-        let role = WorkerRole {
-            index,
-            count,
-            fanout_group: group,
-            busy_poll: Duration::from_micros(args.busy_poll_us),
-        };
-        let iface = iface.clone();
-        let handlers = handlers.clone();
-        let stats = Arc::new(WorkerStats::default());
-        let backend = args.backend;
-        workers.push(
-            std::thread::Builder::new()
-                .name(format!("l2san-{}-{index}", iface.name))
-                .spawn(move || worker::run_with(&iface, &handlers, &stats, role, backend))
-                .context("starting a worker thread")?,
-        );
+    for (iface, handlers) in &served {
+        let group = worker::fanout_group(iface.index);
+        for index in 0..count {
+            let role = WorkerRole {
+                index,
+                count,
+                fanout_group: group,
+                busy_poll: Duration::from_micros(plan.busy_poll_us),
+            };
+            let iface = iface.clone();
+            let handlers = handlers.clone();
+            let stats = Arc::new(WorkerStats::default());
+            let backend = plan.backend;
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("l2san-{}-{index}", iface.name))
+                    .spawn(move || worker::run_with(&iface, &handlers, &stats, role, backend))
+                    .context("starting a worker thread")?,
+            );
+        }
     }
 
     // The periodic flusher bounds what a power loss can take from writeback exports.
-    let interval = Duration::from_secs(args.flush_interval);
+    let interval = Duration::from_secs(plan.flush_interval);
     let mut last_flush = Instant::now();
     while !signal::stop_requested() && !workers.iter().any(|w| w.is_finished()) {
         std::thread::sleep(Duration::from_millis(100));

@@ -91,16 +91,22 @@ pub fn render(state: &[ExportState]) -> String {
     s
 }
 
-/// Saves the target's state when it changes.
+/// Saves the targets' state when it changes.
+///
+/// With several interfaces each has its own [`AoeTarget`], and an export served on two of them
+/// is in both: one disk that Linux reaches by two paths. Its state is one too: a change made
+/// through one interface is copied to the others on the next pass (every 100 ms), and the
+/// file holds each export once.
 pub struct Saver {
     path: PathBuf,
-    target: Arc<AoeTarget>,
-    saved: u64,
+    /// Each target, with the generation of its state last seen.
+    targets: Vec<(Arc<AoeTarget>, u64)>,
+    dirty: bool,
 }
 
 impl Saver {
     /// Restore from `path` if it exists, and save there from now on.
-    pub fn load(path: &Path, target: Arc<AoeTarget>) -> Result<Saver, Error> {
+    pub fn load(path: &Path, targets: Vec<Arc<AoeTarget>>) -> Result<Saver, Error> {
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 let state = parse(&text).map_err(|e| {
@@ -109,7 +115,9 @@ impl Saver {
                         path.display()
                     ))
                 })?;
-                target.restore(&state);
+                for target in &targets {
+                    target.restore(&state);
+                }
                 tracing::info!("restored AoE state from {}", path.display());
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -120,21 +128,63 @@ impl Saver {
                 )))
             }
         }
-        let saved = target.state_generation();
+        let targets = targets
+            .into_iter()
+            .map(|t| {
+                let generation = t.state_generation();
+                (t, generation)
+            })
+            .collect();
         Ok(Saver {
             path: path.to_owned(),
-            target,
-            saved,
+            targets,
+            dirty: false,
         })
     }
 
     pub fn save_if_changed(&mut self) {
-        let generation = self.target.state_generation();
-        if generation == self.saved {
+        // Copy what changed on one target to the others that serve the same exports.
+        for i in 0..self.targets.len() {
+            let generation = self.targets[i].0.state_generation();
+            if generation == self.targets[i].1 {
+                continue;
+            }
+            self.targets[i].1 = generation;
+            self.dirty = true;
+            let changed = self.targets[i].0.state();
+            // restore() leaves the generation alone, so a change an initiator makes on
+            // another target meanwhile is still seen (and copied) in its turn.
+            for (j, (other, _)) in self.targets.iter().enumerate() {
+                if j != i {
+                    let theirs = other.state();
+                    let news: Vec<ExportState> = changed
+                        .iter()
+                        .filter(|c| {
+                            theirs
+                                .iter()
+                                .any(|t| t.shelf == c.shelf && t.slot == c.slot && t != *c)
+                        })
+                        .cloned()
+                        .collect();
+                    if !news.is_empty() {
+                        other.restore(&news);
+                    }
+                }
+            }
+        }
+        if !self.dirty {
             return;
         }
-        match write_atomically(&self.path, &render(&self.target.state())) {
-            Ok(()) => self.saved = generation,
+        let mut all: Vec<ExportState> = Vec::new();
+        for (target, _) in &self.targets {
+            for st in target.state() {
+                if !all.iter().any(|a| a.shelf == st.shelf && a.slot == st.slot) {
+                    all.push(st);
+                }
+            }
+        }
+        match write_atomically(&self.path, &render(&all)) {
+            Ok(()) => self.dirty = false,
             // Tried again on the next change or pass; logged each time it fails.
             Err(e) => tracing::warn!("cannot save AoE state to {}: {e}", self.path.display()),
         }

@@ -1,0 +1,1290 @@
+//! `l2san probe`: list every AoE target and FCoE VN2VN port on the segment, from user space
+//! (no `aoe` or `fcoe` kernel module), and flag the conflicts an operator must fix.
+//!
+//! AoE: a broadcast Query Config (major 0xffff, minor 0xff; tags with bit 31 set, like
+//! aoetools, so that a Linux `aoe` driver on this host ignores the answers) at the start and
+//! again after a second. Every export answers from its interface MAC, one response per
+//! shelf.slot. Each (MAC, shelf.slot) then gets a unicast IDENTIFY DEVICE (lba3 0xA0, count 1,
+//! up to three tries) for the capacity (words 100-103 when word 83 says LBA48, else 60-61), the
+//! model and the serial; sectors per frame, buffer count, firmware version and config string
+//! come from the config response. A shelf.slot answered from two MACs is a conflict.
+//!
+//! FCoE VN2VN: beacons come only every 8 s, so the probe does not wait for them. It becomes a
+//! short-lived VN2VN neighbour instead, the way a Linux VN_Port joins: a Probe Request for a
+//! port ID to All-VN2VN-MACs (any VN_Port that owns the ID answers with a Probe Reply; then
+//! another ID is tried), and 250 ms later a Claim Notification for it. Every VN_Port in CLAIM or
+//! UP state, l2san's and Linux `fcoe_ctlr_vn_claim_notify` alike, answers a claim for an ID
+//! that is not its own with a unicast Claim Response carrying its ENode MAC, WWNN, VN_Port ID
+//! (VN MAC, port ID, WWPN), FC-4 features and max FCoE size. The claim is sent twice, a second
+//! apart, against a lost frame. Beacons, claims and probe replies heard meanwhile are listed
+//! too; `--fcoe-passive` sends nothing FCoE and only listens (use `--timeout 9` or more to hear
+//! every port's beacon).
+//!
+//! The probe's VN_Port uses a locally administered ENode MAC of its own, `0a:4c:32:<last three
+//! bytes of the interface MAC>`, so that a Linux FCoE instance on the same interface is not
+//! confused, and a stable port ID derived from it (so repeated probes from one host update one
+//! neighbour entry in the peers' tables instead of adding new ones). Its WWPN is
+//! `10:00:<ENode MAC>`: lower than any NAA 2 or 5 name, so that if its claim ever meets a port
+//! with the same ID, that port defends its ID (re-claims) rather than giving it up. It claims
+//! no FC-4 type and never beacons: Linux logs in only to peers that beacon, and l2san never
+//! logs in, so nobody tries to log in to it. l2san ages it out after 20 s; Linux keeps an idle
+//! (never logged in) entry for it, one per probing host since its port ID is stable.
+//!
+//! A port ID claimed by two WWPNs, or one WWPN claimed from two ENode MACs, is a conflict.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use l2san_aoe::wire::{
+    AtaFlags, AtaPacket, AtaRepr, Command, ConfigPacket, ConfigRepr, HeaderPacket, HeaderRepr,
+};
+use l2san_common::ether::{emit_header, HEADER_LEN as ETH_LEN, MIN_FRAME_LEN};
+use l2san_common::io::sys::packet;
+use l2san_common::{EtherType, EthernetFrame, FrameRx, FrameTx, Interface, MacAddr};
+use l2san_fcoe::wire::fip::{
+    fpma, Fc4Features, FipPacket, FipRepr, Vn2VnRepr, Vn2VnSubcode, VnPortId, ALL_VN2VN_MACS,
+    VN2VN_FC_MAP,
+};
+use l2san_fcoe::wire::{FcId, Wwn};
+
+use crate::cli::ProbeArgs;
+use crate::Error;
+
+/// Exit code when the probe found conflicting answers.
+pub const EXIT_DUPLICATES: u8 = 3;
+
+/// ATA IDENTIFY DEVICE.
+const ATA_IDENTIFY: u8 = 0xec;
+/// How long an IDENTIFY may take before it is sent again.
+const IDENTIFY_RETRY: Duration = Duration::from_millis(500);
+const IDENTIFY_TRIES: u32 = 3;
+/// When the broadcast Query Config is repeated.
+const QUERY_AGAIN: Duration = Duration::from_secs(1);
+/// How long to wait for a Probe Reply before claiming (Linux waits 100 + 400 ms).
+const PROBE_WAIT: Duration = Duration::from_millis(250);
+/// When the claim is repeated.
+const CLAIM_AGAIN: Duration = Duration::from_secs(1);
+/// Port IDs tried before giving up on claiming.
+const PROBE_TRIES: u32 = 4;
+/// The largest FCoE frame we say we take (FC-BB-5: 2112-byte payload plus headers).
+const MAX_FCOE_SIZE: u16 = 2158;
+
+/// What the probe is set up with.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    /// The interface MAC: source of the AoE requests, destination of their answers.
+    pub mac: MacAddr,
+    /// Tag bits 16-30, so that two probes on one segment do not take each other's answers.
+    pub tag_seed: u16,
+    /// Claim a VN2VN port ID (true) or only listen (false).
+    pub fcoe_claim: bool,
+    pub mtu: u32,
+}
+
+/// One (MAC, shelf.slot) that answered a Query Config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AoeFound {
+    pub shelf: u16,
+    pub slot: u8,
+    pub mac: MacAddr,
+    pub buffer_count: u16,
+    pub firmware_version: u16,
+    /// Sectors per frame (the config response's Sector Count).
+    pub sectors_per_frame: u8,
+    pub config: Vec<u8>,
+    pub identify: Result<Identity, String>,
+    /// Another MAC answered for the same shelf.slot.
+    pub duplicate: bool,
+}
+
+/// What IDENTIFY DEVICE told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub sectors: u64,
+    pub lba48: bool,
+    pub model: String,
+    pub serial: String,
+    pub firmware: String,
+}
+
+/// One VN2VN port heard on the segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VnFound {
+    pub wwpn: Wwn,
+    pub wwnn: Wwn,
+    pub port_id: FcId,
+    pub vn_mac: MacAddr,
+    pub enode_mac: MacAddr,
+    /// From a claim or claim response (beacons carry none).
+    pub fc4: Option<Fc4Features>,
+    pub max_fcoe_size: Option<u16>,
+    /// What it was heard in: "claim response", "beacon", "claim", "probe reply".
+    pub heard: BTreeSet<&'static str>,
+    pub duplicate_port_id: bool,
+    pub duplicate_wwpn: bool,
+}
+
+impl VnFound {
+    /// "FCP target", "FCP initiator", "FCP target+initiator", "no FCP", or "?" (beacon only).
+    pub fn role(&self) -> &'static str {
+        let Some(f) = &self.fc4 else { return "?" };
+        if !f.has_type(Fc4Features::TYPE_FCP) {
+            return "no FCP";
+        }
+        let bits = f.features_of(Fc4Features::TYPE_FCP);
+        match (
+            bits & Fc4Features::FCP_TARGET != 0,
+            bits & Fc4Features::FCP_INITIATOR != 0,
+        ) {
+            (true, true) => "FCP target+initiator",
+            (true, false) => "FCP target",
+            (false, true) => "FCP initiator",
+            (false, false) => "FCP",
+        }
+    }
+}
+
+/// Everything the probe found.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Sorted by shelf.slot, then MAC.
+    pub aoe: Vec<AoeFound>,
+    /// Sorted by port ID, then WWPN.
+    pub fcoe: Vec<VnFound>,
+    /// One line per conflict.
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    pub fn has_duplicates(&self) -> bool {
+        self.aoe.iter().any(|a| a.duplicate)
+            || self
+                .fcoe
+                .iter()
+                .any(|v| v.duplicate_port_id || v.duplicate_wwpn)
+    }
+}
+
+type AoeKey = (u16, u8, MacAddr);
+
+struct AoeEntry {
+    found: AoeFound,
+    /// Tag of its IDENTIFY, when it was last sent and how often.
+    identify_tag: u32,
+    identify_sent: Option<Instant>,
+    identify_tries: u32,
+    identify_done: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClaimState {
+    /// Listening only.
+    Off,
+    /// Probe Request for `port_id` sent at `since`.
+    Probing,
+    /// Claim Notification sent `claims` times, the last at `since`.
+    Claimed { claims: u32 },
+    /// Every ID tried was in use.
+    GaveUp,
+}
+
+/// The probe without sockets: frames in, frames out, driven by `now`.
+pub struct Discovery {
+    cfg: ProbeConfig,
+    enode_mac: MacAddr,
+    wwpn: Wwn,
+    wwnn: Wwn,
+    port_id: FcId,
+    claim: ClaimState,
+    since: Instant,
+    probe_tries: u32,
+    started: Instant,
+    queries_sent: u32,
+    next_identify_tag: u32,
+    aoe: BTreeMap<AoeKey, AoeEntry>,
+    identify_tags: HashMap<u32, AoeKey>,
+    vn: BTreeMap<(FcId, Wwn, MacAddr), VnFound>,
+    rng: u64,
+}
+
+/// The probe's ENode MAC: `0a:4c:32` and the last three bytes of the interface MAC (any
+/// other byte changed if that is the interface MAC itself).
+pub fn enode_mac_for(mac: MacAddr) -> MacAddr {
+    let m = mac.0;
+    let mut e = [0x0a, 0x4c, 0x32, m[3], m[4], m[5]];
+    if e == m {
+        e[2] ^= 1;
+    }
+    MacAddr(e)
+}
+
+fn wwn(prefix: u16, mac: MacAddr) -> Wwn {
+    let mut b = [0u8; 8];
+    b[..2].copy_from_slice(&prefix.to_be_bytes());
+    b[2..].copy_from_slice(&mac.0);
+    Wwn::from_bytes(b)
+}
+
+fn valid_port_id(v: u32) -> FcId {
+    let v = v & 0xffff;
+    FcId::new(if v == 0 || v == 0xffff { 0x4c32 } else { v })
+}
+
+fn pad(mut frame: Vec<u8>) -> Vec<u8> {
+    if frame.len() < MIN_FRAME_LEN {
+        frame.resize(MIN_FRAME_LEN, 0);
+    }
+    frame
+}
+
+impl Discovery {
+    pub fn new(cfg: ProbeConfig, now: Instant) -> Discovery {
+        let enode_mac = enode_mac_for(cfg.mac);
+        let e = enode_mac.0;
+        // Not the interface MAC's low 16 bits: that is what default l2san and Linux WWPNs
+        // (20:00:<MAC>) make their port ID.
+        let port_id = valid_port_id(u32::from(u16::from_be_bytes([e[4], e[5]]) ^ 0x4c32));
+        let rng = u64::from_be_bytes([0, 0, e[0], e[1], e[2], e[3], e[4], e[5]])
+            ^ u64::from(cfg.tag_seed) << 48
+            ^ 0x9e37_79b9_7f4a_7c15;
+        Discovery {
+            claim: if cfg.fcoe_claim {
+                ClaimState::Probing
+            } else {
+                ClaimState::Off
+            },
+            cfg,
+            enode_mac,
+            wwpn: wwn(0x1000, enode_mac),
+            wwnn: wwn(0x2000, enode_mac),
+            port_id,
+            since: now,
+            probe_tries: 0,
+            started: now,
+            queries_sent: 0,
+            next_identify_tag: 0x100,
+            aoe: BTreeMap::new(),
+            identify_tags: HashMap::new(),
+            vn: BTreeMap::new(),
+            rng,
+        }
+    }
+
+    fn tag(&self, low: u32) -> u32 {
+        0x8000_0000 | (u32::from(self.cfg.tag_seed & 0x7fff) << 16) | (low & 0xffff)
+    }
+
+    fn ours(&self, tag: u32) -> bool {
+        tag & 0xffff_0000 == self.tag(0)
+    }
+
+    /// The first frames: Query Config and, when claiming, the Probe Request.
+    pub fn start(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        self.started = now;
+        self.since = now;
+        self.send_query(out);
+        if self.claim == ClaimState::Probing {
+            self.send_vn2vn(Vn2VnSubcode::ProbeRequest, out);
+            self.probe_tries = 1;
+        }
+    }
+
+    /// When [`tick`](Self::tick) next has something to do.
+    pub fn next_wakeup(&self) -> Instant {
+        let mut next = self.started + Duration::from_secs(3600);
+        if self.queries_sent < 2 {
+            next = next.min(self.started + QUERY_AGAIN);
+        }
+        match self.claim {
+            ClaimState::Probing => next = next.min(self.since + PROBE_WAIT),
+            ClaimState::Claimed { claims: 1 } => next = next.min(self.since + CLAIM_AGAIN),
+            _ => {}
+        }
+        for e in self.aoe.values() {
+            if let (false, Some(t)) = (e.identify_done, e.identify_sent) {
+                if e.identify_tries < IDENTIFY_TRIES {
+                    next = next.min(t + IDENTIFY_RETRY);
+                }
+            }
+        }
+        next
+    }
+
+    /// Timers: the second query, claiming, IDENTIFY retries.
+    pub fn tick(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        if self.queries_sent < 2 && now >= self.started + QUERY_AGAIN {
+            self.send_query(out);
+        }
+        match self.claim {
+            ClaimState::Probing if now >= self.since + PROBE_WAIT => {
+                tracing::debug!(
+                    "claiming VN2VN port ID {} as ENode {} (WWPN {})",
+                    self.port_id,
+                    self.enode_mac,
+                    self.wwpn
+                );
+                self.send_vn2vn(Vn2VnSubcode::ClaimNotification, out);
+                self.claim = ClaimState::Claimed { claims: 1 };
+                self.since = now;
+            }
+            ClaimState::Claimed { claims: 1 } if now >= self.since + CLAIM_AGAIN => {
+                self.send_vn2vn(Vn2VnSubcode::ClaimNotification, out);
+                self.claim = ClaimState::Claimed { claims: 2 };
+                self.since = now;
+            }
+            _ => {}
+        }
+        let due: Vec<AoeKey> = self
+            .aoe
+            .iter()
+            .filter(|(_, e)| {
+                !e.identify_done
+                    && e.identify_tries < IDENTIFY_TRIES
+                    && e.identify_sent.is_some_and(|t| now >= t + IDENTIFY_RETRY)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            self.send_identify(key, now, out);
+        }
+    }
+
+    fn send_query(&mut self, out: &mut Vec<Vec<u8>>) {
+        let tag = self.tag(self.queries_sent);
+        self.queries_sent += 1;
+        let mut f = vec![0u8; ETH_LEN + 10 + 8];
+        emit_header(&mut f, MacAddr::BROADCAST, self.cfg.mac, EtherType::Aoe);
+        HeaderRepr {
+            version: 1,
+            response: false,
+            error: None,
+            major: 0xffff,
+            minor: 0xff,
+            command: Command::QueryConfig,
+            tag,
+        }
+        .emit(&mut HeaderPacket::new_unchecked(&mut f[ETH_LEN..]));
+        // Config argument all zero: Buffer Count, Firmware, Sector Count 0, CCmd 0 (read),
+        // no string.
+        out.push(pad(f));
+    }
+
+    fn send_identify(&mut self, key: AoeKey, now: Instant, out: &mut Vec<Vec<u8>>) {
+        let Some(e) = self.aoe.get_mut(&key) else {
+            return;
+        };
+        e.identify_sent = Some(now);
+        e.identify_tries += 1;
+        let (shelf, slot, mac) = key;
+        let mut f = vec![0u8; ETH_LEN + 10 + 12];
+        emit_header(&mut f, mac, self.cfg.mac, EtherType::Aoe);
+        HeaderRepr {
+            version: 1,
+            response: false,
+            error: None,
+            major: shelf,
+            minor: slot,
+            command: Command::IssueAta,
+            tag: e.identify_tag,
+        }
+        .emit(&mut HeaderPacket::new_unchecked(&mut f[ETH_LEN..]));
+        AtaRepr {
+            aflags: AtaFlags(0),
+            err_feature: 0,
+            sector_count: 1,
+            cmd_status: ATA_IDENTIFY,
+            // lba3 is the ATA Device register: 0xA0 (the obsolete bits set), as aoetools and
+            // the Linux driver send it.
+            lba: 0xa0 << 24,
+        }
+        .emit(&mut AtaPacket::new_unchecked(&mut f[ETH_LEN + 10..]));
+        out.push(pad(f));
+    }
+
+    fn vn2vn_repr(&self, subcode: Vn2VnSubcode) -> FipRepr<'static> {
+        let claim = subcode.is_claim();
+        FipRepr::Vn2Vn(Vn2VnRepr {
+            subcode,
+            flags: 0,
+            enode_mac: self.enode_mac,
+            wwnn: self.wwnn,
+            vn_port: VnPortId {
+                mac: fpma(VN2VN_FC_MAP, self.port_id),
+                fc_id: self.port_id,
+                wwpn: self.wwpn,
+            },
+            // No FC-4 type: nothing to log in to.
+            fc4_features: claim.then(Fc4Features::empty),
+            max_fcoe_size: claim
+                .then(|| MAX_FCOE_SIZE.min(u16::try_from(self.cfg.mtu).unwrap_or(u16::MAX))),
+        })
+    }
+
+    fn send_vn2vn(&self, subcode: Vn2VnSubcode, out: &mut Vec<Vec<u8>>) {
+        let repr = self.vn2vn_repr(subcode);
+        let mut f = vec![0u8; ETH_LEN + repr.buffer_len()];
+        emit_header(&mut f, ALL_VN2VN_MACS, self.enode_mac, EtherType::Fip);
+        repr.emit(&mut FipPacket::new_unchecked(&mut f[ETH_LEN..]));
+        out.push(pad(f));
+    }
+
+    /// One received frame.
+    pub fn on_frame(&mut self, frame: &[u8], now: Instant, out: &mut Vec<Vec<u8>>) {
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            return;
+        };
+        match eth.ethertype() {
+            EtherType::Aoe => self.on_aoe(eth.src(), eth.dst(), eth.payload(), now, out),
+            EtherType::Fip => self.on_fip(eth.src(), eth.dst(), eth.payload(), now, out),
+            _ => {}
+        }
+    }
+
+    fn on_aoe(
+        &mut self,
+        src: MacAddr,
+        dst: MacAddr,
+        payload: &[u8],
+        now: Instant,
+        out: &mut Vec<Vec<u8>>,
+    ) {
+        let Ok(h) = HeaderPacket::new_checked(payload) else {
+            return;
+        };
+        let Ok(hdr) = HeaderRepr::parse(&h) else {
+            return;
+        };
+        if !hdr.response || src == self.cfg.mac {
+            return;
+        }
+        match hdr.command {
+            Command::QueryConfig => {
+                // Ours, or a target's unsolicited broadcast advert (sent when it starts).
+                let for_us = dst == self.cfg.mac && self.ours(hdr.tag);
+                if hdr.error.is_some() || !(for_us || dst.is_broadcast()) {
+                    return;
+                }
+                if hdr.major == 0xffff || hdr.minor == 0xff {
+                    return;
+                }
+                let Ok(cp) = ConfigPacket::new_checked(h.payload()) else {
+                    return;
+                };
+                let Ok(c) = ConfigRepr::parse(&cp) else {
+                    return;
+                };
+                let key = (hdr.major, hdr.minor, src);
+                let found = AoeFound {
+                    shelf: hdr.major,
+                    slot: hdr.minor,
+                    mac: src,
+                    buffer_count: c.buffer_count,
+                    firmware_version: c.firmware_version,
+                    sectors_per_frame: c.sector_count,
+                    config: c.config_string.to_vec(),
+                    identify: Err("no answer to IDENTIFY".into()),
+                    duplicate: false,
+                };
+                if let Some(e) = self.aoe.get_mut(&key) {
+                    // A later answer is as current; keep what IDENTIFY told.
+                    e.found.buffer_count = found.buffer_count;
+                    e.found.firmware_version = found.firmware_version;
+                    e.found.sectors_per_frame = found.sectors_per_frame;
+                    e.found.config = found.config;
+                    return;
+                }
+                let tag = self.tag(self.next_identify_tag);
+                self.next_identify_tag = (self.next_identify_tag + 1) & 0xffff;
+                if self.next_identify_tag < 0x100 {
+                    self.next_identify_tag = 0x100;
+                }
+                self.identify_tags.insert(tag, key);
+                self.aoe.insert(
+                    key,
+                    AoeEntry {
+                        found,
+                        identify_tag: tag,
+                        identify_sent: None,
+                        identify_tries: 0,
+                        identify_done: false,
+                    },
+                );
+                self.send_identify(key, now, out);
+            }
+            Command::IssueAta => {
+                if dst != self.cfg.mac {
+                    return;
+                }
+                let Some(&key) = self.identify_tags.get(&hdr.tag) else {
+                    return;
+                };
+                if key.2 != src || key.0 != hdr.major || key.1 != hdr.minor {
+                    return;
+                }
+                let Some(e) = self.aoe.get_mut(&key) else {
+                    return;
+                };
+                if e.identify_done {
+                    return;
+                }
+                e.identify_done = true;
+                e.found.identify = identify_result(&hdr, h.payload());
+            }
+            _ => {}
+        }
+    }
+
+    fn on_fip(
+        &mut self,
+        src: MacAddr,
+        dst: MacAddr,
+        payload: &[u8],
+        now: Instant,
+        out: &mut Vec<Vec<u8>>,
+    ) {
+        if src == self.enode_mac || (dst != self.enode_mac && dst != ALL_VN2VN_MACS) {
+            return;
+        }
+        let Ok(p) = FipPacket::new_checked(payload) else {
+            return;
+        };
+        let Ok(FipRepr::Vn2Vn(v)) = FipRepr::parse(&p) else {
+            return;
+        };
+        if v.enode_mac == self.enode_mac {
+            return;
+        }
+        let heard = match v.subcode {
+            Vn2VnSubcode::ProbeRequest => return,
+            Vn2VnSubcode::ProbeReply => {
+                if dst != self.enode_mac {
+                    return;
+                }
+                if v.vn_port.fc_id == self.port_id && self.claim == ClaimState::Probing {
+                    self.pick_another_id(now, out);
+                }
+                "probe reply"
+            }
+            Vn2VnSubcode::ClaimResponse => {
+                if dst != self.enode_mac {
+                    return;
+                }
+                "claim response"
+            }
+            Vn2VnSubcode::ClaimNotification => "claim",
+            Vn2VnSubcode::Beacon => "beacon",
+        };
+        self.record(&v, heard);
+    }
+
+    fn pick_another_id(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        if self.probe_tries >= PROBE_TRIES {
+            self.claim = ClaimState::GaveUp;
+            return;
+        }
+        let taken: BTreeSet<FcId> = self.vn.keys().map(|k| k.0).collect();
+        loop {
+            // xorshift64*
+            let mut x = self.rng;
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            self.rng = x;
+            let id = valid_port_id((x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32);
+            if id != self.port_id && !taken.contains(&id) {
+                self.port_id = id;
+                break;
+            }
+        }
+        self.probe_tries += 1;
+        self.since = now;
+        self.send_vn2vn(Vn2VnSubcode::ProbeRequest, out);
+    }
+
+    fn record(&mut self, v: &Vn2VnRepr, heard: &'static str) {
+        let key = (v.vn_port.fc_id, v.vn_port.wwpn, v.enode_mac);
+        let e = self.vn.entry(key).or_insert_with(|| VnFound {
+            wwpn: v.vn_port.wwpn,
+            wwnn: v.wwnn,
+            port_id: v.vn_port.fc_id,
+            vn_mac: v.vn_port.mac,
+            enode_mac: v.enode_mac,
+            fc4: None,
+            max_fcoe_size: None,
+            heard: BTreeSet::new(),
+            duplicate_port_id: false,
+            duplicate_wwpn: false,
+        });
+        e.wwnn = v.wwnn;
+        e.vn_mac = v.vn_port.mac;
+        e.fc4 = v.fc4_features.or(e.fc4);
+        e.max_fcoe_size = v.max_fcoe_size.or(e.max_fcoe_size);
+        e.heard.insert(heard);
+    }
+
+    /// What was found, sorted, with the conflicts flagged.
+    pub fn report(&self) -> Report {
+        let mut aoe: Vec<AoeFound> = self.aoe.values().map(|e| e.found.clone()).collect();
+        let mut warnings = Vec::new();
+        let mut by_addr: BTreeMap<(u16, u8), Vec<usize>> = BTreeMap::new();
+        for (i, a) in aoe.iter().enumerate() {
+            by_addr.entry((a.shelf, a.slot)).or_default().push(i);
+        }
+        for ((shelf, slot), idx) in &by_addr {
+            if idx.len() < 2 {
+                continue;
+            }
+            for &i in idx {
+                aoe[i].duplicate = true;
+            }
+            let macs: Vec<String> = idx.iter().map(|&i| aoe[i].mac.to_string()).collect();
+            let serials: BTreeSet<Option<(String, u64)>> = idx
+                .iter()
+                .map(|&i| {
+                    aoe[i]
+                        .identify
+                        .as_ref()
+                        .ok()
+                        .map(|id| (id.serial.clone(), id.sectors))
+                })
+                .collect();
+            let same = serials.len() == 1 && serials.iter().all(|s| s.is_some());
+            warnings.push(if same {
+                format!(
+                    "DUPLICATE e{shelf}.{slot}: answered by {} MACs ({}) with the same serial and \
+                     size: fine if this is one target on several ports (multipath) serving one \
+                     image; otherwise give each export its own shelf.slot",
+                    idx.len(),
+                    macs.join(", ")
+                )
+            } else {
+                format!(
+                    "DUPLICATE e{shelf}.{slot}: answered by {} MACs ({}); an initiator would mix \
+                     their I/O as if they were one disk: give each export its own shelf.slot",
+                    idx.len(),
+                    macs.join(", ")
+                )
+            });
+        }
+
+        let mut fcoe: Vec<VnFound> = self.vn.values().cloned().collect();
+        let mut by_id: BTreeMap<FcId, BTreeSet<Wwn>> = BTreeMap::new();
+        let mut by_wwpn: BTreeMap<Wwn, BTreeSet<MacAddr>> = BTreeMap::new();
+        for v in &fcoe {
+            by_id.entry(v.port_id).or_default().insert(v.wwpn);
+            by_wwpn.entry(v.wwpn).or_default().insert(v.enode_mac);
+        }
+        for v in &mut fcoe {
+            v.duplicate_port_id = by_id[&v.port_id].len() > 1;
+            v.duplicate_wwpn = by_wwpn[&v.wwpn].len() > 1;
+        }
+        for (id, wwpns) in &by_id {
+            if wwpns.len() > 1 {
+                let list: Vec<String> = wwpns.iter().map(Wwn::to_string).collect();
+                warnings.push(format!(
+                    "DUPLICATE port ID 0x{:06x}: claimed by {} WWPNs ({}); VN2VN should have made \
+                     one of them pick another ID: they may not hear each other",
+                    id.get(),
+                    list.len(),
+                    list.join(", ")
+                ));
+            }
+        }
+        for (w, macs) in &by_wwpn {
+            if macs.len() > 1 {
+                let list: Vec<String> = macs.iter().map(MacAddr::to_string).collect();
+                warnings.push(format!(
+                    "DUPLICATE WWPN {w}: used by {} ENodes ({}); give each port its own --wwpn",
+                    list.len(),
+                    list.join(", ")
+                ));
+            }
+        }
+        aoe.sort_by_key(|a| (a.shelf, a.slot, a.mac));
+        fcoe.sort_by_key(|v| (v.port_id, v.wwpn, v.enode_mac));
+        Report {
+            aoe,
+            fcoe,
+            warnings,
+        }
+    }
+}
+
+/// An IDENTIFY response: the identity, or why there is none.
+fn identify_result(hdr: &HeaderRepr, arg: &[u8]) -> Result<Identity, String> {
+    if let Some(e) = hdr.error {
+        return Err(format!("IDENTIFY refused with AoE error {e:?}"));
+    }
+    let Ok(p) = AtaPacket::new_checked(arg) else {
+        return Err("IDENTIFY response truncated".into());
+    };
+    let status = p.cmd_status();
+    if status & 0x01 != 0 {
+        return Err(format!(
+            "IDENTIFY failed: ATA status 0x{status:02x}, error 0x{:02x}",
+            p.err_feature()
+        ));
+    }
+    parse_identify(p.data()).ok_or_else(|| "IDENTIFY response shorter than 512 bytes".into())
+}
+
+/// Capacity and strings from a 512-byte IDENTIFY DEVICE block.
+pub fn parse_identify(data: &[u8]) -> Option<Identity> {
+    let block = data.get(..512)?;
+    let word = |i: usize| u16::from_le_bytes([block[2 * i], block[2 * i + 1]]);
+    let string = |first: usize, words: usize| {
+        let mut s = Vec::with_capacity(words * 2);
+        for i in first..first + words {
+            s.push(block[2 * i + 1]);
+            s.push(block[2 * i]);
+        }
+        String::from_utf8_lossy(&s)
+            .trim_matches(|c: char| c == ' ' || c == '\0')
+            .to_string()
+    };
+    let w83 = word(83);
+    let lba48 = w83 & 0xc000 == 0x4000 && w83 & (1 << 10) != 0;
+    let sectors = if lba48 {
+        (0..4).fold(0u64, |acc, i| acc | u64::from(word(100 + i)) << (16 * i))
+    } else {
+        u64::from(word(60)) | u64::from(word(61)) << 16
+    };
+    Some(Identity {
+        sectors,
+        lba48,
+        model: string(27, 20),
+        serial: string(10, 10),
+        firmware: string(23, 4),
+    })
+}
+
+/// `64 MiB`, `1.5 GiB`, `512 B`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut unit = 0;
+    while unit + 1 < UNITS.len() && bytes >= 1u64 << (10 * (unit + 1)) {
+        unit += 1;
+    }
+    let div = 1u64 << (10 * unit);
+    if bytes.is_multiple_of(div) {
+        format!("{} {}", bytes / div, UNITS[unit])
+    } else {
+        format!("{:.1} {}", bytes as f64 / div as f64, UNITS[unit])
+    }
+}
+
+fn quoted(bytes: &[u8]) -> String {
+    format!("\"{}\"", bytes.escape_ascii())
+}
+
+/// The human-readable listing.
+pub fn render_text(report: &Report, iface: &str) -> String {
+    let mut s = String::new();
+    if report.aoe.is_empty() {
+        let _ = writeln!(s, "no AoE targets answered on {iface}");
+    }
+    for a in &report.aoe {
+        let size = match &a.identify {
+            Ok(id) => format!("{} ({} sectors)", human_size(id.sectors * 512), id.sectors),
+            Err(e) => format!("size unknown ({e})"),
+        };
+        let _ = write!(
+            s,
+            "AoE   e{}.{}  {}  {}  sectors/frame {}  buffers {}  fw 0x{:04x}  config {}",
+            a.shelf,
+            a.slot,
+            a.mac,
+            size,
+            a.sectors_per_frame,
+            a.buffer_count,
+            a.firmware_version,
+            quoted(&a.config),
+        );
+        if let Ok(id) = &a.identify {
+            let _ = write!(
+                s,
+                "  model {}  serial {}",
+                quoted(id.model.as_bytes()),
+                quoted(id.serial.as_bytes())
+            );
+        }
+        if a.duplicate {
+            s.push_str("  DUPLICATE");
+        }
+        s.push('\n');
+    }
+    if report.fcoe.is_empty() {
+        let _ = writeln!(s, "no FCoE VN2VN ports answered on {iface}");
+    }
+    for v in &report.fcoe {
+        let heard: Vec<&str> = v.heard.iter().copied().collect();
+        let _ = write!(
+            s,
+            "FCoE  WWPN {}  WWNN {}  port ID 0x{:06x}  MAC {}  ENode {}  {}  (heard: {})",
+            v.wwpn,
+            v.wwnn,
+            v.port_id.get(),
+            v.vn_mac,
+            v.enode_mac,
+            v.role(),
+            heard.join(", ")
+        );
+        if v.duplicate_port_id {
+            s.push_str("  DUPLICATE port ID");
+        }
+        if v.duplicate_wwpn {
+            s.push_str("  DUPLICATE WWPN");
+        }
+        s.push('\n');
+    }
+    for w in &report.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    s
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The listing as one JSON object.
+pub fn render_json(report: &Report, iface: &str) -> String {
+    let mut s = String::new();
+    let _ = write!(s, "{{\"interface\":{},\"aoe\":[", json_str(iface));
+    for (i, a) in report.aoe.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(
+            s,
+            "{{\"target\":\"e{}.{}\",\"shelf\":{},\"slot\":{},\"mac\":\"{}\",",
+            a.shelf, a.slot, a.shelf, a.slot, a.mac
+        );
+        match &a.identify {
+            Ok(id) => {
+                let _ = write!(
+                    s,
+                    "\"sectors\":{},\"bytes\":{},\"lba48\":{},\"model\":{},\"serial\":{},\
+                     \"ata_firmware\":{},\"identify_error\":null,",
+                    id.sectors,
+                    id.sectors * 512,
+                    id.lba48,
+                    json_str(&id.model),
+                    json_str(&id.serial),
+                    json_str(&id.firmware)
+                );
+            }
+            Err(e) => {
+                let _ = write!(
+                    s,
+                    "\"sectors\":null,\"bytes\":null,\"lba48\":null,\"model\":null,\
+                     \"serial\":null,\"ata_firmware\":null,\"identify_error\":{},",
+                    json_str(e)
+                );
+            }
+        }
+        let _ = write!(
+            s,
+            "\"sectors_per_frame\":{},\"buffer_count\":{},\"firmware_version\":\"0x{:04x}\",\
+             \"config\":{},\"duplicate\":{}}}",
+            a.sectors_per_frame,
+            a.buffer_count,
+            a.firmware_version,
+            json_str(&String::from_utf8_lossy(&a.config)),
+            a.duplicate
+        );
+    }
+    s.push_str("],\"fcoe\":[");
+    for (i, v) in report.fcoe.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let heard: Vec<String> = v.heard.iter().map(|h| json_str(h)).collect();
+        let _ = write!(
+            s,
+            "{{\"wwpn\":\"{}\",\"wwnn\":\"{}\",\"port_id\":\"0x{:06x}\",\"mac\":\"{}\",\
+             \"enode_mac\":\"{}\",\"role\":{},\"max_fcoe_size\":{},\"heard\":[{}],\
+             \"duplicate_port_id\":{},\"duplicate_wwpn\":{}}}",
+            v.wwpn,
+            v.wwnn,
+            v.port_id.get(),
+            v.vn_mac,
+            v.enode_mac,
+            json_str(v.role()),
+            v.max_fcoe_size
+                .map_or_else(|| "null".to_string(), |n| n.to_string()),
+            heard.join(","),
+            v.duplicate_port_id,
+            v.duplicate_wwpn
+        );
+    }
+    s.push_str("],\"warnings\":[");
+    let warnings: Vec<String> = report.warnings.iter().map(|w| json_str(w)).collect();
+    s.push_str(&warnings.join(","));
+    let _ = writeln!(s, "],\"duplicates\":{}}}", report.has_duplicates());
+    s
+}
+
+fn send(tx: &mut impl FrameTx, out: &mut Vec<Vec<u8>>) -> anyhow::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let refs: Vec<&[u8]> = out.iter().map(Vec::as_slice).collect();
+    let sent = tx.send_frames(&refs).context("sending probe frames")?;
+    if sent < refs.len() {
+        tracing::warn!(
+            "{} of {} probe frames were not sent",
+            refs.len() - sent,
+            refs.len()
+        );
+    }
+    out.clear();
+    Ok(())
+}
+
+pub fn run(args: ProbeArgs) -> Result<ExitCode, Error> {
+    let iface = Interface::by_name(&args.interface).map_err(|e| Error::Usage(e.to_string()))?;
+    if !iface.is_up() {
+        return Err(Error::Failed(anyhow::anyhow!(
+            "interface {} is down; bring it up first: ip link set {} up",
+            iface.name,
+            iface.name
+        )));
+    }
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let (mut rx, mut tx) = packet::open(iface.index, &[EtherType::AOE, EtherType::FIP])
+        .with_context(|| {
+            format!(
+                "opening a packet socket on {} (needs root or CAP_NET_RAW)",
+                iface.name
+            )
+        })?;
+    // VN2VN frames go to All-VN2VN-MACs and to the probe's own ENode MAC, which the NIC would
+    // drop; the kernel undoes this when the socket closes.
+    if let Err(e) = rx.set_promiscuous(iface.index) {
+        tracing::warn!(
+            "cannot make {} promiscuous: {e}; FCoE ports may not be heard",
+            iface.name
+        );
+    }
+    let seed = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.finish() as u16
+    };
+    let cfg = ProbeConfig {
+        mac: iface.mac,
+        tag_seed: seed,
+        fcoe_claim: !args.fcoe_passive,
+        mtu: iface.mtu().unwrap_or(1500),
+    };
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let mut d = Discovery::new(cfg, start);
+    let mut out = Vec::new();
+    d.start(start, &mut out);
+    send(&mut tx, &mut out)?;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        d.tick(now, &mut out);
+        send(&mut tx, &mut out)?;
+        let wait = d
+            .next_wakeup()
+            .min(deadline)
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(1));
+        rx.recv_batch(wait, 64, &mut |frame| {
+            d.on_frame(frame, Instant::now(), &mut out)
+        })
+        .with_context(|| format!("receiving on {}", iface.name))?;
+        send(&mut tx, &mut out)?;
+    }
+    let report = d.report();
+    if args.json {
+        print!("{}", render_json(&report, &iface.name));
+    } else {
+        print!("{}", render_text(&report, &iface.name));
+    }
+    Ok(if report.has_duplicates() {
+        ExitCode::from(EXIT_DUPLICATES)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use l2san_aoe::{AoeExport, AoeTarget};
+    use l2san_common::{FrameHandler, Image, ImageOptions, TxBatch};
+    use l2san_fcoe::{FcoeConfig, FcoeTarget};
+
+    fn image(name: &str, sectors: u64) -> Arc<Image> {
+        let dir = std::env::temp_dir().join(format!("l2san-probe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, vec![0u8; sectors as usize * 512]).unwrap();
+        let img = Image::open(
+            &path,
+            ImageOptions {
+                read_only: true,
+                durability: l2san_common::Durability::Writeback,
+            },
+        )
+        .unwrap();
+        Arc::new(img)
+    }
+
+    fn mac(last: u8) -> MacAddr {
+        MacAddr([0x52, 0x54, 0x00, 0xaa, 0xbb, last])
+    }
+
+    /// A segment: every frame reaches every station but its sender.
+    struct Segment {
+        aoe: Vec<AoeTarget>,
+        fcoe: Vec<FcoeTarget>,
+    }
+
+    impl Segment {
+        /// Deliver `frames` (from the probe) and return what the stations answered.
+        fn deliver(&self, frames: &[Vec<u8>], now: Instant) -> Vec<Vec<u8>> {
+            let mut tx = TxBatch::new(8);
+            for f in frames {
+                for t in &self.aoe {
+                    t.handle(f, &mut tx);
+                }
+                for t in &self.fcoe {
+                    t.handle_frame(f, now, &mut tx);
+                }
+            }
+            tx.frames().map(<[u8]>::to_vec).collect()
+        }
+
+        fn tick(&self, now: Instant) -> Vec<Vec<u8>> {
+            let mut tx = TxBatch::new(8);
+            for t in &self.fcoe {
+                t.tick(now, &mut tx);
+            }
+            tx.frames().map(<[u8]>::to_vec).collect()
+        }
+    }
+
+    fn fcoe_target(m: MacAddr, wwpn: Wwn) -> FcoeTarget {
+        FcoeTarget::new(FcoeConfig {
+            mac: m,
+            mtu: 1500,
+            wwpn,
+            wwnn: wwn(0x1000, m),
+            luns: vec![(0, image("lun.img", 64))],
+        })
+    }
+
+    /// The probe against two l2san AoE targets (one duplicate shelf.slot) and two FCoE
+    /// targets, all in memory, with simulated time.
+    #[test]
+    fn finds_targets_and_duplicates() {
+        let a = AoeTarget::new(
+            mac(1),
+            1500,
+            "host-a",
+            vec![
+                AoeExport::new(1, 1, image("a11.img", 2048)),
+                AoeExport::new(1, 2, image("a12.img", 4096)),
+            ],
+        );
+        let b = AoeTarget::new(
+            mac(2),
+            9000,
+            "host-b",
+            vec![AoeExport::new(1, 2, image("b12.img", 100))],
+        );
+        let t0 = Instant::now();
+        let f1 = fcoe_target(mac(3), wwn(0x2000, mac(3)));
+        let f2 = fcoe_target(mac(4), wwn(0x2000, mac(4)));
+        // Bring both VN_Ports up (probe, claim, beacon: about a second).
+        let seg = Segment {
+            aoe: vec![a, b],
+            fcoe: vec![f1, f2],
+        };
+        let mut t = t0;
+        for _ in 0..40 {
+            let frames = seg.tick(t);
+            // Let them hear each other too.
+            let _ = seg.deliver(&frames, t);
+            t += Duration::from_millis(50);
+        }
+        assert_eq!(
+            seg.fcoe[0].vn2vn().0,
+            l2san_fcoe::fip::vn2vn::VnState::Up,
+            "FCoE target 1 came up"
+        );
+
+        let me = MacAddr([0x52, 0x54, 0x00, 0x99, 0x88, 0x77]);
+        let mut d = Discovery::new(
+            ProbeConfig {
+                mac: me,
+                tag_seed: 0x1234,
+                fcoe_claim: true,
+                mtu: 1500,
+            },
+            t,
+        );
+        let mut out = Vec::new();
+        d.start(t, &mut out);
+        let end = t + Duration::from_secs(3);
+        while t < end {
+            let replies = seg.deliver(&out, t);
+            out.clear();
+            for r in &replies {
+                d.on_frame(r, t, &mut out);
+            }
+            for r in seg.tick(t) {
+                d.on_frame(&r, t, &mut out);
+            }
+            d.tick(t, &mut out);
+            t += Duration::from_millis(10);
+        }
+        let r = d.report();
+        let addrs: Vec<(u16, u8, MacAddr)> =
+            r.aoe.iter().map(|a| (a.shelf, a.slot, a.mac)).collect();
+        assert_eq!(addrs, vec![(1, 1, mac(1)), (1, 2, mac(1)), (1, 2, mac(2))]);
+        assert!(!r.aoe[0].duplicate && r.aoe[1].duplicate && r.aoe[2].duplicate);
+        let sizes: Vec<u64> = r
+            .aoe
+            .iter()
+            .map(|a| a.identify.as_ref().unwrap().sectors)
+            .collect();
+        assert_eq!(sizes, vec![2048, 4096, 100]);
+        assert_eq!(r.aoe[0].firmware_version, 0x4c32);
+        assert_eq!(r.aoe[0].buffer_count, 64);
+        assert_eq!(r.aoe[0].sectors_per_frame, 2);
+        assert_eq!(r.aoe[2].sectors_per_frame, 17);
+        assert_eq!(r.fcoe.len(), 2, "{:?}", r.fcoe);
+        assert_eq!(r.fcoe[0].wwpn, wwn(0x2000, mac(3)));
+        assert!(
+            r.fcoe[0].heard.contains("claim response"),
+            "{:?}",
+            r.fcoe[0]
+        );
+        assert_eq!(r.fcoe[0].role(), "FCP target");
+        assert!(r
+            .fcoe
+            .iter()
+            .all(|v| !v.duplicate_port_id && !v.duplicate_wwpn));
+        assert!(r.has_duplicates());
+        assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+        assert!(r.warnings[0].contains("e1.2"));
+        let text = render_text(&r, "eth0");
+        assert!(text.contains("AoE   e1.1  52:54:00:aa:bb:01  1 MiB (2048 sectors)  sectors/frame 2  buffers 64  fw 0x4c32"), "{text}");
+        assert!(text.contains("DUPLICATE"), "{text}");
+        let json = render_json(&r, "eth0");
+        assert!(json.contains("\"duplicates\":true"), "{json}");
+        assert!(json.contains("\"target\":\"e1.2\""), "{json}");
+
+        // The neighbours learned the probe's port and still run.
+        assert_eq!(seg.fcoe[0].vn2vn().0, l2san_fcoe::fip::vn2vn::VnState::Up);
+    }
+
+    #[test]
+    fn duplicate_fcoe_names_and_ids_are_flagged() {
+        let t = Instant::now();
+        let mut d = Discovery::new(
+            ProbeConfig {
+                mac: mac(9),
+                tag_seed: 1,
+                fcoe_claim: false,
+                mtu: 1500,
+            },
+            t,
+        );
+        let beacon = |enode: MacAddr, id: u32, wwpn: Wwn| {
+            let repr = FipRepr::Vn2Vn(Vn2VnRepr {
+                subcode: Vn2VnSubcode::Beacon,
+                flags: 0,
+                enode_mac: enode,
+                wwnn: wwn(0x1000, enode),
+                vn_port: VnPortId {
+                    mac: fpma(VN2VN_FC_MAP, FcId::new(id)),
+                    fc_id: FcId::new(id),
+                    wwpn,
+                },
+                fc4_features: None,
+                max_fcoe_size: None,
+            });
+            let mut f = vec![0u8; ETH_LEN + repr.buffer_len()];
+            emit_header(
+                &mut f,
+                ALL_VN2VN_MACS,
+                fpma(VN2VN_FC_MAP, FcId::new(id)),
+                EtherType::Fip,
+            );
+            repr.emit(&mut FipPacket::new_unchecked(&mut f[ETH_LEN..]));
+            f
+        };
+        let mut out = Vec::new();
+        let w = Wwn(0x2000_0000_0000_0001);
+        d.on_frame(&beacon(mac(1), 0x10, w), t, &mut out);
+        d.on_frame(&beacon(mac(2), 0x11, w), t, &mut out);
+        d.on_frame(&beacon(mac(3), 0x20, Wwn(5)), t, &mut out);
+        d.on_frame(&beacon(mac(4), 0x20, Wwn(6)), t, &mut out);
+        assert!(out.is_empty(), "passive: nothing sent");
+        let r = d.report();
+        assert_eq!(r.fcoe.len(), 4);
+        assert!(r.fcoe[0].duplicate_wwpn && r.fcoe[1].duplicate_wwpn);
+        assert!(r.fcoe[2].duplicate_port_id && r.fcoe[3].duplicate_port_id);
+        assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings);
+        assert_eq!(r.fcoe[0].role(), "?");
+    }
+
+    #[test]
+    fn sizes_and_identify() {
+        assert_eq!(human_size(64 << 20), "64 MiB");
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(3 << 29), "1.5 GiB");
+        let mut block = [0u8; 512];
+        // LBA28 only: words 60-61.
+        block[120..124].copy_from_slice(&[0x00, 0x00, 0x01, 0x00]);
+        let id = parse_identify(&block).unwrap();
+        assert_eq!((id.sectors, id.lba48), (0x10000, false));
+        // LBA48: word 83 bits 14 and 10, words 100-103.
+        block[166..168].copy_from_slice(&0x4400u16.to_le_bytes());
+        block[200..208].copy_from_slice(&0x1_0000_0000u64.to_le_bytes());
+        // Model "MO" (word 27, bytes swapped).
+        block[54..56].copy_from_slice(b"OM");
+        let id = parse_identify(&block).unwrap();
+        assert_eq!((id.sectors, id.lba48), (0x1_0000_0000, true));
+        assert_eq!(id.model, "MO");
+        assert!(parse_identify(&block[..511]).is_none());
+    }
+
+    #[test]
+    fn enode_mac_is_local_and_not_ours() {
+        let e = enode_mac_for(mac(1));
+        assert_eq!(e.0[0] & 0x03, 0x02, "unicast, locally administered");
+        let m = MacAddr([0x0a, 0x4c, 0x32, 1, 2, 3]);
+        assert_ne!(enode_mac_for(m), m);
+    }
+}
