@@ -399,15 +399,19 @@ pub fn run_with(
                     Some(now_mtu) if now_mtu != mtu => {
                         if role.leader() {
                             tracing::info!(iface = %iface.name, old = mtu, new = now_mtu, "MTU changed; re-advertising");
+                        }
+                        if halves.reopen_for_mtu(mtu, now_mtu) {
+                            // Frames of the new MTU need other ring slots: a new socket. The
+                            // leader advertises once it has it (at the top of the loop), so
+                            // initiators hear the new sector count when we can serve it.
+                            continue 'reopen;
+                        }
+                        if role.leader() {
                             let mut t = batch.with(halves.tx());
                             for h in handlers {
                                 h.link_changed(now_mtu, &mut t);
                             }
                             t.flush();
-                        }
-                        if halves.reopen_for_mtu(mtu, now_mtu) {
-                            // Frames of the new MTU need other ring slots: a new socket.
-                            continue 'reopen;
                         }
                         mtu = now_mtu;
                     }
