@@ -19,6 +19,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve disk images on an interface over AoE and FCoE until SIGINT or SIGTERM.
@@ -62,6 +64,23 @@ pub enum Command {
         \x20            1 the probe could not run; 2 bad arguments;\n\
         \x20            3 conflicts found (lines marked DUPLICATE)")]
     Probe(ProbeArgs),
+    /// Ask a running `l2san serve` over its control socket: `stats` prints its counters per
+    /// interface, worker and export.
+    #[command(after_help = "Examples:\n  \
+        l2san ctl stats\n  \
+        l2san ctl --socket /run/l2san-eth1.sock stats\n  \
+        l2san ctl metrics     (the Prometheus text that --metrics serves)")]
+    Ctl(CtlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// The server's control socket (`serve --ctl-socket`).
+    #[arg(long, value_name = "PATH", default_value = "/run/l2san.sock")]
+    pub socket: PathBuf,
+    /// What to ask: stats, metrics or reload (reload is not implemented yet).
+    #[arg(value_name = "COMMAND", value_parser = ["stats", "metrics", "reload"])]
+    pub command: String,
 }
 
 #[derive(Debug, Args)]
@@ -143,6 +162,14 @@ pub struct ServeArgs {
     /// [default: 5].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub flush_interval: Option<u64>,
+    /// Serve Prometheus metrics over HTTP at http://ADDR:PORT/metrics (off by default; e.g.
+    /// 127.0.0.1:9560).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// The control socket for `l2san ctl` (root only, mode 0600); an empty path turns it off
+    /// [default: /run/l2san.sock].
+    #[arg(long, value_name = "PATH")]
+    pub ctl_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

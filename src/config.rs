@@ -24,10 +24,11 @@
 //! Merge rule with the flags of `serve`: `--config` may not be combined with the flags that
 //! name interfaces or exports (`-i`, `--aoe`, `--fcoe`, `--wwpn`, `--wwnn`, `--buffer-count`);
 //! the global flags (`--state-file`, `--user`, `--backend`, `--workers`, `--flush-interval`,
-//! `--busy-poll-us`) override the file's keys of the same name.
+//! `--busy-poll-us`, `--metrics`, `--ctl-socket`) override the file's keys of the same name.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -45,6 +46,8 @@ use crate::Error;
 /// Defaults shared by the flags and the file.
 pub const DEFAULT_BUFFER_COUNT: u16 = 64;
 pub const DEFAULT_FLUSH_INTERVAL: u64 = 5;
+/// Where `serve` listens for `l2san ctl` unless told otherwise.
+pub const DEFAULT_CTL_SOCKET: &str = "/run/l2san.sock";
 /// Longest AoE config string (AoE r11 §3.2).
 const MAX_CONFIG_STRING: usize = 1024;
 
@@ -61,6 +64,10 @@ pub struct Plan {
     pub flush_interval: u64,
     /// Latency mode: how long a worker spins for the next frame (0: off).
     pub busy_poll_us: u64,
+    /// Where to serve Prometheus metrics over HTTP (off: None).
+    pub metrics: Option<SocketAddr>,
+    /// The control socket's path; empty: no control socket.
+    pub ctl_socket: PathBuf,
     /// Where the global keys came from.
     pub origin: Origin,
     /// Some keys of the file could not be read: [`validate`] then skips its checks for
@@ -193,6 +200,8 @@ impl Plan {
             workers: None,
             flush_interval: DEFAULT_FLUSH_INTERVAL,
             busy_poll_us: 0,
+            metrics: None,
+            ctl_socket: PathBuf::from(DEFAULT_CTL_SOCKET),
             origin: Origin::default(),
             incomplete: false,
         };
@@ -224,6 +233,12 @@ impl Plan {
         }
         if let Some(b) = args.busy_poll_us {
             self.busy_poll_us = b;
+        }
+        if let Some(m) = args.metrics {
+            self.metrics = Some(m);
+        }
+        if let Some(p) = &args.ctl_socket {
+            self.ctl_socket = p.clone();
         }
     }
 }
@@ -675,6 +690,8 @@ const GLOBAL_KEYS: &[&str] = &[
     "workers",
     "flush-interval",
     "busy-poll-us",
+    "metrics",
+    "ctl-socket",
     "interface",
     "export",
 ];
@@ -924,9 +941,23 @@ impl Parser<'_> {
             busy_poll_us: self
                 .int(&top, "busy-poll-us", "0-100000 microseconds")
                 .unwrap_or(0),
+            metrics: None,
+            ctl_socket: self
+                .string(&top, "ctl-socket")
+                .map_or_else(|| PathBuf::from(DEFAULT_CTL_SOCKET), PathBuf::from),
             origin: top.origin.clone(),
             incomplete: false,
         };
+        if let Some(m) = self.string(&top, "metrics") {
+            match m.parse() {
+                Ok(a) => plan.metrics = Some(a),
+                Err(_) => self.bad(
+                    &top,
+                    "metrics",
+                    format!("metrics \"{m}\" is not an address:port, e.g. \"127.0.0.1:9560\""),
+                ),
+            }
+        }
         if let Some(b) = self.string(&top, "backend") {
             match b.parse() {
                 Ok(b) => plan.backend = b,
@@ -1225,7 +1256,8 @@ mod tests {
     #[test]
     fn every_key_is_read() {
         let plan = load(&format!(
-            "backend = \"auto\"\nbusy-poll-us = 50\nflush-interval = 30\n{IFACE}\
+            "backend = \"auto\"\nbusy-poll-us = 50\nflush-interval = 30\n\
+             metrics = \"127.0.0.1:9560\"\nctl-socket = \"/run/l2san-a.sock\"\n{IFACE}\
              wwpn = \"20:00:00:25:b5:00:00:01\"\nwwnn = \"10:00:00:25:b5:00:00:01\"\n\
              [[export]]\nname = \"a\"\nimage = \"/a.img\"\naoe = \"e3.4\"\nbuffer-count = 16\n\
              config-string = \"cluster\"\ndurability = \"writeback\"\nread-only = false\n"
@@ -1233,6 +1265,8 @@ mod tests {
         .unwrap();
         assert_eq!(plan.backend, Backend::Auto);
         assert_eq!((plan.busy_poll_us, plan.flush_interval), (50, 30));
+        assert_eq!(plan.metrics, Some("127.0.0.1:9560".parse().unwrap()));
+        assert_eq!(plan.ctl_socket, Path::new("/run/l2san-a.sock"));
         assert_eq!(
             plan.interfaces[0].wwpn,
             Some("20:00:00:25:b5:00:00:01".parse().unwrap())
@@ -1447,6 +1481,7 @@ mod tests {
             (format!("flush-interval = 0\n{IFACE}{export}"), 1, "flush-interval 0 must be from 1 to 3600"),
             (format!("busy-poll-us = 200000\n{IFACE}{export}"), 1, "busy-poll-us 200000 must be from 0 to 100000"),
             (format!("backend = \"dpdk\"\n{IFACE}{export}"), 1, "unknown backend 'dpdk': use auto, xdp or packet"),
+            (format!("metrics = \"9560\"\n{IFACE}{export}"), 1, "metrics \"9560\" is not an address:port"),
             (format!("colour = 1\n{IFACE}{export}"), 1, "unknown key \"colour\"; the top level takes"),
             (format!("[interface]\nname = \"eth1\"\n{export}"), 1, "interface must be written as [[interface]] tables"),
             (format!("{IFACE}wwpn = \"nope\"\n{export}"), 3, "interface \"eth1\": 'nope' is not a WWN"),

@@ -6,7 +6,9 @@
 
 mod cli;
 mod config;
+mod ctl;
 mod demo;
+mod metrics;
 mod probe;
 mod serve;
 mod state;
@@ -23,6 +25,7 @@ fn main() -> ExitCode {
         cli::Command::Demo(demo) => demo::run(demo),
         cli::Command::CheckConfig(check) => config::check(check),
         cli::Command::Probe(probe) => probe::run(probe),
+        cli::Command::Ctl(ctl) => ctl::run(ctl),
     };
     match result {
         Ok(code) => code,

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,8 +18,9 @@ use l2san_fcoe::{FcoeConfig, FcoeTarget};
 
 use crate::cli::ServeArgs;
 use crate::config::{self, ExportPlan, Origin, Plan};
-use crate::state;
+use crate::metrics::{FlushStats, IfaceSources, Sources};
 use crate::Error;
+use crate::{ctl, metrics, state};
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -166,26 +168,59 @@ fn execute(plan: &Plan) -> Result<ExitCode, Error> {
     let mut images = Images::default();
     let mut aoe_targets = Vec::new();
     let mut served: Vec<(Interface, Vec<Arc<dyn FrameHandler>>)> = Vec::new();
+    let count = plan.workers.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |n| n as usize,
+    );
+    let mut sources = Vec::new();
     for (i, planned) in plan.interfaces.iter().enumerate() {
         let iface = Interface::by_name(&planned.name)
             .map_err(|e| Error::Usage(located(&planned.origin, "name", e)))?;
         let mtu = iface.mtu().unwrap_or(1500);
         let mut handlers: Vec<Arc<dyn FrameHandler>> = Vec::new();
+        let mut source = IfaceSources {
+            name: iface.name.clone(),
+            workers: (0..count).map(|_| Arc::default()).collect(),
+            aoe: None,
+            fcoe: None,
+        };
         if let Some(t) = aoe_target(plan, i, &iface, mtu, &mut images)? {
             let t = Arc::new(t);
             aoe_targets.push(t.clone());
+            source.aoe = Some(t.clone());
             handlers.push(t);
         }
         if let Some(t) = fcoe_target(plan, i, &iface, mtu, &mut images)? {
-            handlers.push(Arc::new(t));
+            let t = Arc::new(t);
+            source.fcoe = Some(t.clone());
+            handlers.push(t);
         }
         served.push((iface, handlers));
+        sources.push(source);
     }
     let mut saver = match &plan.state_file {
         Some(path) if !aoe_targets.is_empty() => Some(state::Saver::load(path, aoe_targets)?),
         _ => None,
     };
     let images = images.all();
+    let sources = Arc::new(Sources {
+        interfaces: sources,
+        flush: FlushStats::default(),
+    });
+    // Bound before privileges are dropped (a port below 1024, a socket in /run), served after.
+    let metrics_listener = match plan.metrics {
+        Some(addr) => Some(metrics::bind(addr).map_err(|e| {
+            Error::Usage(located(
+                &plan.origin,
+                "metrics",
+                format!(
+                    "cannot listen for metrics on {addr}: {e}; pick another --metrics address:port"
+                ),
+            ))
+        })?),
+        None => None,
+    };
+    let ctl_socket = ctl::bind(&plan.ctl_socket);
 
     if let Some(name) = &plan.user {
         let user = privilege::User::lookup(name).map_err(Error::Usage)?;
@@ -196,13 +231,19 @@ fn execute(plan: &Plan) -> Result<ExitCode, Error> {
         );
     }
     signal::install_stop_handler().context("installing the SIGINT/SIGTERM handler")?;
-    let count = plan.workers.map_or_else(
-        || std::thread::available_parallelism().map_or(1, |n| n.get()),
-        |n| n as usize,
-    );
+    if let Some(listener) = metrics_listener {
+        let addr = listener
+            .local_addr()
+            .context("the metrics listener's address")?;
+        metrics::spawn(listener, sources.clone()).context("starting the metrics thread")?;
+        tracing::info!("metrics at http://{addr}/metrics");
+    }
+    if let Some(socket) = &ctl_socket {
+        ctl::spawn(socket, sources.clone()).context("starting the control socket thread")?;
+    }
     // Each interface has its own workers and its own fanout group.
     let mut workers = Vec::new();
-    for (iface, handlers) in &served {
+    for ((iface, handlers), source) in served.iter().zip(&sources.interfaces) {
         let group = worker::fanout_group(iface.index);
         for index in 0..count {
             let role = WorkerRole {
@@ -213,7 +254,7 @@ fn execute(plan: &Plan) -> Result<ExitCode, Error> {
             };
             let iface = iface.clone();
             let handlers = handlers.clone();
-            let stats = Arc::new(WorkerStats::default());
+            let stats: Arc<WorkerStats> = source.workers[index].clone();
             let backend = plan.backend;
             workers.push(
                 std::thread::Builder::new()
@@ -231,7 +272,7 @@ fn execute(plan: &Plan) -> Result<ExitCode, Error> {
         std::thread::sleep(Duration::from_millis(100));
         if last_flush.elapsed() >= interval {
             last_flush = Instant::now();
-            flush_all(&images, false);
+            flush_all(&images, false, &sources.flush);
         }
         if let Some(saver) = &mut saver {
             saver.save_if_changed();
@@ -244,7 +285,8 @@ fn execute(plan: &Plan) -> Result<ExitCode, Error> {
     for w in workers {
         let _ = w.join();
     }
-    let ok = flush_all(&images, true);
+    let ok = flush_all(&images, true, &sources.flush);
+    drop(ctl_socket);
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
@@ -254,7 +296,7 @@ fn execute(plan: &Plan) -> Result<ExitCode, Error> {
 
 /// Flush every writable image (`all`) or those written since the last flush. Errors are
 /// logged; they do not stop the service.
-fn flush_all(images: &[Arc<Image>], all: bool) -> bool {
+fn flush_all(images: &[Arc<Image>], all: bool, stats: &FlushStats) -> bool {
     let mut ok = true;
     for image in images.iter().filter(|i| !i.read_only()) {
         let r = if all {
@@ -262,6 +304,15 @@ fn flush_all(images: &[Arc<Image>], all: bool) -> bool {
         } else {
             image.flush_if_dirty()
         };
+        match r {
+            Ok(true) => {
+                stats.flushes.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(false) => {}
+            Err(_) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         if let Err(e) = r {
             ok = false;
             tracing::warn!(

@@ -17,6 +17,6 @@ pub mod target;
 pub mod wire;
 
 pub use target::{
-    AoeExport, AoeStats, AoeStatsSnapshot, AoeTarget, ExportState, DEFAULT_BUFFER_COUNT,
-    FIRMWARE_VERSION,
+    AoeExport, AoeStats, AoeStatsSnapshot, AoeTarget, ExportState, ExportStats,
+    ExportStatsSnapshot, DEFAULT_BUFFER_COUNT, FIRMWARE_VERSION,
 };

@@ -66,7 +66,7 @@ mod manage;
 mod stats;
 
 use stats::{add, bump};
-pub use stats::{AoeStats, AoeStatsSnapshot};
+pub use stats::{AoeStats, AoeStatsSnapshot, ExportStats, ExportStatsSnapshot};
 
 /// Firmware Version in config responses: 0x4c32, "L2" in ASCII. Stable across releases so
 /// that initiators and tools that log it see one value per implementation.
@@ -197,6 +197,7 @@ struct Export {
     reserved: AtomicBool,
     /// The operator's allow-list; empty allows everyone. Never changes: no lock.
     allow: Box<[MacAddr]>,
+    stats: ExportStats,
 }
 
 impl Export {
@@ -216,6 +217,7 @@ impl Export {
             reserve: RwLock::new(MacList::new()),
             reserved: AtomicBool::new(false),
             allow: e.allow.into_boxed_slice(),
+            stats: ExportStats::default(),
         }
     }
 
@@ -320,6 +322,14 @@ impl AoeTarget {
 
     pub fn stats(&self) -> &AoeStats {
         &self.stats
+    }
+
+    /// The counters of every export, in the order the exports were given.
+    pub fn export_stats(&self) -> Vec<(u16, u8, ExportStatsSnapshot)> {
+        self.exports
+            .iter()
+            .map(|ex| (ex.shelf, ex.slot, ex.stats.snapshot()))
+            .collect()
     }
 
     /// One received Ethernet frame (whole frame, Ethernet header included, ethertype
@@ -528,6 +538,7 @@ impl AoeTarget {
     }
 
     fn dispatch(&self, ex: &Export, req: &Request, tx: &mut dyn Transmit) {
+        bump(&ex.stats.requests);
         match req.header.command {
             Command::IssueAta => self.ata(ex, req, tx),
             Command::QueryConfig => self.config(ex, req, tx),
@@ -640,7 +651,7 @@ impl AoeTarget {
         };
         let data_len = match outcome {
             Ok((op, done)) => {
-                self.count_done(&op);
+                self.count_done(ex, &op);
                 reply.sector_count = done.sector_count;
                 done.data_len
             }
@@ -658,21 +669,21 @@ impl AoeTarget {
         self.commit(tx, ATA_OVERHEAD + data_len);
     }
 
-    fn count_done(&self, op: &AtaOp) {
+    fn count_done(&self, ex: &Export, op: &AtaOp) {
         match op {
             AtaOp::Read { count, .. } => {
+                let bytes = usize::from(*count) * ata::SECTOR_SIZE;
                 bump(&self.stats.reads);
-                add(
-                    &self.stats.bytes_read,
-                    usize::from(*count) * ata::SECTOR_SIZE,
-                );
+                add(&self.stats.bytes_read, bytes);
+                bump(&ex.stats.reads);
+                add(&ex.stats.bytes_read, bytes);
             }
             AtaOp::Write { count, .. } => {
+                let bytes = usize::from(*count) * ata::SECTOR_SIZE;
                 bump(&self.stats.writes);
-                add(
-                    &self.stats.bytes_written,
-                    usize::from(*count) * ata::SECTOR_SIZE,
-                );
+                add(&self.stats.bytes_written, bytes);
+                bump(&ex.stats.writes);
+                add(&ex.stats.bytes_written, bytes);
             }
             AtaOp::Flush => {
                 bump(&self.stats.flushes);
@@ -683,6 +694,7 @@ impl AoeTarget {
 
     fn count_error(&self, ex: &Export, req: &Request, cmd: &AtaCommand, e: &AtaError) {
         bump(&self.stats.ata_errors);
+        bump(&ex.stats.ata_errors);
         if matches!(e, AtaError::Uncorrectable) {
             // Rate-limited without a clock: the 1st, 2nd, 4th, 8th ... I/O error.
             let n = bump(&self.stats.io_errors);

@@ -103,3 +103,44 @@ pub(super) fn bump(c: &AtomicU64) -> u64 {
 pub(super) fn add(c: &AtomicU64, n: usize) {
     c.fetch_add(n as u64, Ordering::Relaxed);
 }
+
+/// Counters of one export, all relaxed atomics, written on the frame path without a lock or
+/// an allocation. No latency is measured: the target has no clock.
+#[derive(Debug, Default)]
+pub struct ExportStats {
+    /// Commands addressed to this export that passed its allow-list and Mac Mask List (every
+    /// AoE command: ATA, config, mask, reserve; a broadcast one counts once per export).
+    pub requests: AtomicU64,
+    /// ATA reads and writes that succeeded, and their bytes.
+    pub reads: AtomicU64,
+    pub writes: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub bytes_written: AtomicU64,
+    /// ATA commands answered with ERR in the status.
+    pub ata_errors: AtomicU64,
+}
+
+/// A plain copy of [`ExportStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExportStatsSnapshot {
+    pub requests: u64,
+    pub reads: u64,
+    pub writes: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub ata_errors: u64,
+}
+
+impl ExportStats {
+    pub fn snapshot(&self) -> ExportStatsSnapshot {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ExportStatsSnapshot {
+            requests: g(&self.requests),
+            reads: g(&self.reads),
+            writes: g(&self.writes),
+            bytes_read: g(&self.bytes_read),
+            bytes_written: g(&self.bytes_written),
+            ata_errors: g(&self.ata_errors),
+        }
+    }
+}

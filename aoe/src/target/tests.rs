@@ -879,3 +879,39 @@ fn mask_reserve_and_config_state_survives_a_restart() {
     let r = send_one(&t2, &ata_to(HOST_B, 1, 2, 0x40, 1, 0x24, 0, &[]));
     assert_eq!(aoe_flags(&r), (0x1c, 6));
 }
+
+#[test]
+fn export_stats_count_per_export() {
+    let a = memory_image(SECTORS, false);
+    let b = memory_image(SECTORS, true);
+    let t = target_with(vec![AoeExport::new(1, 2, a), AoeExport::new(1, 3, b)]);
+    for _ in 0..3 {
+        send_one(&t, &ata(2, 0x24, 0, &[]));
+    }
+    send_one(&t, &ata(1, 0x34, 0, &[0x5a; 512]));
+    send_one(&t, &ata(2, 0x24, SECTORS - 1, &[])); // past the end: an ATA error
+    send_one(&t, &ata_to(HOST_A, 1, 3, 0x41, 1, 0x34, 0, &[0x5a; 512])); // read-only
+    send_one(&t, &ata_to(HOST_A, 1, 3, 0, 1, 0xec, 0, &[]));
+    let s = t.export_stats();
+    assert_eq!(s.len(), 2);
+    assert_eq!((s[0].0, s[0].1, s[1].1), (1, 2, 3));
+    assert_eq!(
+        s[0].2,
+        ExportStatsSnapshot {
+            requests: 5,
+            reads: 3,
+            writes: 1,
+            bytes_read: 3 * 1024,
+            bytes_written: 512,
+            ata_errors: 1,
+        }
+    );
+    assert_eq!(
+        s[1].2,
+        ExportStatsSnapshot {
+            requests: 2,
+            ata_errors: 1,
+            ..Default::default()
+        }
+    );
+}
