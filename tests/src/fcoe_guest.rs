@@ -378,39 +378,7 @@ sleep 10
 
 /// Builds the FCoE scenario's initramfs (uncompressed newc cpio) for `kernel`.
 pub fn fcoe_initramfs(kernel: &Kernel) -> Result<Vec<u8>> {
-    let busybox = fs::read(BUSYBOX)
-        .with_context(|| format!("cannot read {BUSYBOX}: install busybox-static"))?;
-    ensure!(
-        linux::is_static_elf(&busybox),
-        "{BUSYBOX} is dynamically linked: install busybox-static"
-    );
-    let applets = run_cmd(Command::new(BUSYBOX).arg("--list"))?;
-    let mut w = cpio::Writer::new();
-    for dir in ["proc", "sys", "dev", "tmp", "bin", "modules"] {
-        w.dir(dir, 0o755);
-    }
-    w.char_device("dev/console", 0o600, 5, 1);
-    w.file("bin/busybox", 0o755, &busybox);
-    // Not one named busybox: that would replace the binary with a symlink loop.
-    for applet in applets.split_whitespace().filter(|a| *a != "busybox") {
-        w.symlink(&format!("bin/{applet}"), "busybox");
-    }
-    let net = kernel.module_closure(NET_MODULES)?;
-    let mut fcoe = kernel.module_closure(FCOE_MODULES)?;
-    fcoe.retain(|m| !net.contains(m));
-    for (list, order_file) in [(&net, "modules/net.order"), (&fcoe, "modules/fcoe.order")] {
-        let mut order = String::new();
-        for path in list.iter() {
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .ok_or_else(|| anyhow!("bad module path {path:?}"))?;
-            w.file(&format!("modules/{name}"), 0o644, &fs::read(path)?);
-            order.push_str(name);
-            order.push('\n');
-        }
-        w.file(order_file, 0o644, order.as_bytes());
-    }
+    let mut w = linux::base_initramfs(kernel, FCOE_MODULES, "fcoe")?;
     w.file("pattern.bin", 0o644, &linux::aoe_pattern());
     let sg = sg_write_request(FCOE_PATTERN_LBA, &linux::aoe_pattern()[..512]);
     w.file("sgwrite.bin", 0o644, &sg);

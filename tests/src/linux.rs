@@ -337,8 +337,10 @@ poweroff -f
 sleep 10
 "#;
 
-/// Builds the AoE scenario's initramfs (uncompressed newc cpio) for `kernel`.
-pub fn aoe_initramfs(kernel: &Kernel) -> Result<Vec<u8>> {
+/// The part every guest's initramfs shares: busybox (with a symlink per applet), `/dev/console`,
+/// the virtio-net modules listed in `modules/net.order` and the modules `wanted` needs beyond
+/// them in `modules/<name>.order`, in load order. The caller adds its files and `/init`.
+pub fn base_initramfs(kernel: &Kernel, wanted: &[&str], name: &str) -> Result<cpio::Writer> {
     let busybox = fs::read(BUSYBOX)
         .with_context(|| format!("cannot read {BUSYBOX}: install busybox-static"))?;
     ensure!(
@@ -357,21 +359,28 @@ pub fn aoe_initramfs(kernel: &Kernel) -> Result<Vec<u8>> {
         w.symlink(&format!("bin/{applet}"), "busybox");
     }
     let net = kernel.module_closure(NET_MODULES)?;
-    let mut aoe = kernel.module_closure(&["aoe"])?;
-    aoe.retain(|m| !net.contains(m));
-    for (list, order_file) in [(&net, "modules/net.order"), (&aoe, "modules/aoe.order")] {
+    let mut extra = kernel.module_closure(wanted)?;
+    extra.retain(|m| !net.contains(m));
+    let extra_order = format!("modules/{name}.order");
+    for (list, order_file) in [(&net, "modules/net.order"), (&extra, extra_order.as_str())] {
         let mut order = String::new();
         for path in list.iter() {
-            let name = path
+            let file = path
                 .file_name()
                 .and_then(|n| n.to_str())
                 .ok_or_else(|| anyhow!("bad module path {path:?}"))?;
-            w.file(&format!("modules/{name}"), 0o644, &fs::read(path)?);
-            order.push_str(name);
+            w.file(&format!("modules/{file}"), 0o644, &fs::read(path)?);
+            order.push_str(file);
             order.push('\n');
         }
         w.file(order_file, 0o644, order.as_bytes());
     }
+    Ok(w)
+}
+
+/// Builds the AoE scenario's initramfs (uncompressed newc cpio) for `kernel`.
+pub fn aoe_initramfs(kernel: &Kernel) -> Result<Vec<u8>> {
+    let mut w = base_initramfs(kernel, &["aoe"], "aoe")?;
     w.file("pattern.bin", 0o644, &aoe_pattern());
     let init = AOE_INIT
         .replace("@PLBA@", &AOE_PATTERN_LBA.to_string())

@@ -36,14 +36,13 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
-use crate::cpio;
-use crate::linux::{is_static_elf, Kernel, BUSYBOX, NET_MODULES};
-use crate::rig::{l2san_bin, run_cmd, wait_until, Child, Netns, Qemu, Tap};
+use crate::linux::{base_initramfs, Kernel};
+use crate::rig::{l2san_bin, wait_until, Child, Netns, Qemu, Tap};
 
 /// Bytes per guest write (one `dd` each).
 pub const BLOCK: usize = 64 << 10;
@@ -243,38 +242,7 @@ sleep 10
 /// Builds the workload's initramfs (uncompressed newc cpio) for `kernel`: busybox, the virtio-net
 /// and aoe modules, the data sets for `blocks` blocks, and `/init`.
 pub fn workload_initramfs(kernel: &Kernel, blocks: u32) -> Result<Vec<u8>> {
-    let busybox = fs::read(BUSYBOX)
-        .with_context(|| format!("cannot read {BUSYBOX}: install busybox-static"))?;
-    ensure!(
-        is_static_elf(&busybox),
-        "{BUSYBOX} is dynamically linked: install busybox-static"
-    );
-    let applets = run_cmd(Command::new(BUSYBOX).arg("--list"))?;
-    let mut w = cpio::Writer::new();
-    for dir in ["proc", "sys", "dev", "tmp", "bin", "modules"] {
-        w.dir(dir, 0o755);
-    }
-    w.char_device("dev/console", 0o600, 5, 1);
-    w.file("bin/busybox", 0o755, &busybox);
-    for applet in applets.split_whitespace().filter(|a| *a != "busybox") {
-        w.symlink(&format!("bin/{applet}"), "busybox");
-    }
-    let net = kernel.module_closure(NET_MODULES)?;
-    let mut aoe = kernel.module_closure(&["aoe"])?;
-    aoe.retain(|m| !net.contains(m));
-    for (list, order_file) in [(&net, "modules/net.order"), (&aoe, "modules/aoe.order")] {
-        let mut order = String::new();
-        for path in list.iter() {
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .ok_or_else(|| anyhow!("bad module path {path:?}"))?;
-            w.file(&format!("modules/{name}"), 0o644, &fs::read(path)?);
-            order.push_str(name);
-            order.push('\n');
-        }
-        w.file(order_file, 0o644, order.as_bytes());
-    }
+    let mut w = base_initramfs(kernel, &["aoe"], "aoe")?;
     for set in 0..SETS {
         w.file(&format!("set{set}.bin"), 0o644, &set_data(set, blocks));
     }
