@@ -5,7 +5,7 @@
 //!   it comes from our MAC or our VN MAC and fits the MTU (+14);
 //! - replies in an exchange the initiator opened (ELS replies, BLS, FCP) set EX_CTX, never
 //!   FIRST_SEQ, and echo the request's OX_ID (also inside FIP-encapsulated ELS replies); the
-//!   only frame we originate is a PLOGI, without EX_CTX; timers never answer an exchange;
+//!   only frames we originate are a PLOGI or a LOGO, without EX_CTX; timers never answer an exchange;
 //! - fill bytes are zero; XFER_RDY is exactly 12 bytes at offset 0; FCP_RSP parses;
 //! - the images change only through FCP_DATA of a write the target asked for with an
 //!   XFER_RDY, only inside that write's byte range of that LUN, never on the read-only LUN;
@@ -232,15 +232,15 @@ fn check_reply(r: &[u8], mtu: u32, ours: &[MacAddr], req_ox: Option<u16>) {
 fn check_fc(h: &FcHeaderRepr, data: &[u8], req_ox: Option<u16>) {
     match h.r_ctl {
         RCtl::ElsRequest => {
-            // The PLOGI we originate (VN2VN, our WWPN the higher).
+            // The PLOGI we originate (VN2VN, our WWPN the higher), or the LOGO to a VN2VN
+            // port that sends commands without a login.
             assert!(
                 !h.f_ctl.contains(FCtl::EX_CTX),
                 "originated ELS with EX_CTX: {h:?}"
             );
-            assert_eq!(
-                data.first(),
-                Some(&0x03),
-                "originated an ELS other than PLOGI"
+            assert!(
+                matches!(data.first(), Some(&0x03) | Some(&0x05)),
+                "originated an ELS other than PLOGI or LOGO"
             );
         }
         RCtl::ElsReply

@@ -163,8 +163,15 @@ pub struct FcPort {
     next_xid: u16,
     next_seq_id: u8,
     next_nexus: u64,
+    /// When we last sent a LOGO to a VN2VN port that talked to us without a login (bounded).
+    logo_sent: HashMap<MacAddr, Instant>,
     pub(crate) stats: FcoeStatsSnapshot,
 }
+
+/// At most one LOGO per stranger per this long.
+const STRANGER_LOGO_EVERY: Duration = Duration::from_secs(1);
+/// How many strangers' LOGO times we remember.
+const MAX_LOGO_SENT: usize = 256;
 
 /// The FC payload size an MTU carries: MTU minus FCoE header and trailer (22), rounded down
 /// to a word, minus the FC header; at most 2112 (Linux `fcoe.c`: 1500 -> 1452).
@@ -186,6 +193,7 @@ impl FcPort {
             next_xid: 1,
             next_seq_id: 1,
             next_nexus: 1,
+            logo_sent: HashMap::new(),
             stats: FcoeStatsSnapshot::default(),
         }
     }
@@ -439,6 +447,66 @@ impl FcPort {
             LsRjtReason::UnableToPerform,
             LsRjtExplanation::PlogiRequired,
         );
+        self.logo_stranger(tx, rx, req);
+    }
+
+    /// A VN2VN port that sends us commands without a login believes in a session we do not
+    /// have (l2san restarted under it). Linux ignores an LS_RJT on an FCP exchange and waits
+    /// for its 30 s SCSI timeout, LUN reset and host reset (80 s, seen with a 6.1 guest); a
+    /// LOGO (FC-LS: the answer to a frame from a port that is not logged in) makes it drop the
+    /// session and log in again at once. Rate limited per port.
+    fn logo_stranger(&mut self, tx: &mut dyn Transmit, rx: &RxContext, req: &FcHeaderRepr) {
+        if rx.personality != Personality::Vn2Vn {
+            return;
+        }
+        let key = rx.key(req.s_id);
+        if self
+            .logo_sent
+            .get(&key)
+            .is_some_and(|&t| rx.now.saturating_duration_since(t) < STRANGER_LOGO_EVERY)
+        {
+            return;
+        }
+        if self.logo_sent.len() >= MAX_LOGO_SENT {
+            self.logo_sent
+                .retain(|_, t| rx.now.saturating_duration_since(*t) < STRANGER_LOGO_EVERY);
+            if self.logo_sent.len() >= MAX_LOGO_SENT {
+                return;
+            }
+        }
+        self.logo_sent.insert(key, rx.now);
+        let ox_id = self.alloc_xid(&key);
+        let seq_id = self.seq_id();
+        let logo = crate::wire::els::LogoRepr {
+            n_port_id: req.d_id,
+            wwpn: self.wwpn,
+        };
+        let spec = FrameSpec {
+            dst: rx.reply_mac(req.s_id),
+            src: rx.local_mac,
+            hdr: FcHeaderRepr {
+                r_ctl: RCtl::ElsRequest,
+                d_id: req.s_id,
+                cs_ctl: 0,
+                s_id: req.d_id,
+                fc_type: FcType::Els,
+                // We originate this exchange.
+                f_ctl: FCtl::FIRST_SEQ | FCtl::END_SEQ | FCtl::SEQ_INIT,
+                seq_id,
+                df_ctl: 0,
+                seq_cnt: 0,
+                ox_id,
+                rx_id: RX_ID_UNKNOWN,
+                parameter: 0,
+            },
+            sof: Sof::I3,
+            eof: Eof::T,
+        };
+        self.stats.logouts += 1;
+        let _ = send_fc::<()>(tx, &spec, logo.buffer_len(), |b| {
+            logo.emit(&mut ElsPacket::new_unchecked(b));
+            Ok(())
+        });
     }
 
     /// One plain FCoE FC frame (already checked: CRC, SOF/EOF, our MAC).
