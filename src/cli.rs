@@ -6,6 +6,7 @@ use std::str::FromStr;
 use clap::{Args, Parser, Subcommand};
 use l2san_common::{Durability, MacAddr};
 use l2san_fcoe::wire::Wwn;
+use l2san_fcoe::FcoeAllow;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -114,9 +115,11 @@ pub struct ServeArgs {
     pub aoe: Vec<AoeSpec>,
     #[arg(
         long = "fcoe",
-        value_name = "LUN=IMAGE[,ro][,sync]",
-        help = "An FCoE LUN: <lun>=<image>[,ro][,sync], LUN 0 to 63. May be repeated; may name \
-                the same image as an --aoe export (both then see the same bytes)"
+        value_name = "LUN=IMAGE[,ro][,sync][,allow=<wwpn|mac>]",
+        help = "An FCoE LUN: <lun>=<image>[,ro][,sync][,allow=<wwpn|mac>], LUN 0 to 63. With \
+                allow= (repeatable) only those initiators (WWPN: 8 octets, ENode MAC: 6) see the \
+                LUN. May be repeated; may name the same image as an --aoe export (both then see \
+                the same bytes)"
     )]
     pub fcoe: Vec<FcoeSpec>,
     #[arg(
@@ -264,13 +267,18 @@ impl ImageSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FcoeSpec {
     pub lun: u16,
+    /// The image and its options; its `allow` stays empty (that is AoE's).
     pub image: ImageSpec,
+    /// `allow=<wwpn>` and `allow=<mac>` options: the initiators that may see the LUN (empty:
+    /// every initiator).
+    pub allow: Vec<FcoeAllow>,
 }
 
 impl FromStr for FcoeSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let usage = "write it as <lun>=<image>[,ro][,sync], e.g. 0=/srv/disk.img";
+        let usage =
+            "write it as <lun>=<image>[,ro][,sync][,allow=<wwpn|mac>], e.g. 0=/srv/disk.img";
         let (lun, rest) = s
             .split_once('=')
             .ok_or_else(|| format!("'{s}' has no '='; {usage}"))?;
@@ -284,9 +292,19 @@ impl FromStr for FcoeSpec {
                     l2san_fcoe::scsi::MAX_LUNS - 1
                 )
             })?;
+        // allow= names WWPNs or MACs here, not only MACs as for AoE: take them out first.
+        let mut allow = Vec::new();
+        let mut others = Vec::new();
+        for (i, part) in rest.split(',').enumerate() {
+            match part.strip_prefix("allow=") {
+                Some(a) if i > 0 => allow.push(a.parse().map_err(|e| format!("in '{s}': {e}"))?),
+                _ => others.push(part),
+            }
+        }
         Ok(FcoeSpec {
             lun,
-            image: ImageSpec::parse(s, rest, usage)?,
+            image: ImageSpec::parse(s, &others.join(","), usage)?,
+            allow,
         })
     }
 }
@@ -343,6 +361,23 @@ mod tests {
             .contains("not a MAC"));
         let f: FcoeSpec = "3=/dev/sdb,ro".parse().unwrap();
         assert_eq!((f.lun, f.image.read_only), (3, true));
+        assert!(f.allow.is_empty());
+        let f: FcoeSpec = "1=/d,allow=20:00:52:54:00:12:34:56,sync,allow=52:54:00:12:34:57"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            f.allow,
+            [
+                FcoeAllow::Wwpn(Wwn(0x2000_5254_0012_3456)),
+                FcoeAllow::Mac("52:54:00:12:34:57".parse().unwrap())
+            ]
+        );
+        assert_eq!(f.image.durability, Durability::Sync);
+        assert!(f.image.allow.is_empty());
+        assert!("1=/d,allow=52:54:00:12:34"
+            .parse::<FcoeSpec>()
+            .unwrap_err()
+            .contains("neither a WWPN"));
         for (bad, says) in [
             ("64=x", "from 0 to 63"),
             ("x", "no '='"),

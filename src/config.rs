@@ -37,6 +37,7 @@ use std::sync::Arc;
 use l2san_common::worker::Backend;
 use l2san_common::{Durability, Image, ImageOptions, Interface, MacAddr};
 use l2san_fcoe::wire::Wwn;
+use l2san_fcoe::FcoeAllow;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
@@ -95,6 +96,10 @@ pub struct ExportPlan {
     pub aoe: Option<(u16, u8)>,
     /// FCoE LUN.
     pub lun: Option<u16>,
+    /// The FCoE allow-list: initiator WWPNs and ENode MACs that may see the LUN (empty:
+    /// every initiator). The others find no such LUN, and an initiator that no LUN of the
+    /// interface allows cannot log in.
+    pub fcoe_allow: Vec<FcoeAllow>,
     pub buffer_count: u16,
     /// Initial AoE config string (a state file, if any, has the last word).
     pub config_string: Vec<u8>,
@@ -166,6 +171,7 @@ impl Plan {
                 image: a.image.clone(),
                 aoe: Some((a.shelf, a.slot)),
                 lun: None,
+                fcoe_allow: Vec::new(),
                 buffer_count,
                 config_string: Vec::new(),
                 on: vec![0],
@@ -177,6 +183,7 @@ impl Plan {
                 image: f.image.clone(),
                 aoe: None,
                 lun: Some(f.lun),
+                fcoe_allow: f.allow.clone(),
                 buffer_count,
                 config_string: Vec::new(),
                 on: vec![0],
@@ -517,6 +524,16 @@ pub fn validate(plan: &Plan) -> Vec<Problem> {
                     format!("LUN {lun} is out of range; use 0-{}", max - 1),
                 ));
             }
+            for a in &e.fcoe_allow {
+                if let FcoeAllow::Mac(mac) = a {
+                    if mac.0[0] & 1 != 0 {
+                        out.push(e.origin.problem(
+                            "fcoe-allow",
+                            format!("fcoe-allow {mac} is a multicast or broadcast address, which no host sends from; list the initiators' own MACs or WWPNs"),
+                        ));
+                    }
+                }
+            }
             // A LUN is per FCoE port, and each interface is a port of its own.
             let clash = earlier.iter().filter(|o| o.lun == Some(lun)).find_map(|o| {
                 let shared = e.on.iter().find(|i| o.on.contains(i))?;
@@ -675,6 +692,10 @@ fn summary(name: &str, plan: &Plan) -> String {
             let macs: Vec<String> = e.image.allow.iter().map(|m| m.to_string()).collect();
             s += &format!(", AoE allowed to {}", macs.join(" "));
         }
+        if !e.fcoe_allow.is_empty() {
+            let who: Vec<String> = e.fcoe_allow.iter().map(|a| a.to_string()).collect();
+            s += &format!(", FCoE allowed to {}", who.join(" "));
+        }
         s += "\n";
     }
     s
@@ -703,6 +724,7 @@ const EXPORT_KEYS: &[&str] = &[
     "durability",
     "aoe",
     "fcoe-lun",
+    "fcoe-allow",
     "interfaces",
     "allow",
     "buffer-count",
@@ -802,11 +824,6 @@ impl Parser<'_> {
                     let key = k.get_ref();
                     let msg = if what == "an export" && key.starts_with("overlay") {
                         format!("{key} is reserved for copy-on-write overlays, which l2san does not do yet; remove it")
-                    } else if what == "an export" && key == "fcoe-allow" {
-                        "fcoe-allow: the FCoE target has no allow-list yet, so every FCoE initiator \
-                         on the interface would still reach this LUN; remove fcoe-allow, and export a \
-                         private disk over AoE with allow instead of fcoe-lun"
-                            .to_string()
                     } else {
                         format!("unknown key \"{key}\"; {what} takes {}", known.join(", "))
                     };
@@ -1087,6 +1104,23 @@ impl Parser<'_> {
                 )),
             }
         }
+        let mut fcoe_allow = Vec::new();
+        for (s, at) in self.strings(&t, "fcoe-allow").unwrap_or_default() {
+            match s.parse::<FcoeAllow>() {
+                Ok(a) => fcoe_allow.push(a),
+                Err(e) => self.problems.push(Problem::new(
+                    Some(at),
+                    prefix(&t.origin.label, format!("fcoe-allow: {e}")),
+                )),
+            }
+        }
+        if lun.is_none() && t.get("fcoe-lun").is_none() && t.get("fcoe-allow").is_some() {
+            self.bad(
+                &t,
+                "fcoe-allow",
+                "fcoe-allow is for FCoE, and this export has no fcoe-lun; add one or remove fcoe-allow",
+            );
+        }
         let buffer_count = self
             .int::<u16>(&t, "buffer-count", "2-65535")
             .unwrap_or(DEFAULT_BUFFER_COUNT);
@@ -1100,7 +1134,10 @@ impl Parser<'_> {
                     self.bad(
                         &t,
                         key,
-                        format!("{key} is for AoE, and this export has no aoe = \"<shelf>.<slot>\"; add one or remove {key}"),
+                        format!(
+                            "{key} is for AoE, and this export has no aoe = \"<shelf>.<slot>\"; add one or remove {key}{}",
+                            if key == "allow" { " (an FCoE LUN's is fcoe-allow)" } else { "" }
+                        ),
                     );
                 }
             }
@@ -1149,6 +1186,7 @@ impl Parser<'_> {
             },
             aoe,
             lun,
+            fcoe_allow,
             buffer_count,
             config_string,
             on,
@@ -1287,6 +1325,20 @@ mod tests {
         assert_eq!(plan.exports[0].buffer_count, 64);
         assert_eq!(plan.exports[0].lun, Some(7));
         assert!(!plan.exports[0].image.read_only);
+        assert!(plan.exports[0].fcoe_allow.is_empty());
+        // fcoe-allow: WWPNs and MACs.
+        let plan = load(&format!(
+            "{IFACE}[[export]]\nname = \"a\"\nimage = \"/a\"\nfcoe-lun = 1\n\
+             fcoe-allow = [\"20:00:52:54:00:12:34:56\", \"52:54:00:12:34:57\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            plan.exports[0].fcoe_allow,
+            [
+                FcoeAllow::Wwpn(Wwn(0x2000_5254_0012_3456)),
+                FcoeAllow::Mac("52:54:00:12:34:57".parse().unwrap())
+            ]
+        );
     }
 
     #[test]
@@ -1362,8 +1414,20 @@ mod tests {
                 "config-string is for AoE",
             ),
             (
-                "fcoe-lun = 0\nfcoe-allow = [\"52:54:00:00:00:01\"]",
-                "the FCoE target has no allow-list yet",
+                "aoe = \"1.0\"\nfcoe-allow = [\"52:54:00:00:00:01\"]",
+                "fcoe-allow is for FCoE",
+            ),
+            (
+                "fcoe-lun = 0\nfcoe-allow = [\"20:00:52:54:00:12:34\"]",
+                "export \"pc1\": fcoe-allow: '20:00:52:54:00:12:34' is neither a WWPN (8 octets",
+            ),
+            (
+                "fcoe-lun = 0\nfcoe-allow = \"52:54:00:00:00:01\"",
+                "fcoe-allow must be an array of strings",
+            ),
+            (
+                "fcoe-lun = 0\nfcoe-allow = [\"01:00:5e:00:00:01\"]",
+                "fcoe-allow 01:00:5e:00:00:01 is a multicast",
             ),
             (
                 "aoe = \"1.0\"\noverlay = \"/var/cow\"",
@@ -1542,6 +1606,17 @@ mod tests {
         assert_eq!(plan.exports.len(), 2);
         assert_eq!(plan.exports[0].buffer_count, 8);
         assert_eq!((plan.backend, plan.flush_interval), (Backend::Packet, 5));
+        let plan = Plan::from_flags(&serve_args(&[
+            "-i",
+            "eth1",
+            "--fcoe",
+            "0=/a.img,allow=20:00:52:54:00:12:34:56",
+        ]))
+        .unwrap();
+        assert_eq!(
+            plan.exports[0].fcoe_allow,
+            [FcoeAllow::Wwpn(Wwn(0x2000_5254_0012_3456))]
+        );
         for (args, says) in [
             (&["--aoe", "1.0=/a.img", "--aoe", "1.0=/b.img"][..], "--aoe 1.0=/b.img: e1.0 is already --aoe 1.0=/a.img; give each export its own shelf.slot"),
             (&["--fcoe", "2=/a.img", "--fcoe", "2=/b.img"][..], "FCoE LUN 2 on eth1 is already --fcoe 2=/a.img"),

@@ -458,6 +458,11 @@ pub fn collect(sources: &Sources) -> Exposition {
                 s.drop_no_resources,
             ),
             (
+                "l2san_fcoe_drop_not_allowed_total",
+                "Logins refused because no LUN's allow-list lets the initiator in.",
+                s.drop_not_allowed,
+            ),
+            (
                 "l2san_fcoe_els_requests_total",
                 "ELS requests received.",
                 s.els_requests,

@@ -1099,6 +1099,7 @@ mod tests {
             wwpn,
             wwnn: wwn(0x1000, m),
             luns: vec![(0, image("lun.img", 64))],
+            allow: Vec::new(),
         })
     }
 

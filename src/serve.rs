@@ -135,6 +135,7 @@ fn fcoe_target(
     let wwpn = names.wwpn.unwrap_or_else(|| default_wwn(0x2000, iface.mac));
     let wwnn = names.wwnn.unwrap_or_else(|| default_wwn(0x1000, iface.mac));
     let mut luns = Vec::new();
+    let mut allow = Vec::new();
     for e in plan.exports_on(i) {
         let Some(lun) = e.lun else { continue };
         let image = images.open(e)?;
@@ -143,6 +144,11 @@ fn fcoe_target(
             iface.name,
             describe(&image)
         );
+        if !e.fcoe_allow.is_empty() {
+            let who: Vec<String> = e.fcoe_allow.iter().map(|a| a.to_string()).collect();
+            tracing::info!("FCoE LUN {lun} allowed to {}", who.join(" "));
+            allow.push((lun as u64, e.fcoe_allow.clone()));
+        }
         luns.push((lun as u64, image));
     }
     if luns.is_empty() {
@@ -154,6 +160,7 @@ fn fcoe_target(
         wwpn,
         wwnn,
         luns,
+        allow,
     })))
 }
 

@@ -17,6 +17,8 @@ use l2san_common::io::Transmit;
 use l2san_common::store::Image;
 use l2san_common::worker::FrameHandler;
 
+use crate::fc::access::Access;
+pub use crate::fc::access::{BadAllow, FcoeAllow};
 use crate::fc::session::Personality;
 pub use crate::fc::FcoeStatsSnapshot;
 use crate::fc::{FcPort, RxContext};
@@ -39,6 +41,11 @@ pub struct FcoeConfig {
     pub wwnn: Wwn,
     /// LUN number and image.
     pub luns: Vec<(u64, Arc<Image>)>,
+    /// Allow-lists by LUN number: initiator WWPNs and/or ENode MACs. A LUN not listed here,
+    /// or listed with an empty list, is open to every initiator. An initiator sees only the
+    /// LUNs that allow it (the others are absent to it, REPORT LUNS included), and its
+    /// FLOGI/PLOGI is refused with LS_RJT if none does ([`crate::fc::access`]).
+    pub allow: Vec<(u64, Vec<FcoeAllow>)>,
 }
 
 struct Inner {
@@ -79,24 +86,34 @@ impl Transmit for Counting<'_> {
 impl FcoeTarget {
     pub fn new(cfg: FcoeConfig) -> FcoeTarget {
         let mut luns = LunTable::new(cfg.wwpn.0);
+        let mut lists = Vec::new();
         for (number, image) in cfg.luns {
             match u16::try_from(number) {
-                Ok(n) => {
-                    if let Err(e) = luns.insert(n, image) {
-                        tracing::warn!("FCoE LUN {number} not exported: {e}");
+                Ok(n) => match luns.insert(n, image) {
+                    Ok(_) => {
+                        let list = cfg
+                            .allow
+                            .iter()
+                            .filter(|(l, _)| *l == number)
+                            .flat_map(|(_, list)| list.iter().copied())
+                            .collect();
+                        lists.push((number, list));
                     }
-                }
+                    Err(e) => tracing::warn!("FCoE LUN {number} not exported: {e}"),
+                },
                 Err(_) => {
                     tracing::warn!("FCoE LUN {number} not exported: LUN numbers stop at 65535")
                 }
             }
         }
         let scsi = Arc::new(ScsiTarget::new(luns));
+        let mut fc = FcPort::new(cfg.wwpn, cfg.wwnn, cfg.mtu, scsi);
+        fc.access = Access::new(lists);
         FcoeTarget {
             inner: Mutex::new(Inner {
                 mac: cfg.mac,
                 vn: Vn2VnPort::new(cfg.mac, cfg.wwpn, cfg.wwnn, max_fcoe_size(cfg.mtu)),
-                fc: FcPort::new(cfg.wwpn, cfg.wwnn, cfg.mtu, scsi),
+                fc,
             }),
         }
     }

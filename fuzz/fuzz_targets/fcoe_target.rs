@@ -107,6 +107,7 @@ fn rig(mac: MacAddr, mtu: u32, wwpn: Wwn, ro: bool) -> Rig {
         wwpn,
         wwnn: Wwn(wwpn.0 & !(0xf << 60) | (1 << 60)),
         luns: vec![(0, images[0].clone()), (1, images[1].clone())],
+        allow: Vec::new(),
     });
     Rig { target, images }
 }

@@ -278,9 +278,9 @@ impl FcPort {
     ) {
         self.stats.fcp_commands += 1;
         let key = rx.key(hdr.s_id);
-        let (logged_in, prli, local_id, nexus) = match self.sessions.get(&key) {
-            Some(s) => (s.plogi, s.prli, s.local_id, s.nexus),
-            None => (false, false, FcId::new(0), crate::scsi::NexusId(0)),
+        let (logged_in, prli, local_id, nexus, visible) = match self.sessions.get(&key) {
+            Some(s) => (s.plogi, s.prli, s.local_id, s.nexus, s.visible),
+            None => (false, false, FcId::new(0), crate::scsi::NexusId(0), 0),
         };
         if !logged_in {
             // Reference 7 step 9: FCP from a port without a login gets LS_RJT "PLOGI required".
@@ -322,10 +322,11 @@ impl FcPort {
         }
         let rx_id = self.alloc_xid(&key);
         if cmnd.tmf_flags != 0 {
-            return self.task_management(tx, &link, key, hdr.ox_id, rx_id, &cmnd, nexus);
+            return self.task_management(tx, &link, key, hdr.ox_id, rx_id, &cmnd, nexus, visible);
         }
         let scsi = self.scsi.clone();
-        let command = scsi.execute(&cmnd.lun, &cmnd.cdb, nexus);
+        // LUNs the allow-lists hide from this session are absent to it.
+        let command = scsi.execute_visible(&cmnd.lun, &cmnd.cdb, nexus, visible);
         let ox_id = hdr.ox_id;
         match command {
             Command::Read {
@@ -432,12 +433,15 @@ impl FcPort {
         rx_id: u16,
         cmnd: &FcpCmndRepr,
         nexus: crate::scsi::NexusId,
+        visible: u64,
     ) {
         self.stats.tmf += 1;
         let lun = cmnd.lun;
+        let scsi = self.scsi.clone();
         let code = match cmnd.tmf_flags {
             tmf::LUN_RESET => {
-                if self.scsi.lun_reset(&lun, nexus) {
+                // A LUN hidden from this session is as absent for a reset as for a command.
+                if scsi.visible_lun(&lun, visible).is_some() && scsi.lun_reset(&lun, nexus) {
                     for s in self.sessions.values_mut() {
                         s.exchanges.retain(|_, x| x.lun != lun);
                     }
@@ -453,9 +457,11 @@ impl FcPort {
                 rsp_code::COMPLETE
             }
             tmf::TARGET_RESET => {
-                self.scsi.target_reset(nexus);
+                // It resets only what the issuer may see.
+                scsi.target_reset_visible(nexus, visible);
                 for s in self.sessions.values_mut() {
-                    s.exchanges.clear();
+                    s.exchanges
+                        .retain(|_, x| scsi.visible_lun(&x.lun, visible).is_none());
                 }
                 rsp_code::COMPLETE
             }

@@ -10,6 +10,7 @@
 //!   sequence (ELS reply, BA_ACC, FCP_RSP).
 //! - ELS replies leave RX_ID 0xFFFF (libfc and iPXE do); FCP exchanges get an RX_ID.
 
+pub mod access;
 pub mod fcp;
 pub mod session;
 pub mod tx;
@@ -36,6 +37,7 @@ use crate::wire::fc::{FCtl, FcHeaderRepr, FcPacket, FcType, RCtl, RX_ID_UNKNOWN}
 use crate::wire::fcoe::{Eof, Sof};
 use crate::wire::fip::{fpma, ElsKind, FipEls, FipRepr, VN2VN_FC_MAP};
 use crate::wire::{FcId, Wwn};
+use access::Access;
 use session::{Personality, PlogiOut, Session, IDLE_EVICT, MAX_SESSIONS};
 use tx::{fc_frame_vec, last_reply_header, send_fc, send_fip, FrameSpec};
 
@@ -91,6 +93,8 @@ pub struct FcoeStatsSnapshot {
     pub fip_ignored: u64,
     /// Refused for lack of room (sessions, exchanges).
     pub drop_no_resources: u64,
+    /// Logins refused because no LUN's allow-list lets the initiator in.
+    pub drop_not_allowed: u64,
     pub els_requests: u64,
     pub els_rejects: u64,
     pub abts: u64,
@@ -160,6 +164,8 @@ pub struct FcPort {
     pub(crate) mfs: usize,
     pub(crate) sessions: HashMap<MacAddr, Session>,
     pub(crate) scsi: Arc<ScsiTarget>,
+    /// The LUNs' allow-lists ([`access`]).
+    pub(crate) access: Access,
     next_xid: u16,
     next_seq_id: u8,
     next_nexus: u64,
@@ -182,10 +188,51 @@ pub fn mfs_for_mtu(mtu: u32) -> usize {
         .clamp(256, crate::wire::fcoe::MAX_FC_PAYLOAD)
 }
 
+/// Send a one-frame ELS request that we originate (our PLOGI, a LOGO): FIRST_SEQ, END_SEQ and
+/// SEQ_INIT set, EX_CTX clear (we are the exchange originator), RX_ID unassigned.
+#[allow(clippy::too_many_arguments)]
+fn originate_els(
+    tx: &mut dyn Transmit,
+    dst: MacAddr,
+    src: MacAddr,
+    d_id: FcId,
+    s_id: FcId,
+    seq_id: u8,
+    ox_id: u16,
+    len: usize,
+    fill: impl FnOnce(&mut [u8]),
+) {
+    let spec = FrameSpec {
+        dst,
+        src,
+        hdr: FcHeaderRepr {
+            r_ctl: RCtl::ElsRequest,
+            d_id,
+            cs_ctl: 0,
+            s_id,
+            fc_type: FcType::Els,
+            f_ctl: FCtl::FIRST_SEQ | FCtl::END_SEQ | FCtl::SEQ_INIT,
+            seq_id,
+            df_ctl: 0,
+            seq_cnt: 0,
+            ox_id,
+            rx_id: RX_ID_UNKNOWN,
+            parameter: 0,
+        },
+        sof: Sof::I3,
+        eof: Eof::T,
+    };
+    let _ = send_fc::<()>(tx, &spec, len, |b| {
+        fill(b);
+        Ok(())
+    });
+}
+
 impl FcPort {
     pub fn new(wwpn: Wwn, wwnn: Wwn, mtu: u32, scsi: Arc<ScsiTarget>) -> FcPort {
         FcPort {
             scsi,
+            access: Access::default(),
             wwpn,
             wwnn,
             mfs: mfs_for_mtu(mtu),
@@ -303,6 +350,7 @@ impl FcPort {
         wwpn: Wwn,
         wwnn: Wwn,
         max_payload: usize,
+        (enode_mac, visible): (MacAddr, u64),
     ) -> bool {
         self.remove_sessions(|&k, s| k == key || s.wwpn == wwpn);
         if !self.room_for_session(rx.now) {
@@ -328,6 +376,8 @@ impl FcPort {
                 plogi_out: None,
                 plogi_due: None,
                 nexus,
+                enode_mac,
+                visible,
                 last_seen: rx.now,
                 exchanges: Default::default(),
                 recent: Default::default(),
@@ -337,6 +387,37 @@ impl FcPort {
         self.stats.logins += 1;
         self.update_gauges();
         true
+    }
+
+    /// The allow-lists' verdict on a login of `wwpn` from `enode_mac` (the session of `key`):
+    /// the LUNs it may see, or `None` after ending any session of `key` and answering LS_RJT
+    /// (no LUN allows it).
+    #[allow(clippy::too_many_arguments)]
+    fn admit(
+        &mut self,
+        tx: &mut dyn Transmit,
+        rx: &RxContext,
+        hdr: &FcHeaderRepr,
+        path: Path,
+        key: MacAddr,
+        wwpn: Wwn,
+        enode_mac: MacAddr,
+    ) -> Option<(MacAddr, u64)> {
+        if let Some(visible) = self.access.visible(wwpn, enode_mac) {
+            return Some((enode_mac, visible));
+        }
+        tracing::debug!(%wwpn, mac = %enode_mac, "FCoE login refused: no LUN allows it");
+        self.stats.drop_not_allowed += 1;
+        self.remove_sessions(|&k, _| k == key);
+        self.ls_rjt(
+            tx,
+            rx,
+            hdr,
+            path,
+            LsRjtReason::UnableToPerform,
+            LsRjtExplanation::None,
+        );
+        None
     }
 
     /// Send a single-frame ELS reply (LS_ACC or LS_RJT) whose payload `fill` writes.
@@ -481,32 +562,19 @@ impl FcPort {
             n_port_id: req.d_id,
             wwpn: self.wwpn,
         };
-        let spec = FrameSpec {
-            dst: rx.reply_mac(req.s_id),
-            src: rx.local_mac,
-            hdr: FcHeaderRepr {
-                r_ctl: RCtl::ElsRequest,
-                d_id: req.s_id,
-                cs_ctl: 0,
-                s_id: req.d_id,
-                fc_type: FcType::Els,
-                // We originate this exchange.
-                f_ctl: FCtl::FIRST_SEQ | FCtl::END_SEQ | FCtl::SEQ_INIT,
-                seq_id,
-                df_ctl: 0,
-                seq_cnt: 0,
-                ox_id,
-                rx_id: RX_ID_UNKNOWN,
-                parameter: 0,
-            },
-            sof: Sof::I3,
-            eof: Eof::T,
-        };
         self.stats.logouts += 1;
-        let _ = send_fc::<()>(tx, &spec, logo.buffer_len(), |b| {
-            logo.emit(&mut ElsPacket::new_unchecked(b));
-            Ok(())
-        });
+        let (dst, src) = (rx.reply_mac(req.s_id), rx.local_mac);
+        originate_els(
+            tx,
+            dst,
+            src,
+            req.s_id,
+            req.d_id,
+            seq_id,
+            ox_id,
+            logo.buffer_len(),
+            |b| logo.emit(&mut ElsPacket::new_unchecked(b)),
+        );
     }
 
     /// One plain FCoE FC frame (already checked: CRC, SOF/EOF, our MAC).
@@ -737,8 +805,14 @@ impl FcPort {
                 );
             }
         };
+        // The ENode MAC: the FIP FLOGI's Ethernet source (VN2VN), the initiator's MAC (PTP).
+        let Some(who) = self.admit(tx, rx, hdr, path, key, login.wwpn, rx.src_mac) else {
+            return;
+        };
         let max = login.max_payload(self.mfs as u16) as usize;
-        if !self.open_session(rx, key, local_id, remote_id, login.wwpn, login.wwnn, max) {
+        if !self.open_session(
+            rx, key, local_id, remote_id, login.wwpn, login.wwnn, max, who,
+        ) {
             return self.ls_rjt(
                 tx,
                 rx,
@@ -786,31 +860,18 @@ impl FcPort {
             sent: now,
             tries,
         });
-        let spec = FrameSpec {
-            dst: s.remote_mac,
-            src: s.local_mac,
-            hdr: FcHeaderRepr {
-                r_ctl: RCtl::ElsRequest,
-                d_id: s.remote_id,
-                cs_ctl: 0,
-                s_id: s.local_id,
-                fc_type: FcType::Els,
-                // We originate this exchange: FIRST_SEQ here is right, EX_CTX is not.
-                f_ctl: FCtl::FIRST_SEQ | FCtl::END_SEQ | FCtl::SEQ_INIT,
-                seq_id,
-                df_ctl: 0,
-                seq_cnt: 0,
-                ox_id,
-                rx_id: RX_ID_UNKNOWN,
-                parameter: 0,
-            },
-            sof: Sof::I3,
-            eof: Eof::T,
-        };
-        let _ = send_fc::<()>(tx, &spec, plogi.buffer_len(), |b| {
-            plogi.emit(&mut ElsPacket::new_unchecked(b));
-            Ok(())
-        });
+        let (dst, src, d_id, s_id) = (s.remote_mac, s.local_mac, s.remote_id, s.local_id);
+        originate_els(
+            tx,
+            dst,
+            src,
+            d_id,
+            s_id,
+            seq_id,
+            ox_id,
+            plogi.buffer_len(),
+            |b| plogi.emit(&mut ElsPacket::new_unchecked(b)),
+        );
     }
 
     fn plogi(
@@ -832,6 +893,11 @@ impl FcPort {
             );
         };
         let key = rx.key(hdr.s_id);
+        // A VN2VN session keeps the ENode MAC of its FIP FLOGI.
+        let enode_mac = self.sessions.get(&key).map_or(rx.src_mac, |s| s.enode_mac);
+        let Some(who) = self.admit(tx, rx, hdr, path, key, login.wwpn, enode_mac) else {
+            return;
+        };
         let max = login.max_payload(self.mfs as u16) as usize;
         let existing = self
             .sessions
@@ -850,7 +916,9 @@ impl FcPort {
                     self.stats.drop_not_for_us += 1;
                     return;
                 }
-                if !self.open_session(rx, key, hdr.d_id, hdr.s_id, login.wwpn, login.wwnn, max) {
+                if !self.open_session(
+                    rx, key, hdr.d_id, hdr.s_id, login.wwpn, login.wwnn, max, who,
+                ) {
                     return self.ls_rjt(
                         tx,
                         rx,

@@ -84,6 +84,11 @@ pub struct Session {
     /// LS_ACC, not with it.
     pub plogi_due: Option<Instant>,
     pub nexus: NexusId,
+    /// The initiator's ENode MAC (VN2VN: the source of its FIP FLOGI; PTP: its MAC), which
+    /// the allow-lists match.
+    pub enode_mac: MacAddr,
+    /// The LUNs it may see (bit n: LUN n), from the allow-lists at login.
+    pub visible: u64,
     pub last_seen: Instant,
     /// Writes waiting for data, by OX_ID.
     pub exchanges: BTreeMap<u16, WriteXchg>,

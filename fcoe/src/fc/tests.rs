@@ -11,7 +11,7 @@ use l2san_common::store::{Image, ImageOptions};
 use l2san_common::test_utils::{captures_dir, drain, pcap_frames};
 
 use crate::fip::vn2vn::VnState;
-use crate::target::{FcoeConfig, FcoeTarget};
+use crate::target::{FcoeAllow, FcoeConfig, FcoeTarget};
 use crate::wire::els::{
     fcp_sppf, ElsCommand, ElsPacket, LoginRepr, LsRjtExplanation, LsRjtRepr, PrliRepr,
 };
@@ -124,6 +124,7 @@ fn ipxe_boot_conformance() {
         wwpn: IPXE_TARGET_WWPN,
         wwnn: Wwn(0x1000_0025_b500_0001),
         luns: vec![(0, img.clone())],
+        allow: Vec::new(),
     });
     let mut tx = TxBatch::new(64);
     let mut now = Instant::now();
@@ -322,6 +323,7 @@ fn vn2vn_target(wwpn: Wwn) -> FcoeTarget {
         wwpn,
         wwnn: Wwn(wwpn.0 & !0xf000_0000_0000_0000 | 0x1000_0000_0000_0000),
         luns: vec![(0, image(160 << 20))],
+        allow: Vec::new(),
     })
 }
 
@@ -649,14 +651,21 @@ struct Rig {
 
 impl Rig {
     fn new() -> Rig {
+        Rig::with(1, Vec::new())
+    }
+    /// LUNs 0 to `luns` - 1 (LUN 0 on the image `img`), with these allow-lists.
+    fn with(luns: u64, allow: Vec<(u64, Vec<FcoeAllow>)>) -> Rig {
         let img = image(1 << 20);
+        let mut all = vec![(0, img.clone())];
+        all.extend((1..luns).map(|n| (n, image(1 << 20))));
         Rig {
             t: FcoeTarget::new(FcoeConfig {
                 mac: TGT_MAC,
                 mtu: 1500,
                 wwpn: TGT_WWPN,
                 wwnn: Wwn(0x1000_0000_0000_0001),
-                luns: vec![(0, img.clone())],
+                luns: all,
+                allow,
             }),
             tx: TxBatch::new(64),
             now: Instant::now(),
@@ -885,6 +894,171 @@ fn strangers_get_plogi_required() {
     );
     let r = g.els(mac(9), TGT_ID, INIT_ID, 7, &logo);
     assert_eq!(r[0].data[0], 0x02);
+}
+
+/// The LUNs in a REPORT LUNS answer, from FCP_DATA then FCP_RSP.
+fn reported_luns(r: &[Fc]) -> Vec<u16> {
+    assert_eq!(r.len(), 2, "FCP_DATA and FCP_RSP");
+    assert_eq!(rsp(&r[1]).scsi_status, 0);
+    let d = &r[0].data;
+    let len = u32::from_be_bytes(d[0..4].try_into().unwrap()) as usize;
+    d[8..8 + len].chunks(8).map(|l| u16::from(l[1])).collect()
+}
+
+/// The sense key, ASC and ASCQ of a CHECK CONDITION.
+fn check_condition(r: &[Fc]) -> (u8, u8, u8) {
+    let f = r.last().unwrap();
+    let rsp = rsp(f);
+    assert_eq!(rsp.scsi_status, 2, "CHECK CONDITION");
+    let s = rsp.sense;
+    (s[2] & 0xf, s[12], s[13])
+}
+
+const REPORT_LUNS: [u8; 12] = [0xa0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+
+fn ls_rjt(r: &[Fc]) -> bool {
+    r.len() == 1 && r[0].hdr.r_ctl == RCtl::ElsReply && r[0].data[0] == 0x01
+}
+
+/// Allow-lists by WWPN: a session allowed only LUN 1 sees only LUN 1 (REPORT LUNS), and LUN 0
+/// is absent to it (05/25/00, INQUIRY PQ 011b, LUN RESET "incorrect LUN"); a WWPN that no LUN
+/// allows gets LS_RJT to its FLOGI and PLOGI and no session.
+#[test]
+fn allow_lists_by_wwpn() {
+    let other = Wwn(0x2000_0000_0000_0bad);
+    let mut g = Rig::with(
+        2,
+        vec![
+            (0, vec![FcoeAllow::Wwpn(other)]),
+            (1, vec![FcoeAllow::Wwpn(INIT_WWPN)]),
+        ],
+    );
+    let m = mac(1);
+    g.login(m, INIT_WWPN);
+    let r = g.fcp(m, 0x10, &cmnd(0, &REPORT_LUNS, 256, true, false, 0));
+    assert_eq!(reported_luns(&r), [1]);
+    let r = g.fcp(m, 0x11, &cmnd(0, &[0], 0, false, false, 0));
+    assert_eq!(check_condition(&r), (5, 0x25, 0));
+    let r = g.fcp(
+        m,
+        0x12,
+        &cmnd(0, &[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], 512, true, false, 0),
+    );
+    assert_eq!(check_condition(&r), (5, 0x25, 0));
+    let r = g.fcp(
+        m,
+        0x13,
+        &cmnd(0, &[0x12, 0, 0, 0, 36, 0], 36, true, false, 0),
+    );
+    assert_eq!(r[0].data[0], 0x7f, "peripheral qualifier 011b, type 1Fh");
+    let r = g.fcp(m, 0x14, &cmnd(0, &[], 0, false, false, 0x10));
+    assert_eq!(
+        rsp(&r[0]).rsp_info.map(|i| i.code),
+        Some(crate::wire::fcp::rsp_code::TMF_INCORRECT_LUN)
+    );
+    // LUN 1 is there: its power-on unit attention, then GOOD.
+    let r = g.fcp(m, 0x15, &cmnd(1, &[0], 0, false, false, 0));
+    assert_eq!(check_condition(&r), (6, 0x29, 0));
+    let r = g.fcp(m, 0x16, &cmnd(1, &[0], 0, false, false, 0));
+    assert_eq!(rsp(&r[0]).scsi_status, 0);
+
+    // A stranger learns nothing but a rejection.
+    let stranger = Wwn(0x2000_0000_0000_5555);
+    let flogi = LoginRepr::n_port(ElsCommand::Flogi, stranger, Wwn(1), 1452);
+    let r = g.els(
+        mac(2),
+        FcId::FLOGI,
+        FcId::new(0),
+        1,
+        &els_payload(|p| flogi.emit(p), 116),
+    );
+    assert!(ls_rjt(&r), "FLOGI of a stranger: LS_RJT");
+    let plogi = LoginRepr::n_port(ElsCommand::Plogi, stranger, Wwn(1), 1452);
+    let r = g.els(
+        mac(2),
+        TGT_ID,
+        INIT_ID,
+        2,
+        &els_payload(|p| plogi.emit(p), 116),
+    );
+    assert!(ls_rjt(&r), "PLOGI of a stranger: LS_RJT");
+    assert_eq!(g.t.stats().drop_not_allowed, 2);
+    assert_eq!(g.t.session_count(), 1);
+    // A known MAC logging in again under a WWPN nobody allows loses its session.
+    let r = g.els(m, TGT_ID, INIT_ID, 3, &els_payload(|p| plogi.emit(p), 116));
+    assert!(ls_rjt(&r));
+    assert_eq!(g.t.session_count(), 0);
+}
+
+/// Allow-lists by MAC, and a LUN open to everyone next to a private one.
+#[test]
+fn allow_lists_by_mac() {
+    let mut g = Rig::with(
+        3,
+        vec![
+            (0, vec![FcoeAllow::Mac(mac(3))]),
+            (2, vec![FcoeAllow::Mac(mac(7))]),
+        ],
+    );
+    // LUN 1 is open: anyone logs in and sees it; only mac(3) sees LUN 0.
+    g.login(mac(3), INIT_WWPN);
+    let r = g.fcp(mac(3), 0x10, &cmnd(0, &REPORT_LUNS, 256, true, false, 0));
+    assert_eq!(reported_luns(&r), [0, 1]);
+    g.login(mac(4), Wwn(0x2000_0000_0000_0044));
+    let r = g.fcp(mac(4), 0x10, &cmnd(0, &REPORT_LUNS, 256, true, false, 0));
+    assert_eq!(reported_luns(&r), [1]);
+    let r = g.fcp(mac(4), 0x11, &cmnd(2, &[0], 0, false, false, 0));
+    assert_eq!(check_condition(&r), (5, 0x25, 0));
+
+    // Only MAC lists, no open LUN: a MAC not listed is refused.
+    let mut g = Rig::with(1, vec![(0, vec![FcoeAllow::Mac(mac(3))])]);
+    let flogi = LoginRepr::n_port(ElsCommand::Flogi, INIT_WWPN, Wwn(1), 1452);
+    let r = g.els(
+        mac(5),
+        FcId::FLOGI,
+        FcId::new(0),
+        1,
+        &els_payload(|p| flogi.emit(p), 116),
+    );
+    assert!(ls_rjt(&r));
+    assert_eq!(g.t.session_count(), 0);
+    g.login(mac(3), INIT_WWPN);
+    let r = g.fcp(mac(3), 0x10, &cmnd(0, &REPORT_LUNS, 256, true, false, 0));
+    assert_eq!(reported_luns(&r), [0]);
+}
+
+/// VN2VN: the MAC an allow-list names is the ENode MAC of the FIP FLOGI; a refused FLOGI gets
+/// its LS_RJT inside FIP.
+#[test]
+fn vn2vn_allow_list_matches_the_enode_mac() {
+    let make = |allowed: MacAddr| {
+        FcoeTarget::new(FcoeConfig {
+            mac: LIO_ENODE,
+            mtu: 2500,
+            wwpn: Wwn(0x2000_5254_004c_100a),
+            wwnn: Wwn(0x1000_5254_004c_100a),
+            luns: vec![(0, image(1 << 20))],
+            allow: vec![(0, vec![FcoeAllow::Mac(allowed)])],
+        })
+    };
+    let peer = FcId::new(0x22);
+    // fip_flogi sends from the ENode MAC 52:54:00:00:00:<id>.
+    let enode = MacAddr([0x52, 0x54, 0, 0, 0, 0x22]);
+    for (allowed, accepted) in [(enode, true), (mac(9), false)] {
+        let target = make(allowed);
+        let mut tx = TxBatch::new(64);
+        let mut now = Instant::now();
+        bring_up(&target, &mut now, &mut tx);
+        let flogi = fip_flogi(peer, target.vn2vn().1, Wwn(0x2000_0000_0000_0022), 1);
+        target.handle_frame(&flogi, now, &mut tx);
+        let out = drain(&mut tx);
+        let Some(FipRepr::ElsReply(els)) = out.iter().find_map(|f| fip_of(f)) else {
+            panic!("no FIP ELS reply");
+        };
+        let command = els.fc_frame[24];
+        assert_eq!(command == 0x02, accepted, "LS_ACC iff allowed");
+        assert_eq!(target.session_count(), usize::from(accepted));
+    }
 }
 
 /// (3) Frame checks: bad CRC, padding, class-2 delimiters, truncation: dropped and counted,
@@ -1117,6 +1291,7 @@ proptest! {
             wwpn: Wwn(0x2000_5254_004c_100a),
             wwnn: Wwn(0x1000_5254_004c_100a),
             luns: vec![(0, image(16 << 20))],
+            allow: Vec::new(),
         });
         let mut tx = TxBatch::new(64);
         let mut now = Instant::now();
@@ -1211,6 +1386,7 @@ fn plogi_retries_are_deterministic() {
             wwpn: Wwn(0x2000_5254_004c_100a),
             wwnn: Wwn(0x1000_5254_004c_100a),
             luns: vec![(0, image(1 << 20))],
+            allow: Vec::new(),
         });
         let mut tx = TxBatch::new(64);
         let mut now = Instant::now();

@@ -42,6 +42,9 @@
 //! | 9Eh/10h | READ CAPACITY(16) | 32 bytes |
 //! | A0h | REPORT LUNS | configured LUNs; answered on any LUN, configured or not |
 //!
+//! A transport may hide LUNs from a nexus ([`ScsiTarget::execute_visible`], FCoE allow-lists):
+//! to that nexus a hidden LUN is exactly a LUN that is not configured.
+//!
 //! A LUN that is not configured answers INQUIRY with peripheral qualifier 011b / type 1Fh,
 //! REPORT LUNS normally, REQUEST SENSE with 05/25/00 as data (SPC-4 §6.29), and everything
 //! else with CHECK CONDITION 05/25/00.
@@ -207,12 +210,32 @@ impl ScsiTarget {
         self.nexuses.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The LUN a SAM 8-byte LUN addresses, if configured and in `visible` (bit n: LUN n).
+    pub fn visible_lun(&self, sam: &[u8; 8], visible: u64) -> Option<&Lun> {
+        self.luns
+            .lookup(sam)
+            .filter(|l| lun_bit(l.number()).is_some_and(|b| visible & b != 0))
+    }
+
     /// Execute `cdb` addressed to the SAM LUN `lun` from the I_T nexus `nexus`.
     ///
     /// Commands without a data phase (and SYNCHRONIZE CACHE, which flushes before returning)
     /// are complete on return; READ and WRITE return the data phase for the transport.
     pub fn execute(&self, lun: &[u8; 8], cdb: &[u8; 16], nexus: NexusId) -> Command {
-        match self.dispatch(lun, cdb, nexus) {
+        self.execute_visible(lun, cdb, nexus, u64::MAX)
+    }
+
+    /// As [`execute`](Self::execute) for a nexus that may see only the LUNs in `visible`
+    /// (bit n: LUN n; the transport's allow-lists): every other LUN is absent to it, answered
+    /// with 05/25/00 (INQUIRY: peripheral qualifier 011b) and left out of REPORT LUNS.
+    pub fn execute_visible(
+        &self,
+        lun: &[u8; 8],
+        cdb: &[u8; 16],
+        nexus: NexusId,
+        visible: u64,
+    ) -> Command {
+        match self.dispatch(lun, cdb, nexus, visible) {
             Ok(command) => command,
             Err(e) => {
                 tracing::trace!(opcode = cdb[0], nexus = nexus.0, "CHECK CONDITION: {e}");
@@ -226,9 +249,10 @@ impl ScsiTarget {
         sam: &[u8; 8],
         cdb: &[u8; 16],
         nexus: NexusId,
+        visible: u64,
     ) -> Result<Command, ScsiError> {
         let op = cdb[0];
-        let lun = self.luns.lookup(sam);
+        let lun = self.visible_lun(sam, visible);
         // Commands that never report a unit attention, and that answer for absent LUNs too.
         match op {
             opcode::INQUIRY => {
@@ -238,7 +262,7 @@ impl ScsiTarget {
             }
             opcode::REPORT_LUNS => {
                 check_control(cdb)?;
-                return self.report_luns(cdb, nexus).map(Command::DataIn);
+                return self.report_luns(cdb, nexus, visible).map(Command::DataIn);
             }
             opcode::REQUEST_SENSE => {
                 check_control(cdb)?;
@@ -279,9 +303,14 @@ impl ScsiTarget {
     }
 
     /// REPORT LUNS (SPC-4 §6.33): SELECT REPORT 00h and 02h list the configured LUNs (there are
-    /// no well-known LUs), 01h lists none. It clears REPORTED LUNS DATA HAS CHANGED for the
-    /// nexus on every LUN.
-    fn report_luns(&self, cdb: &[u8; 16], nexus: NexusId) -> Result<DataIn, ScsiError> {
+    /// no well-known LUs), 01h lists none; only the LUNs in `visible`. It clears REPORTED LUNS
+    /// DATA HAS CHANGED for the nexus on every LUN.
+    fn report_luns(
+        &self,
+        cdb: &[u8; 16],
+        nexus: NexusId,
+        visible: u64,
+    ) -> Result<DataIn, ScsiError> {
         let select = cdb[2];
         if select > 0x02 {
             return Err(ScsiError::InvalidFieldInCdb(2));
@@ -292,7 +321,11 @@ impl ScsiTarget {
         Ok(DataIn::build(alloc_len, |b| {
             let mut at = 8;
             if select != 0x01 {
-                for lun in self.luns.iter() {
+                let shown = self
+                    .luns
+                    .iter()
+                    .filter(|l| lun_bit(l.number()).is_some_and(|b| visible & b != 0));
+                for lun in shown {
                     b[at..at + 8].copy_from_slice(&encode_sam_lun(lun.number()));
                     at += 8;
                 }
@@ -365,9 +398,15 @@ impl ScsiTarget {
 
     /// TARGET RESET from `issuer`: as [`lun_reset`](Self::lun_reset) on every LUN.
     pub fn target_reset(&self, issuer: NexusId) {
+        self.target_reset_visible(issuer, u64::MAX);
+    }
+
+    /// TARGET RESET from an `issuer` that may see only the LUNs in `visible`: it resets
+    /// those alone.
+    pub fn target_reset_visible(&self, issuer: NexusId, visible: u64) {
         self.nexuses().raise(
             UnitAttention::BusDeviceReset,
-            self.luns.present_mask(),
+            self.luns.present_mask() & visible,
             Some(issuer),
         );
     }
