@@ -76,7 +76,7 @@ image = \"missing.img\"
 aoe = \"1.0\"
 fcoe-lun = 64
 allow = [\"52:54:00:zz:00:01\"]
-fcoe-allow = [\"52:54:00:00:00:01\"]
+fcoe-allow = [\"20:00:zz\"]
 sise = 1
 
 [[export]]
@@ -99,7 +99,7 @@ overlay = \"/var/cow\"
         (13, "export \"pc2\": cannot open image missing.img"),
         (15, "export \"pc2\": LUN 64 is out of range; use 0-63"),
         (16, "export \"pc2\": allow: '52:54:00:zz:00:01' is not a MAC address"),
-        (17, "export \"pc2\": fcoe-allow: the FCoE target has no allow-list yet"),
+        (17, "export \"pc2\": fcoe-allow: "),
         (18, "export \"pc2\": unknown key \"sise\""),
         (23, "export \"pc3\": e1.0 is already export \"pc2\" (line 14)"),
         (24, "export \"pc3\": durability \"fast\" is not writeback or sync"),
