@@ -34,7 +34,7 @@ use std::fs;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 
@@ -436,41 +436,15 @@ pub fn run_fcoe(
         scenario.write_mib,
         scenario.login_wait_s
     );
-    let start = Instant::now();
-    let mut qemu = Qemu::start(
-        "linux-fcoe",
-        ns,
-        tap,
-        scenario.memory_mb,
-        dir,
-        [
-            "-kernel".as_ref(),
-            kernel.vmlinuz.as_os_str(),
-            "-initrd".as_ref(),
-            initramfs.as_os_str(),
-            "-append".as_ref(),
-            std::ffi::OsStr::new(&cmdline),
-            // Qemu::start adds the NIC; its MAC is set as a global property of the device type.
-            "-global".as_ref(),
-            std::ffi::OsStr::new(&format!(
-                "virtio-net-pci.mac={}",
-                fmt_mac(&scenario.guest_mac)
-            )),
-        ],
-    )?;
-    let finished = |log: &str| {
-        log.lines()
-            .any(|l| l.contains("L2SAN-LINUX DONE") || l.contains("L2SAN-LINUX FAIL"))
+    // Qemu::start adds the NIC; its MAC is set as a global property of the device type.
+    let mac = format!("virtio-net-pci.mac={}", fmt_mac(&scenario.guest_mac));
+    let extra = ["-global".as_ref(), std::ffi::OsStr::new(&mac)];
+    let guest = linux::Guest {
+        name: "linux-fcoe",
+        memory_mb: scenario.memory_mb,
+        timeout: scenario.timeout,
     };
-    let ended = wait_until(scenario.timeout, || {
-        matches!(qemu.child().exited(), Ok(Some(_))) || finished(&qemu.serial_log())
-    });
-    let elapsed = start.elapsed();
-    // poweroff -f ends QEMU; give the guest a moment to print its last lines.
-    qemu.child().wait_exit(Duration::from_secs(10))?;
-    // Killing a QEMU that did not power off is part of the plan, not an error.
-    let _ = qemu.child().stop(Duration::from_secs(2));
-    Ok(LinuxOutcome::from_log(qemu.serial_log(), elapsed, !ended))
+    linux::boot_guest(ns, tap, kernel, &initramfs, &cmdline, &extra, &guest, dir)
 }
 
 /// What an image holds after the read-write scenario ran on `original` with `write_mib`.

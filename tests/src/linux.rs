@@ -20,6 +20,7 @@
 //! [`expected_after_aoe`] gives what the image must hold afterwards.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -518,27 +519,54 @@ pub fn run_aoe(
         "console=ttyS0 quiet panic=-1 ipv6.disable=1 l2san.mtu={} l2san.dev=e{}.{} l2san.wmib={}",
         scenario.mtu, scenario.shelf, scenario.slot, scenario.write_mib
     );
+    let guest = Guest {
+        name: "linux",
+        memory_mb: scenario.memory_mb,
+        timeout: scenario.timeout,
+    };
+    boot_guest(ns, tap, kernel, &initramfs, &cmdline, &[], &guest, dir)
+}
+
+/// How [`boot_guest`] runs a guest.
+#[derive(Debug, Clone, Copy)]
+pub struct Guest<'a> {
+    /// Name of the QEMU log files.
+    pub name: &'a str,
+    pub memory_mb: u32,
+    /// How long the whole guest run may take.
+    pub timeout: Duration,
+}
+
+/// Boots `kernel` with `initramfs` and `cmdline` in QEMU on `tap` (plus `extra` QEMU arguments)
+/// and waits for the scenario's `L2SAN-LINUX DONE` or `FAIL` line, or for QEMU to end, or for
+/// the timeout. A scenario failure is not an error here: see [`LinuxOutcome::check_done`].
+#[allow(clippy::too_many_arguments)]
+pub fn boot_guest(
+    ns: &Netns,
+    tap: &Tap,
+    kernel: &Kernel,
+    initramfs: &Path,
+    cmdline: &str,
+    extra: &[&OsStr],
+    guest: &Guest,
+    dir: &Path,
+) -> Result<LinuxOutcome> {
     let start = Instant::now();
-    let mut qemu = Qemu::start(
-        "linux",
-        ns,
-        tap,
-        scenario.memory_mb,
-        dir,
-        [
-            "-kernel".as_ref(),
-            kernel.vmlinuz.as_os_str(),
-            "-initrd".as_ref(),
-            initramfs.as_os_str(),
-            "-append".as_ref(),
-            std::ffi::OsStr::new(&cmdline),
-        ],
-    )?;
+    let mut args: Vec<&OsStr> = vec![
+        "-kernel".as_ref(),
+        kernel.vmlinuz.as_os_str(),
+        "-initrd".as_ref(),
+        initramfs.as_os_str(),
+        "-append".as_ref(),
+        OsStr::new(cmdline),
+    ];
+    args.extend_from_slice(extra);
+    let mut qemu = Qemu::start(guest.name, ns, tap, guest.memory_mb, dir, args)?;
     let finished = |log: &str| {
         log.lines()
             .any(|l| l.contains("L2SAN-LINUX DONE") || l.contains("L2SAN-LINUX FAIL"))
     };
-    let ended = wait_until(scenario.timeout, || {
+    let ended = wait_until(guest.timeout, || {
         matches!(qemu.child().exited(), Ok(Some(_))) || finished(&qemu.serial_log())
     });
     let elapsed = start.elapsed();
