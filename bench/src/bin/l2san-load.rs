@@ -4,12 +4,13 @@
 //! l2san-load -i veth0 --target e0.0 --op read --pattern random --sectors 1 --qd 16 --duration 5
 //! ```
 //! Prints a human summary and one machine-readable line starting with `RESULT`.
+#![forbid(unsafe_code)]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
-use l2san_bench::load::{self, aoe, promisc::Promisc, LoadConfig, Op, Pattern};
+use l2san_bench::load::{self, aoe, LoadConfig, Op, Pattern};
 use l2san_common::io::sys::packet;
 use l2san_common::{Interface, MacAddr};
 
@@ -138,13 +139,14 @@ fn run(args: Args) -> Result<()> {
         target_pid: args.target_pid,
     };
 
-    let _promisc = if args.no_promisc {
-        None
-    } else {
-        Some(Promisc::enable(iface.index).context("cannot make the interface promiscuous")?)
-    };
     let (mut rx, mut tx) = packet::open(iface.index, &[l2san_aoe::wire::ETHERTYPE])
         .with_context(|| format!("cannot open a packet socket on {} (root?)", iface.name))?;
+    // Simulated clients use source MACs the NIC does not own: a real NIC drops the replies to
+    // them unless it is promiscuous (the kernel undoes it when the socket closes).
+    if !args.no_promisc {
+        rx.set_promiscuous(iface.index)
+            .context("cannot make the interface promiscuous")?;
+    }
     let (proto, session) = aoe::discover(
         &mut rx,
         &mut tx,

@@ -28,13 +28,7 @@ fn parse_stat(text: &str) -> Option<u64> {
 }
 
 fn clock_ticks() -> u64 {
-    // SAFETY: sysconf reads a constant; no memory is passed.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as u64
-    } else {
-        100
-    }
+    l2san_common::io::sys::clock_ticks_per_second()
 }
 
 #[cfg(test)]

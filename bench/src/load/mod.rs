@@ -16,7 +16,6 @@
 pub mod aoe;
 pub mod cpu;
 pub mod hist;
-pub mod promisc;
 
 use std::time::{Duration, Instant};
 

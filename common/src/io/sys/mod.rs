@@ -7,3 +7,15 @@ pub mod signal;
 pub mod xdp;
 
 pub use packet::{PacketRx, PacketSocket, PacketTx, RingStats};
+
+/// The unit of the CPU times in `/proc/<pid>/stat` (`sysconf(_SC_CLK_TCK)`), for tools that
+/// measure CPU per I/O.
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf takes a constant and touches no memory of ours.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
