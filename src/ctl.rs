@@ -2,14 +2,15 @@
 //! one single-line request per connection with text, and `l2san ctl`, its client.
 //!
 //! Requests: `stats` (a table of the counters), `metrics` (the Prometheus text of
-//! `--metrics`), `reload` (refused: not implemented yet). A reply that starts with `error: ` is
-//! a refusal.
+//! `--metrics`), `reload` (read the configuration again and serve it, as SIGHUP does; the
+//! reply says what changed). A reply that starts with `error: ` is a refusal.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,15 @@ use anyhow::{anyhow, Context};
 use crate::cli::CtlArgs;
 use crate::metrics::{self, Sources};
 use crate::Error;
+
+/// A `reload` request for the main loop, which owns the running configuration; it answers
+/// with what changed, or why nothing did.
+pub struct ReloadRequest {
+    pub reply: Sender<Result<String, String>>,
+}
+
+/// How long `reload` waits for the main loop (which opens images: it can take a moment).
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Longest request line read.
 const MAX_REQUEST: u64 = 256;
@@ -87,7 +97,11 @@ pub fn bind(path: &Path) -> Option<CtlSocket> {
 }
 
 /// Answers requests on `socket` until the process ends.
-pub fn spawn(socket: &CtlSocket, sources: Arc<Sources>) -> io::Result<()> {
+pub fn spawn(
+    socket: &CtlSocket,
+    sources: Arc<Sources>,
+    reload: Sender<ReloadRequest>,
+) -> io::Result<()> {
     let listener = socket.listener.try_clone()?;
     std::thread::Builder::new()
         .name("l2san-ctl".into())
@@ -95,7 +109,7 @@ pub fn spawn(socket: &CtlSocket, sources: Arc<Sources>) -> io::Result<()> {
             for stream in listener.incoming() {
                 match stream {
                     Ok(s) => {
-                        if let Err(e) = answer(s, &sources) {
+                        if let Err(e) = answer(s, &sources, &reload) {
                             tracing::debug!("ctl: a request failed: {e}");
                         }
                     }
@@ -109,21 +123,35 @@ pub fn spawn(socket: &CtlSocket, sources: Arc<Sources>) -> io::Result<()> {
         .map(|_| ())
 }
 
-fn answer(mut stream: UnixStream, sources: &Sources) -> io::Result<()> {
+fn answer(
+    mut stream: UnixStream,
+    sources: &Sources,
+    reload: &Sender<ReloadRequest>,
+) -> io::Result<()> {
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
     let mut line = String::new();
     BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line)?;
-    let reply = reply(line.trim(), sources);
+    let reply = reply(line.trim(), sources, reload);
     stream.write_all(reply.as_bytes())?;
     stream.flush()
 }
 
-fn reply(request: &str, sources: &Sources) -> String {
+fn reply(request: &str, sources: &Sources, reload: &Sender<ReloadRequest>) -> String {
     match request {
         "stats" => metrics::table(sources),
         "metrics" => metrics::collect(sources).render(),
-        "reload" => "error: reload is not implemented yet\n".into(),
+        "reload" => {
+            let (tx, rx) = mpsc::channel();
+            if reload.send(ReloadRequest { reply: tx }).is_err() {
+                return "error: the server is stopping\n".into();
+            }
+            match rx.recv_timeout(RELOAD_TIMEOUT) {
+                Ok(Ok(done)) => done,
+                Ok(Err(why)) => format!("error: {}\n", why.trim_end()),
+                Err(_) => "error: no answer from the server within 30 s\n".into(),
+            }
+        }
         other => format!(
             "error: unknown request '{}'; the requests are stats, metrics and reload\n",
             other.escape_debug()
@@ -141,7 +169,7 @@ pub fn run(args: CtlArgs) -> Result<ExitCode, Error> {
         )
     })?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(RELOAD_TIMEOUT + Duration::from_secs(10)))
         .context("setting a timeout")?;
     stream
         .write_all(format!("{}\n", args.command).as_bytes())
@@ -162,7 +190,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reload_is_refused_and_stats_answered_over_the_socket() {
+    fn reload_goes_to_the_main_loop_and_stats_are_answered_over_the_socket() {
         let dir = std::env::temp_dir().join(format!("l2san-ctl-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("ctl.sock");
@@ -173,7 +201,18 @@ mod tests {
             interfaces: Vec::new(),
             flush: metrics::FlushStats::default(),
         });
-        spawn(&socket, sources).unwrap();
+        let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>();
+        spawn(&socket, sources, reload_tx).unwrap();
+        // The "main loop": refuses the first reload, accepts the second.
+        std::thread::spawn(move || {
+            let first = reload_rx.recv().unwrap();
+            first.reply.send(Err("bad line 3".into())).unwrap();
+            let second = reload_rx.recv().unwrap();
+            second
+                .reply
+                .send(Ok("eth0: AoE added e1.2\n".into()))
+                .unwrap();
+        });
         let ask = |req: &str| {
             let mut s = UnixStream::connect(&path).unwrap();
             s.write_all(req.as_bytes()).unwrap();
@@ -181,7 +220,8 @@ mod tests {
             s.read_to_string(&mut r).unwrap();
             r
         };
-        assert_eq!(ask("reload\n"), "error: reload is not implemented yet\n");
+        assert_eq!(ask("reload\n"), "error: bad line 3\n");
+        assert_eq!(ask("reload\n"), "eth0: AoE added e1.2\n");
         assert!(ask("stats\n").contains("image flushes 0"));
         assert!(ask("bogus\n").starts_with("error: unknown request 'bogus'"));
         // A second server does not steal the socket.

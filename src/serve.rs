@@ -14,7 +14,7 @@ use l2san_common::io::sys::{privilege, signal};
 use l2san_common::worker::{self, FrameHandler, WorkerRole, WorkerStats};
 use l2san_common::{Durability, Image, ImageOptions, Interface, MacAddr};
 use l2san_fcoe::wire::Wwn;
-use l2san_fcoe::{FcoeConfig, FcoeTarget};
+use l2san_fcoe::{FcoeAllow, FcoeConfig, FcoeTarget};
 
 use crate::cli::ServeArgs;
 use crate::config::{self, ExportPlan, Origin, Plan};
@@ -41,7 +41,9 @@ impl Images {
         let spec = &export.image;
         let key = config::image_key(&spec.image);
         if let Some(image) = self.by_path.get(&key) {
-            return Ok(image.clone());
+            if image.read_only() == spec.read_only && image.durability() == spec.durability {
+                return Ok(image.clone());
+            }
         }
         let opts = ImageOptions {
             read_only: spec.read_only,
@@ -57,6 +59,26 @@ impl Images {
     fn all(&self) -> Vec<Arc<Image>> {
         self.by_path.values().cloned().collect()
     }
+
+    /// For a reload: the images that can go on as they are (same options, same size on
+    /// disk); [`open`](Self::open) opens the others anew (a grown or shrunk file gets a new
+    /// map of its new size).
+    fn reopened(&self) -> Images {
+        Images {
+            by_path: self
+                .by_path
+                .iter()
+                .filter(|(path, image)| file_len(path).ok() == Some(image.len_bytes()))
+                .map(|(p, i)| (p.clone(), i.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// The size of a file or block device now.
+fn file_len(path: &std::path::Path) -> std::io::Result<u64> {
+    use std::io::Seek;
+    std::fs::File::open(path)?.seek(std::io::SeekFrom::End(0))
 }
 
 /// A message about a plan item: with its file and line when it comes from the config file,
@@ -93,123 +115,145 @@ fn default_wwn(prefix: u16, mac: MacAddr) -> Wwn {
     Wwn::from_bytes(b)
 }
 
-/// The AoE target of interface `i` of the plan, if any export on it has an AoE address.
-fn aoe_target(
-    plan: &Plan,
-    i: usize,
-    iface: &Interface,
-    mtu: u32,
-    images: &mut Images,
-) -> Result<Option<AoeTarget>, Error> {
+/// The AoE exports of interface `i` of the plan.
+fn aoe_exports(plan: &Plan, i: usize, images: &mut Images) -> Result<Vec<AoeExport>, Error> {
     let mut exports = Vec::new();
     for e in plan.exports_on(i) {
         let Some((shelf, slot)) = e.aoe else { continue };
         let image = images.open(e)?;
-        tracing::info!(
-            "AoE export e{shelf}.{slot} on {} ({}): {}",
-            iface.name,
-            iface.mac,
-            describe(&image)
-        );
         let mut export = AoeExport::new(shelf, slot, image);
         export.buffer_count = e.buffer_count;
         export.allow = e.image.allow.clone();
         export.config_string = e.config_string.clone();
         exports.push(export);
     }
-    if exports.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(AoeTarget::new(iface.mac, mtu, &hostname(), exports)))
+    Ok(exports)
 }
 
-/// The FCoE target of interface `i` of the plan, if any export on it has a LUN.
-fn fcoe_target(
-    plan: &Plan,
-    i: usize,
-    iface: &Interface,
-    mtu: u32,
-    images: &mut Images,
-) -> Result<Option<FcoeTarget>, Error> {
-    let names = &plan.interfaces[i];
-    let wwpn = names.wwpn.unwrap_or_else(|| default_wwn(0x2000, iface.mac));
-    let wwnn = names.wwnn.unwrap_or_else(|| default_wwn(0x1000, iface.mac));
+/// The FCoE LUNs of interface `i` of the plan, and their allow-lists.
+type Luns = (Vec<(u64, Arc<Image>)>, Vec<(u64, Vec<FcoeAllow>)>);
+
+fn fcoe_luns(plan: &Plan, i: usize, images: &mut Images) -> Result<Luns, Error> {
     let mut luns = Vec::new();
     let mut allow = Vec::new();
     for e in plan.exports_on(i) {
         let Some(lun) = e.lun else { continue };
         let image = images.open(e)?;
-        tracing::info!(
-            "FCoE LUN {lun} on {} (WWPN {wwpn}): {}",
-            iface.name,
-            describe(&image)
-        );
         if !e.fcoe_allow.is_empty() {
-            let who: Vec<String> = e.fcoe_allow.iter().map(|a| a.to_string()).collect();
-            tracing::info!("FCoE LUN {lun} allowed to {}", who.join(" "));
             allow.push((lun as u64, e.fcoe_allow.clone()));
         }
         luns.push((lun as u64, image));
     }
-    if luns.is_empty() {
-        return Ok(None);
+    Ok((luns, allow))
+}
+
+/// The FCoE port names of interface `i`: configured, or `20:00:<mac>` and `10:00:<mac>`.
+fn fcoe_names(plan: &Plan, i: usize, iface: &Interface) -> (Wwn, Wwn) {
+    let names = &plan.interfaces[i];
+    (
+        names.wwpn.unwrap_or_else(|| default_wwn(0x2000, iface.mac)),
+        names.wwnn.unwrap_or_else(|| default_wwn(0x1000, iface.mac)),
+    )
+}
+
+/// One interface being served and its targets. Every interface has an AoE target, with no
+/// exports if the plan gives it none, so that a reload can add some; an FCoE target exists
+/// only where the plan gave LUNs at start (an FCoE port claims an address and beacons).
+struct Served {
+    iface: Interface,
+    aoe: Arc<AoeTarget>,
+    fcoe: Option<Arc<FcoeTarget>>,
+}
+
+impl Served {
+    fn handlers(&self) -> Vec<Arc<dyn FrameHandler>> {
+        let mut h: Vec<Arc<dyn FrameHandler>> = vec![self.aoe.clone()];
+        if let Some(f) = &self.fcoe {
+            h.push(f.clone());
+        }
+        h
     }
-    Ok(Some(FcoeTarget::new(FcoeConfig {
-        mac: iface.mac,
-        mtu,
-        wwpn,
-        wwnn,
-        luns,
-        allow,
-    })))
+
+    /// Log what is served, one line per export.
+    fn log(&self) {
+        let name = &self.iface.name;
+        for (shelf, slot, image) in self.aoe.images() {
+            tracing::info!(
+                "AoE export e{shelf}.{slot} on {name} ({}): {}",
+                self.iface.mac,
+                describe(&image)
+            );
+        }
+        if let Some(f) = &self.fcoe {
+            for (lun, image) in f.images() {
+                tracing::info!("FCoE LUN {lun} on {name}: {}", describe(&image));
+            }
+        }
+    }
+}
+
+/// Open interface `i` of the plan and build its targets.
+fn serve_interface(plan: &Plan, i: usize, images: &mut Images) -> Result<Served, Error> {
+    let planned = &plan.interfaces[i];
+    let iface = Interface::by_name(&planned.name)
+        .map_err(|e| Error::Usage(located(&planned.origin, "name", e)))?;
+    let mtu = iface.mtu().unwrap_or(1500);
+    let aoe = AoeTarget::new(iface.mac, mtu, &hostname(), aoe_exports(plan, i, images)?);
+    let (luns, allow) = fcoe_luns(plan, i, images)?;
+    let fcoe = if luns.is_empty() {
+        None
+    } else {
+        let (wwpn, wwnn) = fcoe_names(plan, i, &iface);
+        tracing::info!("FCoE port on {} (WWPN {wwpn})", iface.name);
+        Some(Arc::new(FcoeTarget::new(FcoeConfig {
+            mac: iface.mac,
+            mtu,
+            wwpn,
+            wwnn,
+            luns,
+            allow,
+        })))
+    };
+    let served = Served {
+        iface,
+        aoe: Arc::new(aoe),
+        fcoe,
+    };
+    served.log();
+    Ok(served)
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
     let plan = Plan::for_serve(&args)?;
-    execute(&plan)
+    execute(&args, plan)
 }
 
-/// Serve `plan`: open the interfaces and images, start the workers of every interface, flush
-/// and save state until asked to stop.
-fn execute(plan: &Plan) -> Result<ExitCode, Error> {
+/// Serve `plan`: open the interfaces and images, start the workers of every interface, flush,
+/// save state and reload (SIGHUP, `l2san ctl reload`) until asked to stop.
+fn execute(args: &ServeArgs, plan: Plan) -> Result<ExitCode, Error> {
     let mut images = Images::default();
-    let mut aoe_targets = Vec::new();
-    let mut served: Vec<(Interface, Vec<Arc<dyn FrameHandler>>)> = Vec::new();
+    let mut served = Vec::new();
     let count = plan.workers.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         |n| n as usize,
     );
-    let mut sources = Vec::new();
-    for (i, planned) in plan.interfaces.iter().enumerate() {
-        let iface = Interface::by_name(&planned.name)
-            .map_err(|e| Error::Usage(located(&planned.origin, "name", e)))?;
-        let mtu = iface.mtu().unwrap_or(1500);
-        let mut handlers: Vec<Arc<dyn FrameHandler>> = Vec::new();
-        let mut source = IfaceSources {
-            name: iface.name.clone(),
-            workers: (0..count).map(|_| Arc::default()).collect(),
-            aoe: None,
-            fcoe: None,
-        };
-        if let Some(t) = aoe_target(plan, i, &iface, mtu, &mut images)? {
-            let t = Arc::new(t);
-            aoe_targets.push(t.clone());
-            source.aoe = Some(t.clone());
-            handlers.push(t);
-        }
-        if let Some(t) = fcoe_target(plan, i, &iface, mtu, &mut images)? {
-            let t = Arc::new(t);
-            source.fcoe = Some(t.clone());
-            handlers.push(t);
-        }
-        served.push((iface, handlers));
-        sources.push(source);
+    for i in 0..plan.interfaces.len() {
+        served.push(serve_interface(&plan, i, &mut images)?);
     }
+    let sources: Vec<IfaceSources> = served
+        .iter()
+        .map(|s| IfaceSources {
+            name: s.iface.name.clone(),
+            workers: (0..count).map(|_| Arc::default()).collect(),
+            aoe: Some(s.aoe.clone()),
+            fcoe: s.fcoe.clone(),
+        })
+        .collect();
+    let aoe_targets: Vec<Arc<AoeTarget>> = served.iter().map(|s| s.aoe.clone()).collect();
     let mut saver = match &plan.state_file {
-        Some(path) if !aoe_targets.is_empty() => Some(state::Saver::load(path, aoe_targets)?),
-        _ => None,
+        Some(path) => Some(state::Saver::load(path, aoe_targets)?),
+        None => None,
     };
-    let images = images.all();
     let sources = Arc::new(Sources {
         interfaces: sources,
         flush: FlushStats::default(),
@@ -245,13 +289,15 @@ fn execute(plan: &Plan) -> Result<ExitCode, Error> {
         metrics::spawn(listener, sources.clone()).context("starting the metrics thread")?;
         tracing::info!("metrics at http://{addr}/metrics");
     }
+    let (reload_tx, reload_rx) = std::sync::mpsc::channel::<ctl::ReloadRequest>();
     if let Some(socket) = &ctl_socket {
-        ctl::spawn(socket, sources.clone()).context("starting the control socket thread")?;
+        ctl::spawn(socket, sources.clone(), reload_tx)
+            .context("starting the control socket thread")?;
     }
     // Each interface has its own workers and its own fanout group.
     let mut workers = Vec::new();
-    for ((iface, handlers), source) in served.iter().zip(&sources.interfaces) {
-        let group = worker::fanout_group(iface.index);
+    for (s, source) in served.iter().zip(&sources.interfaces) {
+        let group = worker::fanout_group(s.iface.index);
         for index in 0..count {
             let role = WorkerRole {
                 index,
@@ -259,8 +305,8 @@ fn execute(plan: &Plan) -> Result<ExitCode, Error> {
                 fanout_group: group,
                 busy_poll: Duration::from_micros(plan.busy_poll_us),
             };
-            let iface = iface.clone();
-            let handlers = handlers.clone();
+            let iface = s.iface.clone();
+            let handlers = s.handlers();
             let stats: Arc<WorkerStats> = source.workers[index].clone();
             let backend = plan.backend;
             workers.push(
@@ -272,14 +318,26 @@ fn execute(plan: &Plan) -> Result<ExitCode, Error> {
         }
     }
 
+    let mut running = Running {
+        plan,
+        images,
+        served,
+    };
     // The periodic flusher bounds what a power loss can take from writeback exports.
-    let interval = Duration::from_secs(plan.flush_interval);
     let mut last_flush = Instant::now();
     while !signal::stop_requested() && !workers.iter().any(|w| w.is_finished()) {
         std::thread::sleep(Duration::from_millis(100));
-        if last_flush.elapsed() >= interval {
+        if signal::take_hangup() {
+            log_reload(&running.reload(args, &sources.flush));
+        }
+        while let Ok(request) = reload_rx.try_recv() {
+            let outcome = running.reload(args, &sources.flush);
+            log_reload(&outcome);
+            let _ = request.reply.send(outcome);
+        }
+        if last_flush.elapsed() >= Duration::from_secs(running.plan.flush_interval) {
             last_flush = Instant::now();
-            flush_all(&images, false, &sources.flush);
+            flush_all(&running.images.all(), false, &sources.flush);
         }
         if let Some(saver) = &mut saver {
             saver.save_if_changed();
@@ -292,13 +350,147 @@ fn execute(plan: &Plan) -> Result<ExitCode, Error> {
     for w in workers {
         let _ = w.join();
     }
-    let ok = flush_all(&images, true, &sources.flush);
+    let ok = flush_all(&running.images.all(), true, &sources.flush);
     drop(ctl_socket);
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn log_reload(outcome: &Result<String, String>) {
+    match outcome {
+        Ok(done) => tracing::info!("reloaded: {}", done.trim_end().replace('\n', "; ")),
+        Err(e) => tracing::error!("reload refused, still serving the previous configuration: {e}"),
+    }
+}
+
+/// What `serve` runs now: the plan, its open images and its interfaces.
+struct Running {
+    plan: Plan,
+    images: Images,
+    served: Vec<Served>,
+}
+
+impl Running {
+    /// Read the configuration again (the same flags, the same `--config` file) and serve it:
+    /// add, remove, resize and change exports and allow-lists, without stopping the others.
+    /// Refused whole, with nothing changed, when the new plan has problems, an image does not
+    /// open, or it changes what only a restart can (interfaces, FCoE names, workers...).
+    /// Returns what changed, one line each.
+    fn reload(&mut self, args: &ServeArgs, flush: &FlushStats) -> Result<String, String> {
+        let plan = Plan::for_serve(args).map_err(|e| e.to_string())?;
+        let restart = restart_only_changes(&self.plan, &plan);
+        if !restart.is_empty() {
+            return Err(format!(
+                "{} cannot change while serving; restart l2san for that (nothing was changed)",
+                restart.join(", ")
+            ));
+        }
+        for (i, s) in self.served.iter().enumerate() {
+            if s.fcoe.is_none() && plan.exports_on(i).any(|e| e.lun.is_some()) {
+                return Err(format!(
+                    "{} had no FCoE LUN at start: starting an FCoE port needs a restart (nothing was changed)",
+                    s.iface.name
+                ));
+            }
+        }
+        // Open everything first: a failure leaves the running configuration as it is.
+        let mut images = self.images.reopened();
+        let mut new = Vec::new();
+        for i in 0..self.served.len() {
+            let aoe = aoe_exports(&plan, i, &mut images).map_err(|e| e.to_string())?;
+            let fcoe = fcoe_luns(&plan, i, &mut images).map_err(|e| e.to_string())?;
+            new.push((aoe, fcoe));
+        }
+        let mut report = Vec::new();
+        for (s, (aoe, (luns, allow))) in self.served.iter().zip(new) {
+            let name = &s.iface.name;
+            let done = s.aoe.reconfigure(aoe);
+            let e = |v: &[(u16, u8)]| -> String {
+                let v: Vec<String> = v.iter().map(|(a, b)| format!("e{a}.{b}")).collect();
+                v.join(" ")
+            };
+            for (what, list) in [
+                ("added", &done.added),
+                ("changed", &done.changed),
+                ("removed", &done.removed),
+            ] {
+                if !list.is_empty() {
+                    report.push(format!("{name}: AoE {what} {}", e(list)));
+                }
+            }
+            if let Some(f) = &s.fcoe {
+                let done = f.reconfigure(luns, allow);
+                let l = |v: &[u16]| -> String {
+                    let v: Vec<String> = v.iter().map(|n| n.to_string()).collect();
+                    v.join(" ")
+                };
+                for (what, list) in [
+                    ("added", &done.added),
+                    ("resized", &done.resized),
+                    ("removed", &done.removed),
+                ] {
+                    if !list.is_empty() {
+                        report.push(format!("{name}: FCoE LUN {what} {}", l(list)));
+                    }
+                }
+                if done.access_changed {
+                    report.push(format!("{name}: FCoE allow-lists changed"));
+                }
+            }
+        }
+        // Images no longer served: flushed once more, then let go (a frame still being
+        // handled holds its own reference).
+        let kept: Vec<Arc<Image>> = images.all();
+        let gone: Vec<Arc<Image>> = self
+            .images
+            .all()
+            .into_iter()
+            .filter(|old| !kept.iter().any(|k| Arc::ptr_eq(k, old)))
+            .collect();
+        flush_all(&gone, true, flush);
+        self.images = images;
+        if plan.flush_interval != self.plan.flush_interval {
+            report.push(format!("flush interval {} s", plan.flush_interval));
+        }
+        self.plan = plan;
+        for s in &self.served {
+            s.log();
+        }
+        if report.is_empty() {
+            report.push("no change".into());
+        }
+        Ok(report.join("\n") + "\n")
+    }
+}
+
+/// The settings of `new` that differ from `old` and that only a restart applies.
+fn restart_only_changes(old: &Plan, new: &Plan) -> Vec<String> {
+    let mut out = Vec::new();
+    let names = |p: &Plan| -> Vec<(String, Option<Wwn>, Option<Wwn>)> {
+        p.interfaces
+            .iter()
+            .map(|i| (i.name.clone(), i.wwpn, i.wwnn))
+            .collect()
+    };
+    if names(old) != names(new) {
+        out.push("the interfaces (names, order, FCoE WWPN/WWNN)".to_string());
+    }
+    let mut differs = |what: &str, changed: bool| {
+        if changed {
+            out.push(what.to_string());
+        }
+    };
+    differs("state-file", old.state_file != new.state_file);
+    differs("user", old.user != new.user);
+    differs("backend", old.backend != new.backend);
+    differs("workers", old.workers != new.workers);
+    differs("busy-poll", old.busy_poll_us != new.busy_poll_us);
+    differs("metrics", old.metrics != new.metrics);
+    differs("ctl-socket", old.ctl_socket != new.ctl_socket);
+    out
 }
 
 /// Flush every writable image (`all`) or those written since the last flush. Errors are

@@ -18,5 +18,5 @@ pub mod wire;
 
 pub use target::{
     AoeExport, AoeStats, AoeStatsSnapshot, AoeTarget, ExportState, ExportStats,
-    ExportStatsSnapshot, DEFAULT_BUFFER_COUNT, FIRMWARE_VERSION,
+    ExportStatsSnapshot, Reconfigured, DEFAULT_BUFFER_COUNT, FIRMWARE_VERSION,
 };

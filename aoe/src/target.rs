@@ -47,11 +47,12 @@
 //! Tags are opaque and no per-tag state is kept: a retransmit with a new tag is simply
 //! executed again (reads and writes are idempotent).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use l2san_common::ether::{emit_header, HEADER_LEN as ETH_LEN};
 use l2san_common::io::MAX_FRAME_LEN;
+use l2san_common::sync::ReadMostly;
 use l2san_common::{EtherType, EthernetFrame, Image, MacAddr, Transmit};
 
 use crate::ata::{self, AtaCommand, AtaDevice, AtaError, AtaOp, Identity, Opcode};
@@ -195,9 +196,13 @@ struct Export {
     reserve: RwLock<MacList>,
     /// Fast path: `reserve` is non-empty. Written under the `reserve` write lock.
     reserved: AtomicBool,
-    /// The operator's allow-list; empty allows everyone. Never changes: no lock.
+    /// The operator's allow-list; empty allows everyone. Never changes: no lock (a reload
+    /// that changes it builds a new `Export`).
     allow: Box<[MacAddr]>,
-    stats: ExportStats,
+    /// The config string the operator gave (a reload compares it with the new one).
+    initial_config: Box<[u8]>,
+    /// Shared with the `Export` a reload builds in this one's place: counters carry on.
+    stats: Arc<ExportStats>,
 }
 
 impl Export {
@@ -211,14 +216,41 @@ impl Export {
             identity: Identity::new(&format!("e{}.{}:{}", e.shelf, e.slot, host)),
             image: e.image,
             buffer_count: e.buffer_count.max(MIN_BUFFER_COUNT),
+            initial_config: config.clone().into_boxed_slice(),
             config: RwLock::new(config),
             mask: RwLock::new(MacList::new()),
             masked: AtomicBool::new(false),
             reserve: RwLock::new(MacList::new()),
             reserved: AtomicBool::new(false),
             allow: e.allow.into_boxed_slice(),
-            stats: ExportStats::default(),
+            stats: Arc::default(),
         }
+    }
+
+    /// Whether `e` asks for exactly what this export is.
+    fn same_as(&self, e: &AoeExport) -> bool {
+        let n = e.config_string.len().min(wire::config::MAX_CONFIG_STRING);
+        Arc::ptr_eq(&self.image, &e.image)
+            && self.buffer_count == e.buffer_count.max(MIN_BUFFER_COUNT)
+            && *self.allow == *e.allow
+            && *self.initial_config == e.config_string[..n]
+    }
+
+    /// Take over what initiators set on `old` (the same shelf.slot before a reload) and its
+    /// counters. The config string is the initiators' unless the operator changed it.
+    fn inherit(&mut self, old: &Export) {
+        if self.initial_config == old.initial_config {
+            let mut config = write(&self.config);
+            config.clear();
+            config.extend_from_slice(&read(&old.config));
+        }
+        let mask = *read(&old.mask);
+        *write(&self.mask) = mask;
+        self.masked.store(!mask.is_empty(), Ordering::Release);
+        let reserve = *read(&old.reserve);
+        *write(&self.reserve) = reserve;
+        self.reserved.store(!reserve.is_empty(), Ordering::Release);
+        self.stats = old.stats.clone();
     }
 
     /// The operator's allow-list lets `src` in.
@@ -258,9 +290,30 @@ pub struct AoeTarget {
     mac: MacAddr,
     mtu: AtomicU32,
     sector_count: AtomicU8,
-    exports: Vec<Export>,
+    /// Replaced whole by [`reconfigure`](AoeTarget::reconfigure).
+    exports: ReadMostly<Vec<Arc<Export>>>,
     stats: AoeStats,
-    generation: std::sync::atomic::AtomicU64,
+    generation: AtomicU64,
+    /// Hostname, for the IDENTIFY serial of exports a reload adds.
+    host: String,
+    /// A reload changed the exports: the leader worker advertises at its next tick.
+    advertise_pending: AtomicBool,
+}
+
+/// What [`AoeTarget::reconfigure`] changed, by shelf.slot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconfigured {
+    pub added: Vec<(u16, u8)>,
+    pub removed: Vec<(u16, u8)>,
+    /// Same shelf.slot, something else changed (image, size, allow-list, buffer count,
+    /// config string); the initiators' mask and reserve lists carry over.
+    pub changed: Vec<(u16, u8)>,
+}
+
+impl Reconfigured {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
 }
 
 /// Sectors per ATA command for `mtu`: ⌊(MTU − 36) / 512⌋, at most 255, and at most what fits
@@ -284,6 +337,12 @@ impl l2san_common::FrameHandler for AoeTarget {
         self.set_mtu(mtu);
         self.advertise(tx);
     }
+    /// Advertise after a reload (the leader worker ticks).
+    fn tick(&self, _now: std::time::Instant, tx: &mut dyn Transmit) {
+        if self.advertise_pending.swap(false, Ordering::AcqRel) {
+            self.advertise(tx);
+        }
+    }
 }
 
 impl AoeTarget {
@@ -294,10 +353,66 @@ impl AoeTarget {
             mac,
             mtu: AtomicU32::new(mtu),
             sector_count: AtomicU8::new(sector_count_for_mtu(mtu)),
-            exports: exports.into_iter().map(|e| Export::new(e, host)).collect(),
+            exports: ReadMostly::new(
+                exports
+                    .into_iter()
+                    .map(|e| Arc::new(Export::new(e, host)))
+                    .collect(),
+            ),
             stats: AoeStats::default(),
-            generation: std::sync::atomic::AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            host: host.to_string(),
+            advertise_pending: AtomicBool::new(false),
         }
+    }
+
+    /// Serve `exports` from now on (a live reload). An export whose shelf.slot and settings
+    /// are unchanged goes on as it is; one with the same shelf.slot and new settings (another
+    /// image or size, allow-list, buffer count, config string) keeps the Mac Mask List,
+    /// reserve list, config string (unless the operator changed it) and counters that
+    /// initiators set. Frames being handled finish on the table they started with. The
+    /// leader worker advertises every export at its next tick, so initiators hear of new
+    /// and resized ones (Linux takes a new size on `aoe-revalidate`).
+    pub fn reconfigure(&self, exports: Vec<AoeExport>) -> Reconfigured {
+        let old = self.exports.load();
+        let mut done = Reconfigured::default();
+        let mut table = Vec::with_capacity(exports.len());
+        for e in exports {
+            let at = (e.shelf, e.slot);
+            match old.iter().find(|x| (x.shelf, x.slot) == at) {
+                Some(x) if x.same_as(&e) => table.push(x.clone()),
+                Some(x) => {
+                    let mut fresh = Export::new(e, &self.host);
+                    fresh.inherit(x);
+                    table.push(Arc::new(fresh));
+                    done.changed.push(at);
+                }
+                None => {
+                    table.push(Arc::new(Export::new(e, &self.host)));
+                    done.added.push(at);
+                }
+            }
+        }
+        for x in old.iter() {
+            if !table.iter().any(|n| (n.shelf, n.slot) == (x.shelf, x.slot)) {
+                done.removed.push((x.shelf, x.slot));
+            }
+        }
+        self.exports.replace(table);
+        if !done.is_empty() {
+            self.state_changed();
+            self.advertise_pending.store(true, Ordering::Release);
+        }
+        done
+    }
+
+    /// The images served now, by shelf.slot.
+    pub fn images(&self) -> Vec<(u16, u8, Arc<Image>)> {
+        self.exports
+            .read()
+            .iter()
+            .map(|ex| (ex.shelf, ex.slot, ex.image.clone()))
+            .collect()
     }
 
     pub fn mac(&self) -> MacAddr {
@@ -327,6 +442,7 @@ impl AoeTarget {
     /// The counters of every export, in the order the exports were given.
     pub fn export_stats(&self) -> Vec<(u16, u8, ExportStatsSnapshot)> {
         self.exports
+            .read()
             .iter()
             .map(|ex| (ex.shelf, ex.slot, ex.stats.snapshot()))
             .collect()
@@ -390,7 +506,7 @@ impl AoeTarget {
             if header.response || req.broadcast {
                 return;
             }
-            for ex in &self.exports {
+            for ex in self.exports.read().iter() {
                 if ex.addressed_by(header.major, header.minor) && ex.allows(src) && ex.admits(src) {
                     self.error_reply(ex, &req, ErrorCode::UnsupportedVersion, &[], tx);
                 }
@@ -406,7 +522,7 @@ impl AoeTarget {
         }
         // 4. Address, 5. mask, then the command.
         let mut addressed = false;
-        for ex in &self.exports {
+        for ex in self.exports.read().iter() {
             if !ex.addressed_by(header.major, header.minor) {
                 continue;
             }
@@ -430,7 +546,7 @@ impl AoeTarget {
     /// an export has an allow-list or a non-empty mask list, one to each host on them (on
     /// both, when it has both): a host that may not see the export hears nothing of it.
     pub fn advertise(&self, tx: &mut dyn Transmit) {
-        for ex in &self.exports {
+        for ex in self.exports.read().iter() {
             let config = read(&ex.config);
             let mask = *read(&ex.mask);
             if mask.is_empty() && ex.allow.is_empty() {
@@ -461,7 +577,7 @@ impl AoeTarget {
         if src == self.mac {
             return;
         }
-        for ex in &self.exports {
+        for ex in self.exports.read().iter() {
             if header.major == ex.shelf && header.minor == ex.slot {
                 // Rate-limited without a clock: the 1st, 2nd, 4th, 8th ... such response.
                 let n = bump(&self.stats.conflicts);
@@ -485,6 +601,7 @@ impl AoeTarget {
     /// The persistent protocol state of every export.
     pub fn state(&self) -> Vec<ExportState> {
         self.exports
+            .read()
             .iter()
             .map(|ex| ExportState {
                 shelf: ex.shelf,
@@ -499,9 +616,9 @@ impl AoeTarget {
     /// Restore state saved by [`state`](Self::state) (say, before a restart). Entries for
     /// exports that no longer exist are ignored; lists are cut to their capacity.
     pub fn restore(&self, saved: &[ExportState]) {
+        let exports = self.exports.load();
         for st in saved {
-            let Some(ex) = self
-                .exports
+            let Some(ex) = exports
                 .iter()
                 .find(|e| e.shelf == st.shelf && e.slot == st.slot)
             else {

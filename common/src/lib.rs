@@ -8,6 +8,7 @@ pub mod ether;
 pub mod io;
 pub mod netif;
 pub mod store;
+pub mod sync;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
 pub mod worker;

@@ -6,4 +6,4 @@ pub mod scsi;
 pub mod target;
 pub mod wire;
 
-pub use target::{FcoeAllow, FcoeConfig, FcoeStatsSnapshot, FcoeTarget};
+pub use target::{FcoeAllow, FcoeConfig, FcoeReconfigured, FcoeStatsSnapshot, FcoeTarget};

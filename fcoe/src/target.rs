@@ -83,32 +83,62 @@ impl Transmit for Counting<'_> {
     }
 }
 
-impl FcoeTarget {
-    pub fn new(cfg: FcoeConfig) -> FcoeTarget {
-        let mut luns = LunTable::new(cfg.wwpn.0);
-        let mut lists = Vec::new();
-        for (number, image) in cfg.luns {
-            match u16::try_from(number) {
-                Ok(n) => match luns.insert(n, image) {
-                    Ok(_) => {
-                        let list = cfg
-                            .allow
-                            .iter()
-                            .filter(|(l, _)| *l == number)
-                            .flat_map(|(_, list)| list.iter().copied())
-                            .collect();
-                        lists.push((number, list));
-                    }
-                    Err(e) => tracing::warn!("FCoE LUN {number} not exported: {e}"),
-                },
-                Err(_) => {
-                    tracing::warn!("FCoE LUN {number} not exported: LUN numbers stop at 65535")
+/// The LUN table and allow-lists of a configuration; LUNs that cannot be served are logged
+/// and left out.
+fn lun_table(
+    wwpn: Wwn,
+    luns: Vec<(u64, Arc<Image>)>,
+    allow: &[(u64, Vec<FcoeAllow>)],
+) -> (LunTable, Access) {
+    let mut table = LunTable::new(wwpn.0);
+    let mut lists = Vec::new();
+    for (number, image) in luns {
+        match u16::try_from(number) {
+            Ok(n) => match table.insert(n, image) {
+                Ok(_) => {
+                    let list = allow
+                        .iter()
+                        .filter(|(l, _)| *l == number)
+                        .flat_map(|(_, list)| list.iter().copied())
+                        .collect();
+                    lists.push((number, list));
                 }
+                Err(e) => tracing::warn!("FCoE LUN {number} not exported: {e}"),
+            },
+            Err(_) => {
+                tracing::warn!("FCoE LUN {number} not exported: LUN numbers stop at 65535")
             }
         }
+    }
+    (table, Access::new(lists))
+}
+
+/// What [`FcoeTarget::reconfigure`] changed, by LUN number.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FcoeReconfigured {
+    pub added: Vec<u16>,
+    pub removed: Vec<u16>,
+    /// Same LUN, another image or capacity.
+    pub resized: Vec<u16>,
+    /// The allow-lists changed.
+    pub access_changed: bool,
+}
+
+impl FcoeReconfigured {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.resized.is_empty()
+            && !self.access_changed
+    }
+}
+
+impl FcoeTarget {
+    pub fn new(cfg: FcoeConfig) -> FcoeTarget {
+        let (luns, access) = lun_table(cfg.wwpn, cfg.luns, &cfg.allow);
         let scsi = Arc::new(ScsiTarget::new(luns));
         let mut fc = FcPort::new(cfg.wwpn, cfg.wwnn, cfg.mtu, scsi);
-        fc.access = Access::new(lists);
+        fc.access = access;
         FcoeTarget {
             inner: Mutex::new(Inner {
                 mac: cfg.mac,
@@ -116,6 +146,60 @@ impl FcoeTarget {
                 fc,
             }),
         }
+    }
+
+    /// Serve `luns` under the allow-lists `allow` from now on (a live reload), keeping every
+    /// login. Initiators learn of it by UNIT ATTENTION: 06/3F/0E REPORTED LUNS DATA HAS
+    /// CHANGED when LUNs came or went (Linux rescans), 06/2A/09 CAPACITY DATA HAS CHANGED on
+    /// a LUN whose image or size changed. Exchanges under way on a removed LUN end with
+    /// LOGICAL UNIT NOT SUPPORTED.
+    pub fn reconfigure(
+        &self,
+        luns: Vec<(u64, Arc<Image>)>,
+        allow: Vec<(u64, Vec<FcoeAllow>)>,
+    ) -> FcoeReconfigured {
+        let mut inner = self.lock();
+        let old = inner.fc.scsi.clone();
+        let (table, access) = lun_table(inner.fc.wwpn, luns, &allow);
+        let mut done = FcoeReconfigured::default();
+        for lun in table.iter() {
+            match old.luns().get(lun.number()) {
+                None => done.added.push(lun.number()),
+                Some(was)
+                    if !Arc::ptr_eq(was.image(), lun.image())
+                        || was.capacity_blocks() != lun.capacity_blocks() =>
+                {
+                    done.resized.push(lun.number())
+                }
+                Some(_) => {}
+            }
+        }
+        for lun in old.luns().iter() {
+            if table.get(lun.number()).is_none() {
+                done.removed.push(lun.number());
+            }
+        }
+        done.access_changed = access != inner.fc.access;
+        let scsi = Arc::new(old.with_luns(table));
+        for &n in &done.resized {
+            scsi.raise_capacity_changed(n);
+        }
+        if !done.added.is_empty() || !done.removed.is_empty() || done.access_changed {
+            scsi.raise_reported_luns_changed();
+        }
+        inner.fc.reconfigure(scsi, access);
+        done
+    }
+
+    /// The images served now, by LUN number.
+    pub fn images(&self) -> Vec<(u16, Arc<Image>)> {
+        self.lock()
+            .fc
+            .scsi
+            .luns()
+            .iter()
+            .map(|l| (l.number(), l.image().clone()))
+            .collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -915,3 +915,94 @@ fn export_stats_count_per_export() {
         }
     );
 }
+
+/// Sector count word 60-61 of an IDENTIFY reply.
+fn identify_sectors(t: &AoeTarget, minor: u8) -> u64 {
+    let r = send_one(t, &ata_to(HOST_A, 1, minor, 0, 1, 0xec, 0, &[]));
+    let data = &r[36..36 + 512];
+    u64::from(u16::from_le_bytes([data[120], data[121]]))
+        | u64::from(u16::from_le_bytes([data[122], data[123]])) << 16
+}
+
+#[test]
+fn reconfigure_adds_removes_and_resizes_exports() {
+    let a = memory_image(SECTORS, false);
+    let t = target_with(vec![AoeExport::new(1, 2, a.clone())]);
+    assert_eq!(identify_sectors(&t, 2), SECTORS);
+    // e1.3 does not exist yet: no reply.
+    assert!(send(&t, &ata_to(HOST_A, 1, 3, 0, 1, 0xec, 0, &[])).is_empty());
+
+    let bigger = memory_image(2 * SECTORS, false);
+    let c = memory_image(64, false);
+    let done = t.reconfigure(vec![
+        AoeExport::new(1, 2, bigger.clone()),
+        AoeExport::new(1, 3, c.clone()),
+    ]);
+    assert_eq!(done.added, [(1, 3)]);
+    assert_eq!(done.changed, [(1, 2)]);
+    assert!(done.removed.is_empty());
+    assert_eq!(identify_sectors(&t, 2), 2 * SECTORS);
+    assert_eq!(identify_sectors(&t, 3), 64);
+    // A write now lands in the new image, not the old one.
+    let data = vec![0x5a; 512];
+    let r = send_one(&t, &ata(1, 0x34, 5000, &data));
+    assert_eq!(
+        regs(&r).0 & 0x01,
+        0,
+        "write past the old end must succeed now"
+    );
+    let mut back = vec![0; 512];
+    bigger.read_at(5000 * 512, &mut back).unwrap();
+    assert_eq!(back, data);
+
+    let done = t.reconfigure(vec![AoeExport::new(1, 3, c)]);
+    assert_eq!(done.removed, [(1, 2)]);
+    assert!(send(&t, &ata_to(HOST_A, 1, 2, 0, 1, 0xec, 0, &[])).is_empty());
+    assert_eq!(identify_sectors(&t, 3), 64);
+}
+
+#[test]
+fn reconfigure_keeps_initiator_state_and_counters() {
+    let (t, img) = target();
+    send_one(&t, &mask_edit(HOST_A, 1, 2, &[(1, HOST_A)]));
+    send_one(&t, &config(HOST_A, 1, 2, 4, b"set-by-host"));
+    let before = t.export_stats()[0].2.requests;
+    let gen = t.state_generation();
+
+    // Unchanged: nothing to report, the same export goes on.
+    let done = t.reconfigure(vec![AoeExport::new(1, 2, img.clone())]);
+    assert!(done.is_empty(), "{done:?}");
+    assert_eq!(t.state_generation(), gen);
+
+    // A new allow-list that still lets HOST_A in: mask, config string and counters carry over.
+    let mut e = AoeExport::new(1, 2, img);
+    e.allow = vec![HOST_A];
+    let done = t.reconfigure(vec![e]);
+    assert_eq!(done.changed, [(1, 2)]);
+    assert_ne!(t.state_generation(), gen);
+    let st = &t.state()[0];
+    assert_eq!(st.mask, [HOST_A]);
+    assert_eq!(st.config, b"set-by-host");
+    assert!(t.export_stats()[0].2.requests >= before);
+    // HOST_B is now outside the allow-list: silence.
+    assert!(send(&t, &config(HOST_B, 1, 2, 0, b"")).is_empty());
+    assert_eq!(send(&t, &config(HOST_A, 1, 2, 0, b"")).len(), 1);
+}
+
+#[test]
+fn reconfigure_advertises_at_the_next_tick_only() {
+    use l2san_common::FrameHandler;
+    let (t, img) = target();
+    let mut tx = StaleTx::new();
+    t.tick(std::time::Instant::now(), &mut tx);
+    assert!(tx.frames.is_empty(), "no reload, no advert");
+    t.reconfigure(vec![
+        AoeExport::new(1, 2, img),
+        AoeExport::new(1, 4, memory_image(8, true)),
+    ]);
+    t.tick(std::time::Instant::now(), &mut tx);
+    assert_eq!(tx.frames.len(), 2, "one advert per export");
+    assert!(tx.frames.iter().all(|f| f[..6] == [0xff; 6]));
+    t.tick(std::time::Instant::now(), &mut tx);
+    assert_eq!(tx.frames.len(), 2, "advertised once");
+}

@@ -53,7 +53,7 @@ impl FromStr for FcoeAllow {
 }
 
 /// The allow-lists of a port's LUNs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Access {
     /// Bit n set when LUN n lets everyone in (no allow-list).
     open: u64,

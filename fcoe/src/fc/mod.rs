@@ -289,6 +289,17 @@ impl FcPort {
 
     /// End every session `pred` selects: its exchanges go without a response, and its I_T
     /// nexus is forgotten (a new login sees the power-on unit attention again).
+    /// Serve `scsi` under the allow-lists `access` from now on (a live reload): each
+    /// session's visible LUNs follow the new lists; a session that no LUN allows any more
+    /// sees none (its commands find no LUN; its next login is refused).
+    pub(crate) fn reconfigure(&mut self, scsi: Arc<ScsiTarget>, access: Access) {
+        self.scsi = scsi;
+        self.access = access;
+        for s in self.sessions.values_mut() {
+            s.visible = self.access.visible(s.wwpn, s.enode_mac).unwrap_or(0);
+        }
+    }
+
     pub(crate) fn remove_sessions(&mut self, pred: impl Fn(&MacAddr, &Session) -> bool) {
         let gone: Vec<MacAddr> = self
             .sessions

@@ -1420,3 +1420,55 @@ fn plogi_retries_are_deterministic() {
         assert_eq!(run(), a, "same input, different timer frames");
     }
 }
+
+/// READ CAPACITY (10): the last LBA.
+const READ_CAPACITY: [u8; 10] = [0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+/// A live reload keeps the session; the initiator hears of it by unit attention: LUNs added
+/// (06/3F/0E, REPORT LUNS shows the new set), a LUN resized (06/2A/09, READ CAPACITY shows
+/// the new size), a LUN removed (absent: 05/25/00), an allow-list that no longer lets it in
+/// (absent too).
+#[test]
+fn reconfigure_keeps_sessions_and_raises_unit_attentions() {
+    let mut g = Rig::new();
+    let m = mac(1);
+    g.login(m, INIT_WWPN);
+    let lun1 = image(2 << 20);
+    let done =
+        g.t.reconfigure(vec![(0, g.img.clone()), (1, lun1.clone())], Vec::new());
+    assert_eq!(done.added, [1]);
+    assert!(done.removed.is_empty() && done.resized.is_empty());
+    assert_eq!(g.t.session_count(), 1, "the session survives a reload");
+    let r = g.fcp(m, 0x20, &cmnd(0, &[0], 0, false, false, 0));
+    assert_eq!(check_condition(&r), (6, 0x3f, 0x0e));
+    let r = g.fcp(m, 0x21, &cmnd(0, &REPORT_LUNS, 256, true, false, 0));
+    assert_eq!(reported_luns(&r), [0, 1]);
+
+    // Resize LUN 0: capacity changed, and READ CAPACITY tells the new size.
+    let bigger = image(4 << 20);
+    let done =
+        g.t.reconfigure(vec![(0, bigger), (1, lun1.clone())], Vec::new());
+    assert_eq!(done.resized, [0]);
+    let r = g.fcp(m, 0x22, &cmnd(0, &[0], 0, false, false, 0));
+    assert_eq!(check_condition(&r), (6, 0x2a, 0x09));
+    let r = g.fcp(m, 0x23, &cmnd(0, &READ_CAPACITY, 8, true, false, 0));
+    assert_eq!(rsp(r.last().unwrap()).scsi_status, 0);
+    let last = u32::from_be_bytes(r[0].data[0..4].try_into().unwrap());
+    assert_eq!(u64::from(last) + 1, (4 << 20) / 512);
+
+    // Remove LUN 0 and keep LUN 1 for another initiator only.
+    let other = Wwn(0x2000_0000_0000_0bad);
+    let done =
+        g.t.reconfigure(vec![(1, lun1)], vec![(1, vec![FcoeAllow::Wwpn(other)])]);
+    assert_eq!(done.removed, [0]);
+    assert!(done.access_changed);
+    let r = g.fcp(m, 0x24, &cmnd(0, &[0], 0, false, false, 0));
+    assert_eq!(check_condition(&r), (5, 0x25, 0));
+    let r = g.fcp(m, 0x25, &cmnd(1, &[0], 0, false, false, 0));
+    assert_eq!(
+        check_condition(&r),
+        (5, 0x25, 0),
+        "LUN 1 is not allowed to it now"
+    );
+    assert_eq!(g.t.images().len(), 1);
+}

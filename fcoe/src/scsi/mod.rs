@@ -440,4 +440,14 @@ impl ScsiTarget {
     pub fn known_nexuses(&self) -> usize {
         self.nexuses().len()
     }
+
+    /// A target serving `luns` in this one's place (a live reload), taking over the unit
+    /// attention state of every nexus.
+    pub fn with_luns(&self, luns: LunTable) -> ScsiTarget {
+        let nexuses = std::mem::replace(&mut *self.nexuses(), NexusTable::new());
+        ScsiTarget {
+            luns,
+            nexuses: Mutex::new(nexuses),
+        }
+    }
 }

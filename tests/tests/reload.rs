@@ -1,0 +1,330 @@
+//! Live reload, on the running binary: l2san serves `--config` on a veth end inside a
+//! namespace; the test edits the file and reloads, with `l2san ctl reload` and with SIGHUP,
+//! and checks from a raw socket on the other end that
+//!
+//! - a grown image is served at its new size (IDENTIFY), and a write past the old end works;
+//! - an added export answers and is advertised (an unsolicited Query Config response), one
+//!   allowed only to another host stays silent, even in the advert;
+//! - a removed export stops answering, the others go on;
+//! - a broken file and a change only a restart can apply (`workers`) are refused whole, with
+//!   the reason, and the running configuration stays;
+//! - l2san exits 0 at the end.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use l2san_tests::rawsock::RawSocket;
+use l2san_tests::rig::{self, Child, Netns, Run};
+
+const ETHERTYPE_AOE: u16 = 0x88a2;
+const SECTOR: usize = 512;
+
+fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let bytes: Vec<u8> = s
+        .trim()
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("bad MAC {s:?}"))?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("bad MAC {s:?}"))
+}
+
+struct Peer {
+    sock: RawSocket,
+    us: [u8; 6],
+    them: [u8; 6],
+    tag: u32,
+}
+
+/// A reply: (shelf, slot, the whole frame).
+type Reply = (u16, u8, Vec<u8>);
+
+impl Peer {
+    fn header(&mut self, dst: [u8; 6], shelf: u16, slot: u8, cmd: u8) -> Vec<u8> {
+        self.tag += 1;
+        let mut f = Vec::new();
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&self.us);
+        f.extend_from_slice(&ETHERTYPE_AOE.to_be_bytes());
+        f.extend_from_slice(&[0x10, 0]);
+        f.extend_from_slice(&shelf.to_be_bytes());
+        f.push(slot);
+        f.push(cmd);
+        f.extend_from_slice(&self.tag.to_be_bytes());
+        f
+    }
+
+    /// Sends `f` and collects every reply with its tag for `wait`.
+    fn ask(&mut self, mut f: Vec<u8>, wait: Duration) -> Result<Vec<Reply>> {
+        if f.len() < 60 {
+            f.resize(60, 0);
+        }
+        let tag = self.tag.to_be_bytes();
+        self.sock.send(&f)?;
+        let deadline = Instant::now() + wait;
+        let mut out = Vec::new();
+        while let Some(r) = self
+            .sock
+            .recv(deadline.saturating_duration_since(Instant::now()))?
+        {
+            if r.len() >= 24 && r[14] & 0x08 != 0 && r[20..24] == tag {
+                out.push((u16::from_be_bytes([r[16], r[17]]), r[18], r));
+            }
+        }
+        Ok(out)
+    }
+
+    /// One ATA command to shelf.slot; the reply, if any, within a second.
+    fn ata(
+        &mut self,
+        shelf: u16,
+        slot: u8,
+        op: u8,
+        count: u8,
+        lba: u64,
+        data: &[u8],
+    ) -> Result<Option<Vec<u8>>> {
+        let them = self.them;
+        let mut f = self.header(them, shelf, slot, 0);
+        let write = if data.is_empty() { 0 } else { 0x01 };
+        f.extend_from_slice(&[0x40 | write, 0, count, op]);
+        f.extend_from_slice(&lba.to_le_bytes()[..6]);
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(data);
+        let mut r = self.ask(f, Duration::from_millis(700))?;
+        ensure!(r.len() <= 1, "{} replies to one ATA command", r.len());
+        Ok(r.pop().map(|(_, _, f)| f))
+    }
+
+    /// The LBA48 sector count of shelf.slot from IDENTIFY, or None when it does not answer.
+    fn sectors(&mut self, shelf: u16, slot: u8) -> Result<Option<u64>> {
+        let Some(r) = self.ata(shelf, slot, 0xec, 1, 0, &[])? else {
+            return Ok(None);
+        };
+        ensure!(r[27] & 0x01 == 0, "IDENTIFY failed: status {:#x}", r[27]);
+        let words = &r[36 + 200..36 + 208];
+        Ok(Some(u64::from_le_bytes(words.try_into()?)))
+    }
+
+    /// Shelf.slot of every export answering a broadcast Query Config.
+    fn discover(&mut self) -> Result<Vec<(u16, u8)>> {
+        let mut f = self.header([0xff; 6], 0xffff, 0xff, 1);
+        f.extend_from_slice(&[0; 8]);
+        let mut found: Vec<(u16, u8)> = self
+            .ask(f, Duration::from_millis(700))?
+            .into_iter()
+            .map(|(s, l, _)| (s, l))
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
+    /// Unsolicited Query Config responses (tag 0) that reach us (broadcast, or unicast to
+    /// our MAC: the veth shows us frames for other stations too) within `wait`.
+    fn adverts(&mut self, wait: Duration) -> Result<Vec<(u16, u8)>> {
+        let deadline = Instant::now() + wait;
+        let mut out = Vec::new();
+        while let Some(r) = self
+            .sock
+            .recv(deadline.saturating_duration_since(Instant::now()))?
+        {
+            let to_us = r[..6] == self.us || r[..6] == [0xff; 6];
+            if to_us && r.len() >= 24 && r[14] & 0x08 != 0 && r[19] == 1 && r[20..24] == [0; 4] {
+                out.push((u16::from_be_bytes([r[16], r[17]]), r[18]));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// The config file: interface `a`, one worker, and these `[[export]]` tables.
+fn write_config(path: &Path, workers: u16, exports: &str) -> Result<()> {
+    fs::write(
+        path,
+        format!("workers = {workers}\n\n[[interface]]\nname = \"a\"\n\n{exports}"),
+    )?;
+    Ok(())
+}
+
+fn export(name: &str, image: &Path, aoe: &str, extra: &str) -> String {
+    format!(
+        "[[export]]\nname = \"{name}\"\nimage = \"{}\"\naoe = \"{aoe}\"\n{extra}\n",
+        image.display()
+    )
+}
+
+fn ctl_reload(bin: &Path, socket: &Path) -> Result<(bool, String)> {
+    let out = Command::new(bin)
+        .args(["ctl", "--socket"])
+        .arg(socket)
+        .arg("reload")
+        .output()?;
+    Ok((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+fn wait_for_log(log: &Path, needle: &str, after: usize) -> Result<String> {
+    let mut text = String::new();
+    let found = rig::wait_until(Duration::from_secs(5), || {
+        text = fs::read_to_string(log).unwrap_or_default();
+        text.get(after..).is_some_and(|t| t.contains(needle))
+    });
+    ensure!(
+        found,
+        "no {needle:?} in the log after byte {after}:\n{text}"
+    );
+    Ok(text)
+}
+
+#[test]
+fn reload_adds_resizes_and_removes_exports_without_a_restart() {
+    rig::e2e("reload", |run: &Run| {
+        let golden = run.path("golden.img");
+        let pc1 = run.path("pc1.img");
+        let private = run.path("private.img");
+        fs::write(&golden, vec![0x11u8; 2048 * SECTOR])?;
+        fs::write(&pc1, vec![0x22u8; 1024 * SECTOR])?;
+        fs::write(&private, vec![0x33u8; 64 * SECTOR])?;
+
+        let ns = Netns::new()?;
+        ns.run(
+            "ip",
+            [
+                "link", "add", "name", "a", "type", "veth", "peer", "name", "b",
+            ],
+        )
+        .context("cannot create a veth pair (veth module?)")?;
+        for dev in ["a", "b"] {
+            ns.run("ip", ["link", "set", "dev", dev, "up"])?;
+        }
+        let them = parse_mac(&ns.run("cat", ["/sys/class/net/a/address"])?)?;
+        let us = parse_mac(&ns.run("cat", ["/sys/class/net/b/address"])?)?;
+        let mut peer = Peer {
+            sock: RawSocket::open_in_netns(ns.name(), "b", ETHERTYPE_AOE)?,
+            us,
+            them,
+            tag: 0x524c_0000,
+        };
+        let us_text = us.map(|b| format!("{b:02x}")).join(":");
+
+        let config = run.path("l2san.toml");
+        write_config(&config, 1, &export("golden", &golden, "0.0", ""))?;
+        let socket = run.path("ctl.sock");
+        let log = run.path("target.log");
+        let bin = rig::l2san_bin()?;
+        let mut cmd = ns.command(&bin);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--ctl-socket")
+            .arg(&socket)
+            .env("RUST_LOG", "info");
+        let mut l2san = Child::spawn_logged("l2san", &mut cmd, &log)?;
+        ensure!(
+            rig::wait_until(Duration::from_secs(10), || socket.exists()),
+            "no control socket; log:\n{}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+        // The start-up advert may still be on its way: discovery settles it.
+        rig::wait_until(Duration::from_secs(5), || {
+            peer.discover().is_ok_and(|d| d == [(0, 0)])
+        });
+        ensure!(peer.discover()? == [(0, 0)], "before the reload");
+        ensure!(peer.sectors(0, 0)? == Some(2048));
+        ensure!(
+            peer.ata(0, 0, 0x24, 1, 3000, &[])?
+                .is_some_and(|r| r[27] & 0x01 != 0),
+            "a read past the end must fail before the image grows"
+        );
+
+        // Grow golden, add pc1 (allowed to us) and private (allowed to another host).
+        let f = fs::OpenOptions::new().write(true).open(&golden)?;
+        f.set_len(4096 * SECTOR as u64)?;
+        drop(f);
+        let two = [
+            export("golden", &golden, "0.0", ""),
+            export("pc1", &pc1, "0.1", &format!("allow = [\"{us_text}\"]")),
+            export(
+                "private",
+                &private,
+                "0.2",
+                "allow = [\"52:54:00:00:00:99\"]",
+            ),
+        ]
+        .concat();
+        write_config(&config, 1, &two)?;
+        peer.sock.drain();
+        let (ok, out) = ctl_reload(&bin, &socket)?;
+        ensure!(ok, "ctl reload failed: {out}");
+        ensure!(
+            out.contains("a: AoE added e0.1 e0.2") && out.contains("a: AoE changed e0.0"),
+            "ctl reload said: {out}"
+        );
+        let adverts = peer.adverts(Duration::from_millis(1500))?;
+        ensure!(
+            adverts == [(0, 0), (0, 1)],
+            "adverts after the reload: {adverts:?} (e0.2 must stay silent)"
+        );
+        ensure!(peer.discover()? == [(0, 0), (0, 1)]);
+        ensure!(peer.sectors(0, 0)? == Some(4096), "golden's new size");
+        ensure!(peer.sectors(0, 1)? == Some(1024));
+        ensure!(peer.sectors(0, 2)?.is_none(), "e0.2 is not ours to see");
+        let data = vec![0x5au8; SECTOR];
+        let r = peer.ata(0, 0, 0x34, 1, 3000, &data)?.context("no reply")?;
+        ensure!(r[27] & 0x01 == 0, "write past the old end: {:#x}", r[27]);
+        let r = peer.ata(0, 1, 0x24, 2, 10, &[])?.context("no reply")?;
+        ensure!(
+            r[36..36 + 2 * SECTOR].iter().all(|&b| b == 0x22),
+            "pc1 data"
+        );
+
+        // A broken file: refused whole, everything stays.
+        fs::write(&config, format!("{two}\n[[export]\nname = 3\n"))?;
+        let (ok, out) = ctl_reload(&bin, &socket)?;
+        ensure!(!ok && out.contains("l2san.toml"), "broken file: {out}");
+        // A change only a restart applies: refused, naming it.
+        write_config(&config, 2, &two)?;
+        let (ok, out) = ctl_reload(&bin, &socket)?;
+        ensure!(!ok && out.contains("workers"), "workers change: {out}");
+        ensure!(
+            peer.discover()? == [(0, 0), (0, 1)],
+            "still the second config"
+        );
+
+        // SIGHUP: pc1 goes away, golden stays.
+        write_config(&config, 1, &export("golden", &golden, "0.0", ""))?;
+        let before = fs::read_to_string(&log)?.len();
+        l2san.signal(libc::SIGHUP);
+        wait_for_log(&log, "AoE removed e0.1 e0.2", before)?;
+        ensure!(peer.sectors(0, 1)?.is_none(), "e0.1 removed");
+        ensure!(peer.sectors(0, 0)? == Some(4096));
+        ensure!(peer.discover()? == [(0, 0)]);
+
+        let status = l2san.stop(Duration::from_secs(20))?;
+        if !status.success() {
+            bail!(
+                "l2san exited with {status}; log:\n{}",
+                fs::read_to_string(&log)?
+            );
+        }
+        let mut back = vec![0u8; SECTOR];
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = fs::File::open(&golden)?;
+        f.seek(SeekFrom::Start(3000 * SECTOR as u64))?;
+        f.read_exact(&mut back)?;
+        ensure!(back == data, "the write past the old end is in the file");
+        Ok(())
+    });
+}
