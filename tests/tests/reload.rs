@@ -9,6 +9,12 @@
 //! - a broken file and a change only a restart can apply (`workers`) are refused whole, with
 //!   the reason, and the running configuration stays;
 //! - l2san exits 0 at the end.
+//!
+//! And under load: while a Linux guest runs the verified AoE write workload of
+//! [`l2san_tests::workload`] on e0.0, the test reloads again and again (an export added, its
+//! allow-list changed, e0.0's own image grown and its buffer count changed, the added export
+//! removed); the workload must end with no I/O error and a verified read-back, and the image
+//! must hold exactly what the guest wrote.
 
 use std::fs;
 use std::path::Path;
@@ -16,8 +22,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use l2san_tests::bootdisk;
+use l2san_tests::linux::Kernel;
 use l2san_tests::rawsock::RawSocket;
-use l2san_tests::rig::{self, Child, Netns, Run};
+use l2san_tests::rig::{self, Child, Netns, Run, TargetKind};
+use l2san_tests::workload::{self, WorkloadGuest, WorkloadOpts};
 
 const ETHERTYPE_AOE: u16 = 0x88a2;
 const SECTOR: usize = 512;
@@ -145,11 +154,34 @@ impl Peer {
 
 /// The config file: interface `a`, one worker, and these `[[export]]` tables.
 fn write_config(path: &Path, workers: u16, exports: &str) -> Result<()> {
+    write_config_on(path, "a", workers, exports)
+}
+
+fn write_config_on(path: &Path, iface: &str, workers: u16, exports: &str) -> Result<()> {
     fs::write(
         path,
-        format!("workers = {workers}\n\n[[interface]]\nname = \"a\"\n\n{exports}"),
+        format!("workers = {workers}\n\n[[interface]]\nname = \"{iface}\"\n\n{exports}"),
     )?;
     Ok(())
+}
+
+/// `l2san serve --config <config> --ctl-socket <socket>` inside `ns`; returns once the control
+/// socket is there.
+fn start_l2san(ns: &Netns, config: &Path, socket: &Path, log: &Path) -> Result<Child> {
+    let mut cmd = ns.command(rig::l2san_bin()?);
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(config)
+        .arg("--ctl-socket")
+        .arg(socket)
+        .env("RUST_LOG", "info");
+    let child = Child::spawn_logged("l2san", &mut cmd, log)?;
+    ensure!(
+        rig::wait_until(Duration::from_secs(10), || socket.exists()),
+        "no control socket; log:\n{}",
+        fs::read_to_string(log).unwrap_or_default()
+    );
+    Ok(child)
 }
 
 fn export(name: &str, image: &Path, aoe: &str, extra: &str) -> String {
@@ -224,19 +256,7 @@ fn reload_adds_resizes_and_removes_exports_without_a_restart() {
         let socket = run.path("ctl.sock");
         let log = run.path("target.log");
         let bin = rig::l2san_bin()?;
-        let mut cmd = ns.command(&bin);
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .arg("--ctl-socket")
-            .arg(&socket)
-            .env("RUST_LOG", "info");
-        let mut l2san = Child::spawn_logged("l2san", &mut cmd, &log)?;
-        ensure!(
-            rig::wait_until(Duration::from_secs(10), || socket.exists()),
-            "no control socket; log:\n{}",
-            fs::read_to_string(&log).unwrap_or_default()
-        );
+        let mut l2san = start_l2san(&ns, &config, &socket, &log)?;
         // The start-up advert may still be on its way: discovery settles it.
         rig::wait_until(Duration::from_secs(5), || {
             peer.discover().is_ok_and(|d| d == [(0, 0)])
@@ -325,6 +345,103 @@ fn reload_adds_resizes_and_removes_exports_without_a_restart() {
         f.seek(SeekFrom::Start(3000 * SECTOR as u64))?;
         f.read_exact(&mut back)?;
         ensure!(back == data, "the write past the old end is in the file");
+        Ok(())
+    });
+}
+
+const IMAGE_MIB: usize = 16;
+const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+const FINISH_TIMEOUT: Duration = Duration::from_secs(150);
+
+#[test]
+fn reload_under_a_guest_workload() {
+    rig::e2e("reload_under_a_guest_workload", |run: &Run| {
+        if run.target_kind() != TargetKind::L2san {
+            rig::report(format_args!("SKIPPED {}: l2san only", run.name()));
+            return Ok(());
+        }
+        let kernel = Kernel::debian()?;
+        let image = run.path("disk.img");
+        let original = bootdisk::build(IMAGE_MIB << 20);
+        fs::write(&image, &original)?;
+        let extra = run.path("extra.img");
+        fs::write(&extra, vec![0x44u8; 1 << 20])?;
+        let opts = WorkloadOpts {
+            gens: 8,
+            ..WorkloadOpts::default()
+        };
+        let ns = Netns::new()?;
+        let tap = ns.tap("tap0", 1500)?;
+        let config = run.path("l2san.toml");
+        let disk = |extra_keys: &str| export("disk", &image, "0.0", extra_keys);
+        write_config_on(&config, "tap0", 1, &disk(""))?;
+        let socket = run.path("ctl.sock");
+        let log = run.path("l2san.log");
+        let bin = rig::l2san_bin()?;
+        let mut l2san = start_l2san(&ns, &config, &socket, &log)?;
+        let mut guest = WorkloadGuest::start(&ns, &tap, &kernel, &opts, run.dir())?;
+        guest.wait_for("the first writes", BOOT_TIMEOUT, |p| {
+            p.writes_acked(opts.blocks) >= 8
+        })?;
+
+        // Each step: a new file, a reload that must succeed, a pause with the guest writing.
+        let extra_export = |allow: &str| export("extra", &extra, "0.1", allow);
+        let steps: Vec<(&str, String)> = vec![
+            ("add e0.1", [disk(""), extra_export("")].concat()),
+            (
+                "allow-list of e0.1",
+                [disk(""), extra_export("allow = [\"52:54:00:00:00:99\"]")].concat(),
+            ),
+            ("grow e0.0", [disk(""), extra_export("")].concat()),
+            (
+                "buffer count of e0.0",
+                [disk("buffer-count = 16"), extra_export("")].concat(),
+            ),
+            ("remove e0.1", disk("buffer-count = 16")),
+        ];
+        let mut reloads = 0;
+        for (what, exports) in steps {
+            if what == "grow e0.0" {
+                let f = fs::OpenOptions::new().write(true).open(&image)?;
+                f.set_len(((IMAGE_MIB + 8) << 20) as u64)?;
+            }
+            write_config_on(&config, "tap0", 1, &exports)?;
+            let (ok, out) = ctl_reload(&bin, &socket)?;
+            ensure!(ok && !out.contains("no change"), "reload ({what}): {out}");
+            let p = guest.progress();
+            if p.ended() || p.writes_acked(opts.blocks) == u64::from(opts.gens * opts.blocks) {
+                break;
+            }
+            reloads += 1;
+            let acked = p.writes_acked(opts.blocks);
+            guest.wait_for(what, FINISH_TIMEOUT, |p| {
+                p.ended() || p.writes_acked(opts.blocks) >= acked + 4
+            })?;
+        }
+        let (p, elapsed) = guest.finish(FINISH_TIMEOUT)?;
+        workload::check_outcome(&p, &opts)?;
+        ensure!(
+            reloads == 5,
+            "only {reloads} of the 5 reloads came while the guest was still writing"
+        );
+        ensure!(l2san.exited()?.is_none(), "l2san exited");
+        let status = l2san.stop(Duration::from_secs(20))?;
+        ensure!(status.success(), "l2san exit status {status}");
+        let after = fs::read(&image)?;
+        ensure!(
+            after.len() == (IMAGE_MIB + 8) << 20,
+            "image size {}",
+            after.len()
+        );
+        workload::check_final(&after[..original.len()], &original, &opts, original.len())?;
+        rig::report(format_args!(
+            "{}: {reloads} reloads during the guest's workload ({}, guest run {:.1} s): no I/O \
+             error, read-back {}, image holds the last generation",
+            run.name(),
+            p.written.as_deref().unwrap_or("?"),
+            elapsed.as_secs_f64(),
+            p.verify.as_deref().unwrap_or("?"),
+        ));
         Ok(())
     });
 }
