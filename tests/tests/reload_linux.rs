@@ -1,0 +1,233 @@
+//! Live reload seen by a real Linux AoE initiator: l2san serves e0.0 from `--config`; once the
+//! guest has the disk, the test grows the image, adds e0.1 to the file and runs
+//! `l2san ctl reload`. The guest must then
+//!
+//! - see the new size of e0.0 after `aoe-revalidate` (`echo e0.0 > /dev/etherd/revalidate`),
+//!   and read its last sector;
+//! - find e0.1 *without* asking (no `/dev/etherd/discover`): from l2san's advert alone, and
+//!   read it whole with the host's MD5.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use l2san_tests::linux::{self, Kernel};
+use l2san_tests::rig::{self, Child, Netns, Run, TargetKind};
+
+const SECTOR: usize = 512;
+const OLD_SECTORS: usize = 8192;
+const NEW_SECTORS: usize = 12288;
+const EXTRA_SECTORS: usize = 2048;
+
+const INIT: &str = r#"#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+say() { echo "L2SAN-LINUX $*"; }
+fail() {
+    say "FAIL $*"
+    dmesg | tail -n 30 | sed 's/^/L2SAN-LINUX dmesg: /'
+    poweroff -f
+    sleep 10
+}
+say START
+for m in $(cat /modules/net.order); do insmod /modules/$m || fail "insmod $m"; done
+n=0
+while [ ! -e /sys/class/net/eth0 ]; do
+    n=$((n + 1)); [ $n -gt 100 ] && fail "no eth0 after 10 s"
+    usleep 100000
+done
+ip link set eth0 up || fail "cannot set eth0 up"
+for m in $(cat /modules/aoe.order); do
+    if [ $m = aoe.ko ]; then
+        insmod /modules/$m aoe_iflist=eth0 || fail "insmod $m"
+    else
+        insmod /modules/$m || fail "insmod $m"
+    fi
+done
+size() { blockdev --getsize64 $1 2>/dev/null || echo 0; }
+D=/dev/etherd/e0.0
+n=0
+while [ ! -b $D ] || [ "$(size $D)" = 0 ]; do
+    n=$((n + 1)); [ $n -gt 300 ] && fail "no $D after 30 s"
+    usleep 100000
+done
+S1=$(size $D)
+say SIZE1 $S1
+# The host grows the image and reloads once it reads SIZE1; ask again until the size moves.
+n=0
+while [ "$(size $D)" = "$S1" ]; do
+    n=$((n + 1)); [ $n -gt 120 ] && fail "size of $D still $S1 after 60 s"
+    echo e0.0 > /dev/etherd/revalidate
+    usleep 500000
+done
+S2=$(size $D)
+say SIZE2 $S2
+dd if=$D of=/dev/null bs=512 skip=$((S2 / 512 - 1)) count=1 iflag=direct 2>/tmp/err \
+    || fail "reading the last sector: $(cat /tmp/err)"
+say LAST-SECTOR-READ
+# e0.1 must come from l2san's advert: no discover here.
+E=/dev/etherd/e0.1
+n=0
+while [ ! -b $E ] || [ "$(size $E)" = 0 ]; do
+    n=$((n + 1)); [ $n -gt 300 ] && fail "no $E after 30 s"
+    usleep 100000
+done
+say NEW-DEVICE $E $(size $E)
+M=$(md5sum $E) || fail "md5sum $E"
+set -- $M; say NEW-MD5 $1
+dmesg | grep -i aoe | sed 's/^/L2SAN-LINUX dmesg: /'
+say DONE
+poweroff -f
+sleep 10
+"#;
+
+fn export(name: &str, image: &Path, aoe: &str) -> String {
+    format!(
+        "[[export]]\nname = \"{name}\"\nimage = \"{}\"\naoe = \"{aoe}\"\n\n",
+        image.display()
+    )
+}
+
+fn config(exports: &str) -> String {
+    format!("[[interface]]\nname = \"tap0\"\n\n{exports}")
+}
+
+fn md5_hex(data: &[u8]) -> Result<String> {
+    let path = std::env::temp_dir().join(format!("l2san-reload-md5-{}", std::process::id()));
+    fs::write(&path, data)?;
+    let out = rig::run_cmd(Command::new("md5sum").arg(&path));
+    let _ = fs::remove_file(&path);
+    Ok(out?
+        .split_whitespace()
+        .next()
+        .context("md5sum printed nothing")?
+        .to_string())
+}
+
+#[test]
+fn linux_aoe_sees_a_resize_and_a_new_export() {
+    rig::e2e("linux_aoe_reload", |run: &Run| {
+        if run.target_kind() != TargetKind::L2san {
+            rig::report(format_args!("SKIPPED {}: l2san only", run.name()));
+            return Ok(());
+        }
+        let kernel = Kernel::debian()?;
+        let disk = run.path("disk.img");
+        fs::write(&disk, vec![0x11u8; OLD_SECTORS * SECTOR])?;
+        let extra = run.path("extra.img");
+        let extra_data: Vec<u8> = (0..EXTRA_SECTORS * SECTOR)
+            .map(|i| (i / 512) as u8)
+            .collect();
+        fs::write(&extra, &extra_data)?;
+        let cfg = run.path("l2san.toml");
+        fs::write(&cfg, config(&export("disk", &disk, "0.0")))?;
+
+        let ns = Netns::new()?;
+        let tap = ns.tap("tap0", 1500)?;
+        let socket = run.path("ctl.sock");
+        let log = run.path("l2san.log");
+        let bin = rig::l2san_bin()?;
+        let mut cmd = ns.command(&bin);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--ctl-socket")
+            .arg(&socket)
+            .env("RUST_LOG", "info");
+        let mut l2san = Child::spawn_logged("l2san", &mut cmd, &log)?;
+        ensure!(
+            rig::wait_until(Duration::from_secs(10), || socket.exists()),
+            "no control socket; log:\n{}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+
+        let mut w = linux::base_initramfs(&kernel, &["aoe"], "aoe")?;
+        w.file("init", 0o755, INIT.as_bytes());
+        let initramfs = run.path("initramfs-reload.cpio");
+        fs::write(&initramfs, w.finish())?;
+        let serial = run.path("linux-reload.serial.log");
+        let guest = std::thread::scope(|s| -> Result<linux::LinuxOutcome> {
+            let booted = s.spawn(|| {
+                linux::boot_guest(
+                    &ns,
+                    &tap,
+                    &kernel,
+                    &initramfs,
+                    "console=ttyS0 quiet panic=-1 ipv6.disable=1",
+                    &[],
+                    &linux::Guest {
+                        name: "linux-reload",
+                        memory_mb: 256,
+                        timeout: Duration::from_secs(150),
+                    },
+                    run.dir(),
+                )
+            });
+            let seen = rig::wait_until(Duration::from_secs(120), || {
+                booted.is_finished()
+                    || fs::read_to_string(&serial).is_ok_and(|l| l.contains("L2SAN-LINUX SIZE1"))
+            });
+            if seen && !booted.is_finished() {
+                let f = fs::OpenOptions::new().write(true).open(&disk)?;
+                f.set_len((NEW_SECTORS * SECTOR) as u64)?;
+                drop(f);
+                fs::write(
+                    &cfg,
+                    config(
+                        &[export("disk", &disk, "0.0"), export("extra", &extra, "0.1")].concat(),
+                    ),
+                )?;
+                let out = Command::new(&bin)
+                    .args(["ctl", "--socket"])
+                    .arg(&socket)
+                    .arg("reload")
+                    .output()?;
+                ensure!(
+                    out.status.success(),
+                    "ctl reload: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                rig::report(format_args!(
+                    "linux_aoe_reload: ctl reload said: {}",
+                    String::from_utf8_lossy(&out.stdout)
+                        .trim()
+                        .replace('\n', "; ")
+                ));
+            }
+            booted
+                .join()
+                .map_err(|_| anyhow::anyhow!("the guest thread panicked"))?
+        })?;
+        guest.check_done().with_context(|| {
+            format!(
+                "guest log:\n{}\nl2san log:\n{}",
+                guest.serial_log,
+                fs::read_to_string(&log).unwrap_or_default()
+            )
+        })?;
+        ensure!(guest.get("SIZE1") == Some(&(OLD_SECTORS * SECTOR).to_string()[..]));
+        ensure!(guest.get("SIZE2") == Some(&(NEW_SECTORS * SECTOR).to_string()[..]));
+        ensure!(guest.get("LAST-SECTOR-READ").is_some());
+        let want = format!("/dev/etherd/e0.1 {}", EXTRA_SECTORS * SECTOR);
+        ensure!(guest.get("NEW-DEVICE") == Some(want.as_str()));
+        ensure!(
+            guest.md5("NEW-MD5")? == md5_hex(&extra_data)?,
+            "e0.1 read by the guest differs from the image"
+        );
+        ensure!(l2san.exited()?.is_none(), "l2san exited");
+        let status = l2san.stop(Duration::from_secs(20))?;
+        ensure!(status.success(), "l2san exit status {status}");
+        rig::report(format_args!(
+            "linux_aoe_reload: guest saw {} -> {} bytes after aoe-revalidate and found e0.1 from \
+             the advert (MD5 equal), {:.1} s",
+            OLD_SECTORS * SECTOR,
+            NEW_SECTORS * SECTOR,
+            guest.elapsed.as_secs_f64()
+        ));
+        Ok(())
+    });
+}
