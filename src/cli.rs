@@ -70,7 +70,8 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         l2san ctl stats\n  \
         l2san ctl --socket /run/l2san-eth1.sock stats\n  \
-        l2san ctl metrics     (the Prometheus text that --metrics serves)")]
+        l2san ctl metrics     (the Prometheus text that --metrics serves)\n  \
+        l2san ctl reload      (after editing the config file or growing an image)")]
     Ctl(CtlArgs),
 }
 
@@ -79,7 +80,8 @@ pub struct CtlArgs {
     /// The server's control socket (`serve --ctl-socket`).
     #[arg(long, value_name = "PATH", default_value = "/run/l2san.sock")]
     pub socket: PathBuf,
-    /// What to ask: stats, metrics or reload (reload is not implemented yet).
+    /// What to ask: stats, metrics, or reload (read the configuration again and serve it, as
+    /// SIGHUP does; prints what changed, or exits 1 with why nothing did).
     #[arg(value_name = "COMMAND", value_parser = ["stats", "metrics", "reload"])]
     pub command: String,
 }

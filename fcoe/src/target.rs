@@ -120,7 +120,7 @@ pub struct FcoeReconfigured {
     pub removed: Vec<u16>,
     /// Same LUN, another image or capacity.
     pub resized: Vec<u16>,
-    /// The allow-lists changed.
+    /// The allow-list of a LUN served before and after changed.
     pub access_changed: bool,
 }
 
@@ -179,7 +179,11 @@ impl FcoeTarget {
                 done.removed.push(lun.number());
             }
         }
-        done.access_changed = access != inner.fc.access;
+        // LUNs that came or went are reported as such; the lists of the others may change.
+        done.access_changed = table.iter().any(|l| {
+            let n = u64::from(l.number());
+            old.luns().get(l.number()).is_some() && access.list(n) != inner.fc.access.list(n)
+        });
         let scsi = Arc::new(old.with_luns(table));
         for &n in &done.resized {
             scsi.raise_capacity_changed(n);

@@ -179,6 +179,10 @@ pub enum FcoeMode {
     ReadWrite,
     /// Log in, read; writes must fail.
     ReadOnly,
+    /// Log in, print `SIZE1`, then wait for a live resize of the disk (the capacity unit
+    /// attention, then a rescan of the device) and for a second LUN (a rescan of the host):
+    /// the host reloads l2san once it reads `SIZE1`.
+    Reload,
 }
 
 impl FcoeMode {
@@ -187,6 +191,7 @@ impl FcoeMode {
             FcoeMode::Probe => "probe",
             FcoeMode::ReadWrite => "rw",
             FcoeMode::ReadOnly => "ro",
+            FcoeMode::Reload => "reload",
         }
     }
 }
@@ -353,6 +358,34 @@ else
         dd if=$D of=/tmp/back bs=512 skip=@PLBA@ count=@PSECTORS@ iflag=direct 2>/tmp/err \
             || fail "read-back: $(cat /tmp/err)"
         M=$(md5sum /tmp/back); set -- $M; say RO-READBACK-MD5 $1
+    elif [ $MODE = reload ]; then
+        say SIZE1 $SIZE
+        # Each read picks up a pending unit attention; the capacity one asks for a rescan.
+        n=0
+        while [ "$(blockdev --getsize64 $D)" = "$SIZE" ]; do
+            n=$((n + 1)); [ $n -gt 120 ] && fail "size of $D still $SIZE after 60 s"
+            dd if=$D of=/dev/null bs=512 count=1 iflag=direct 2>/dev/null
+            dmesg | grep -q "Capacity data has changed" && echo 1 > /sys/block/$B/device/rescan
+            usleep 500000
+        done
+        say SIZE2 $(blockdev --getsize64 $D)
+        say CAPACITY-UA $(dmesg | grep -c "Capacity data has changed")
+        say LUNS-UA $(dmesg | grep -c "LUN assignments on this target have changed")
+        echo "- - -" > /sys/class/scsi_host/${H##*/}/scan || fail "cannot rescan ${H##*/}"
+        B2=
+        n=0
+        while [ -z "$B2" ]; do
+            for b in /sys/class/scsi_disk/*/device/block/*; do
+                [ -e "$b" ] && [ "${b##*/}" != "$B" ] && B2=${b##*/}
+            done
+            [ -n "$B2" ] && [ "$(blockdev --getsize64 /dev/$B2 2>/dev/null)" -gt 0 ] && break
+            B2=
+            n=$((n + 1)); [ $n -gt 200 ] && fail "no second LUN 20 s after the rescan"
+            usleep 100000
+        done
+        say NEW-LUN /dev/$B2 $(blockdev --getsize64 /dev/$B2)
+        M=$(md5sum /dev/$B2) || fail "md5sum /dev/$B2"
+        set -- $M; say NEW-MD5 $1
     else
         dd if=/pattern.bin of=$D bs=512 seek=@PLBA@ oflag=direct conv=notrunc,fsync 2>/tmp/err \
             || fail "pattern write: $(cat /tmp/err)"

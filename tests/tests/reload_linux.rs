@@ -1,11 +1,15 @@
-//! Live reload seen by a real Linux AoE initiator: l2san serves e0.0 from `--config`; once the
-//! guest has the disk, the test grows the image, adds e0.1 to the file and runs
-//! `l2san ctl reload`. The guest must then
+//! Live reload seen by real Linux initiators: l2san serves one disk from `--config`; once the
+//! guest has it, the test grows the image, adds a second export to the file and runs
+//! `l2san ctl reload`.
 //!
-//! - see the new size of e0.0 after `aoe-revalidate` (`echo e0.0 > /dev/etherd/revalidate`),
-//!   and read its last sector;
-//! - find e0.1 *without* asking (no `/dev/etherd/discover`): from l2san's advert alone, and
-//!   read it whole with the host's MD5.
+//! AoE: the guest must see the new size of e0.0 after `aoe-revalidate`
+//! (`echo e0.0 > /dev/etherd/revalidate`) and read its last sector, and find e0.1 *without*
+//! asking (no `/dev/etherd/discover`): from l2san's advert alone, and read it whole with the
+//! host's MD5.
+//!
+//! FCoE (VN2VN): the guest must get CAPACITY DATA HAS CHANGED on its next read (the kernel
+//! logs it), see the new size after rescanning the device, and find LUN 1 after rescanning
+//! the host, with the host's MD5; the session is never lost.
 
 use std::fs;
 use std::path::Path;
@@ -13,7 +17,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use l2san_tests::linux::{self, Kernel};
+use l2san_tests::fcoe_guest::{self, FcoeMode, FcoeScenario};
+use l2san_tests::linux::{self, Kernel, LinuxOutcome};
 use l2san_tests::rig::{self, Child, Netns, Run, TargetKind};
 
 const SECTOR: usize = 512;
@@ -108,6 +113,67 @@ fn md5_hex(data: &[u8]) -> Result<String> {
         .to_string())
 }
 
+/// `l2san serve --config <cfg> --ctl-socket <socket>` in `ns`, ready once the socket is there.
+fn start_l2san(ns: &Netns, cfg: &Path, socket: &Path, log: &Path) -> Result<Child> {
+    let mut cmd = ns.command(rig::l2san_bin()?);
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(cfg)
+        .arg("--ctl-socket")
+        .arg(socket)
+        .env("RUST_LOG", "info");
+    let child = Child::spawn_logged("l2san", &mut cmd, log)?;
+    ensure!(
+        rig::wait_until(Duration::from_secs(10), || socket.exists()),
+        "no control socket; log:\n{}",
+        fs::read_to_string(log).unwrap_or_default()
+    );
+    Ok(child)
+}
+
+/// Runs `boot` (a guest, to its end) on a thread; when the guest's serial log at `serial`
+/// shows `L2SAN-LINUX SIZE1`, runs `reload`. Returns the guest's outcome.
+fn guest_with_reload(
+    serial: &Path,
+    boot: impl FnOnce() -> Result<LinuxOutcome> + Send,
+    reload: impl FnOnce() -> Result<()>,
+) -> Result<LinuxOutcome> {
+    std::thread::scope(|s| {
+        let booted = s.spawn(boot);
+        let seen = rig::wait_until(Duration::from_secs(120), || {
+            booted.is_finished()
+                || fs::read_to_string(serial).is_ok_and(|l| l.contains("L2SAN-LINUX SIZE1"))
+        });
+        let reloaded = if seen && !booted.is_finished() {
+            reload()
+        } else {
+            Ok(())
+        };
+        let outcome = booted
+            .join()
+            .map_err(|_| anyhow::anyhow!("the guest thread panicked"))?;
+        reloaded?;
+        outcome
+    })
+}
+
+/// `l2san ctl reload`; its report, or an error with its complaint.
+fn ctl_reload(socket: &Path) -> Result<String> {
+    let out = Command::new(rig::l2san_bin()?)
+        .args(["ctl", "--socket"])
+        .arg(socket)
+        .arg("reload")
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "ctl reload: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .replace('\n', "; "))
+}
+
 #[test]
 fn linux_aoe_sees_a_resize_and_a_new_export() {
     rig::e2e("linux_aoe_reload", |run: &Run| {
@@ -130,28 +196,15 @@ fn linux_aoe_sees_a_resize_and_a_new_export() {
         let tap = ns.tap("tap0", 1500)?;
         let socket = run.path("ctl.sock");
         let log = run.path("l2san.log");
-        let bin = rig::l2san_bin()?;
-        let mut cmd = ns.command(&bin);
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--ctl-socket")
-            .arg(&socket)
-            .env("RUST_LOG", "info");
-        let mut l2san = Child::spawn_logged("l2san", &mut cmd, &log)?;
-        ensure!(
-            rig::wait_until(Duration::from_secs(10), || socket.exists()),
-            "no control socket; log:\n{}",
-            fs::read_to_string(&log).unwrap_or_default()
-        );
+        let mut l2san = start_l2san(&ns, &cfg, &socket, &log)?;
 
         let mut w = linux::base_initramfs(&kernel, &["aoe"], "aoe")?;
         w.file("init", 0o755, INIT.as_bytes());
         let initramfs = run.path("initramfs-reload.cpio");
         fs::write(&initramfs, w.finish())?;
-        let serial = run.path("linux-reload.serial.log");
-        let guest = std::thread::scope(|s| -> Result<linux::LinuxOutcome> {
-            let booted = s.spawn(|| {
+        let guest = guest_with_reload(
+            &run.path("linux-reload.serial.log"),
+            || {
                 linux::boot_guest(
                     &ns,
                     &tap,
@@ -166,12 +219,8 @@ fn linux_aoe_sees_a_resize_and_a_new_export() {
                     },
                     run.dir(),
                 )
-            });
-            let seen = rig::wait_until(Duration::from_secs(120), || {
-                booted.is_finished()
-                    || fs::read_to_string(&serial).is_ok_and(|l| l.contains("L2SAN-LINUX SIZE1"))
-            });
-            if seen && !booted.is_finished() {
+            },
+            || {
                 let f = fs::OpenOptions::new().write(true).open(&disk)?;
                 f.set_len((NEW_SECTORS * SECTOR) as u64)?;
                 drop(f);
@@ -181,27 +230,11 @@ fn linux_aoe_sees_a_resize_and_a_new_export() {
                         &[export("disk", &disk, "0.0"), export("extra", &extra, "0.1")].concat(),
                     ),
                 )?;
-                let out = Command::new(&bin)
-                    .args(["ctl", "--socket"])
-                    .arg(&socket)
-                    .arg("reload")
-                    .output()?;
-                ensure!(
-                    out.status.success(),
-                    "ctl reload: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                rig::report(format_args!(
-                    "linux_aoe_reload: ctl reload said: {}",
-                    String::from_utf8_lossy(&out.stdout)
-                        .trim()
-                        .replace('\n', "; ")
-                ));
-            }
-            booted
-                .join()
-                .map_err(|_| anyhow::anyhow!("the guest thread panicked"))?
-        })?;
+                let said = ctl_reload(&socket)?;
+                rig::report(format_args!("linux_aoe_reload: ctl reload said: {said}"));
+                Ok(())
+            },
+        )?;
         guest.check_done().with_context(|| {
             format!(
                 "guest log:\n{}\nl2san log:\n{}",
@@ -226,6 +259,96 @@ fn linux_aoe_sees_a_resize_and_a_new_export() {
              the advert (MD5 equal), {:.1} s",
             OLD_SECTORS * SECTOR,
             NEW_SECTORS * SECTOR,
+            guest.elapsed.as_secs_f64()
+        ));
+        Ok(())
+    });
+}
+
+fn lun(name: &str, image: &Path, lun: u16) -> String {
+    format!(
+        "[[export]]\nname = \"{name}\"\nimage = \"{}\"\nfcoe-lun = {lun}\n\n",
+        image.display()
+    )
+}
+
+#[test]
+fn linux_fcoe_sees_a_resize_and_a_new_lun() {
+    rig::e2e("linux_fcoe_reload", |run: &Run| {
+        if run.target_kind() != TargetKind::L2san {
+            rig::report(format_args!("SKIPPED {}: l2san only", run.name()));
+            return Ok(());
+        }
+        let kernel = Kernel::debian()?;
+        let disk = run.path("disk.img");
+        fs::write(&disk, vec![0x11u8; OLD_SECTORS * SECTOR])?;
+        let extra = run.path("extra.img");
+        let extra_data: Vec<u8> = (0..EXTRA_SECTORS * SECTOR)
+            .map(|i| (i / 512) as u8)
+            .collect();
+        fs::write(&extra, &extra_data)?;
+        let cfg = run.path("l2san.toml");
+        fs::write(&cfg, config(&lun("disk", &disk, 0)))?;
+
+        let ns = Netns::new()?;
+        let tap = ns.tap("tap0", 1500)?;
+        let socket = run.path("ctl.sock");
+        let log = run.path("l2san.log");
+        let mut l2san = start_l2san(&ns, &cfg, &socket, &log)?;
+        let scenario = FcoeScenario {
+            mode: FcoeMode::Reload,
+            timeout: Duration::from_secs(150),
+            ..FcoeScenario::default()
+        };
+        let guest = guest_with_reload(
+            &run.path("linux-fcoe.serial.log"),
+            || fcoe_guest::run_fcoe(&ns, &tap, &kernel, &scenario, run.dir()),
+            || {
+                let f = fs::OpenOptions::new().write(true).open(&disk)?;
+                f.set_len((NEW_SECTORS * SECTOR) as u64)?;
+                drop(f);
+                fs::write(
+                    &cfg,
+                    config(&[lun("disk", &disk, 0), lun("extra", &extra, 1)].concat()),
+                )?;
+                let said = ctl_reload(&socket)?;
+                rig::report(format_args!("linux_fcoe_reload: ctl reload said: {said}"));
+                Ok(())
+            },
+        )?;
+        guest.check_done().with_context(|| {
+            format!(
+                "guest log:\n{}\nl2san log:\n{}",
+                guest.serial_log,
+                fs::read_to_string(&log).unwrap_or_default()
+            )
+        })?;
+        ensure!(guest.get("SIZE1") == Some(&(OLD_SECTORS * SECTOR).to_string()[..]));
+        ensure!(guest.get("SIZE2") == Some(&(NEW_SECTORS * SECTOR).to_string()[..]));
+        let ua: u32 = guest.get("CAPACITY-UA").unwrap_or("0").parse()?;
+        ensure!(
+            ua >= 1,
+            "the kernel never logged the capacity unit attention"
+        );
+        let new = guest.get("NEW-LUN").context("no NEW-LUN")?;
+        ensure!(
+            new.ends_with(&format!(" {}", EXTRA_SECTORS * SECTOR)),
+            "NEW-LUN {new}"
+        );
+        ensure!(
+            guest.md5("NEW-MD5")? == md5_hex(&extra_data)?,
+            "LUN 1 read by the guest differs from the image"
+        );
+        ensure!(l2san.exited()?.is_none(), "l2san exited");
+        let status = l2san.stop(Duration::from_secs(20))?;
+        ensure!(status.success(), "l2san exit status {status}");
+        rig::report(format_args!(
+            "linux_fcoe_reload: guest got CAPACITY DATA HAS CHANGED ({ua}x), saw {} -> {} bytes \
+             after a device rescan, {} LUN-change notices, found LUN 1 after a host rescan (MD5 \
+             equal), {:.1} s",
+            OLD_SECTORS * SECTOR,
+            NEW_SECTORS * SECTOR,
+            guest.get("LUNS-UA").unwrap_or("?"),
             guest.elapsed.as_secs_f64()
         ));
         Ok(())

@@ -84,6 +84,14 @@ impl Access {
         a
     }
 
+    /// LUN `lun`'s allow-list (empty: everyone).
+    pub fn list(&self, lun: u64) -> &[FcoeAllow] {
+        self.lists
+            .iter()
+            .find(|(l, _)| *l == lun)
+            .map_or(&[], |(_, list)| list)
+    }
+
     /// No LUN has an allow-list: every initiator sees everything.
     pub fn unrestricted(&self) -> bool {
         self.lists.is_empty()
