@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use l2san_aoe::AoeTarget;
+use l2san_aoe::{AoeTarget, HistogramSnapshot, LATENCY_BOUNDS};
 use l2san_common::worker::WorkerStats;
 use l2san_fcoe::FcoeTarget;
 
@@ -50,14 +50,16 @@ pub struct Sources {
 enum Kind {
     Counter,
     Gauge,
+    Histogram,
 }
 
 struct Family {
     name: String,
     help: &'static str,
     kind: Kind,
-    /// Rendered label sets (`{a="x",b="y"}` or empty) and values.
-    samples: Vec<(String, u64)>,
+    /// Name suffixes (`_bucket`, `_sum`, `_count` of a histogram; empty otherwise), rendered
+    /// label sets (`{a="x",b="y"}` or empty) and rendered values.
+    samples: Vec<(&'static str, String, String)>,
 }
 
 /// Metric families in the order first added, each with its samples.
@@ -75,18 +77,43 @@ impl Exposition {
         labels: &[(&str, &str)],
         value: u64,
     ) {
-        let mut set = String::new();
-        if !labels.is_empty() {
-            set.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    set.push(',');
-                }
-                let _ = write!(set, "{k}=\"{}\"", escape_label(v));
-            }
-            set.push('}');
+        let i = self.family(name, help, kind);
+        self.families[i]
+            .samples
+            .push(("", label_set(labels), value.to_string()));
+    }
+
+    /// A histogram of service times in seconds: cumulative `_bucket`s by `le`, `_sum`, `_count`.
+    fn histogram(
+        &mut self,
+        name: &str,
+        help: &'static str,
+        labels: &[(&str, &str)],
+        h: &HistogramSnapshot,
+    ) {
+        let i = self.family(name, help, Kind::Histogram);
+        let mut cumulative = 0;
+        for (n, count) in h.buckets.iter().enumerate() {
+            cumulative += count;
+            let le = LATENCY_BOUNDS
+                .get(n)
+                .map_or("+Inf".to_string(), |b| b.as_secs_f64().to_string());
+            let mut with_le: Vec<(&str, &str)> = labels.to_vec();
+            with_le.push(("le", &le));
+            self.families[i]
+                .samples
+                .push(("_bucket", label_set(&with_le), cumulative.to_string()));
         }
-        let i = match self.families.iter().position(|f| f.name == name) {
+        let sum = h.sum_ns as f64 / 1e9;
+        let set = label_set(labels);
+        let f = &mut self.families[i].samples;
+        f.push(("_sum", set.clone(), sum.to_string()));
+        f.push(("_count", set, cumulative.to_string()));
+    }
+
+    /// The index of family `name`, added if new.
+    fn family(&mut self, name: &str, help: &'static str, kind: Kind) -> usize {
+        match self.families.iter().position(|f| f.name == name) {
             Some(i) => i,
             None => {
                 self.families.push(Family {
@@ -97,8 +124,7 @@ impl Exposition {
                 });
                 self.families.len() - 1
             }
-        };
-        self.families[i].samples.push((set, value));
+        }
     }
 
     fn counter(&mut self, name: &str, help: &'static str, labels: &[(&str, &str)], v: u64) {
@@ -116,15 +142,32 @@ impl Exposition {
             let kind = match f.kind {
                 Kind::Counter => "counter",
                 Kind::Gauge => "gauge",
+                Kind::Histogram => "histogram",
             };
             let _ = writeln!(out, "# HELP {} {}", f.name, escape_help(f.help));
             let _ = writeln!(out, "# TYPE {} {kind}", f.name);
-            for (labels, v) in &f.samples {
-                let _ = writeln!(out, "{}{labels} {v}", f.name);
+            for (suffix, labels, v) in &f.samples {
+                let _ = writeln!(out, "{}{suffix}{labels} {v}", f.name);
             }
         }
         out
     }
+}
+
+/// `{a="x",b="y"}`, or nothing without labels.
+fn label_set(labels: &[(&str, &str)]) -> String {
+    let mut set = String::new();
+    if !labels.is_empty() {
+        set.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                set.push(',');
+            }
+            let _ = write!(set, "{k}=\"{}\"", escape_label(v));
+        }
+        set.push('}');
+    }
+    set
 }
 
 /// A label value: backslash, double quote and line feed escaped.
@@ -350,6 +393,79 @@ pub fn collect(sources: &Sources) -> Exposition {
             ] {
                 e.counter(name, help, &l, v);
             }
+            e.histogram(
+                "l2san_aoe_export_latency_seconds",
+                "ATA command service time: frame in the handler to reply handed to the transmit path.",
+                &l,
+                &s.latency,
+            );
+        }
+    }
+    for iface in &sources.interfaces {
+        let Some(aoe) = &iface.aoe else { continue };
+        for (mac, s) in aoe.client_stats() {
+            let client = mac.map_or_else(|| "other".to_string(), |m| m.to_string());
+            let l = [("iface", iface.name.as_str()), ("client", client.as_str())];
+            for (name, help, v) in [
+                (
+                    "l2san_aoe_client_requests_total",
+                    "AoE commands of the client that reached an export.",
+                    s.requests,
+                ),
+                (
+                    "l2san_aoe_client_reads_total",
+                    "ATA reads served to the client.",
+                    s.reads,
+                ),
+                (
+                    "l2san_aoe_client_writes_total",
+                    "ATA writes served to the client.",
+                    s.writes,
+                ),
+                (
+                    "l2san_aoe_client_bytes_read_total",
+                    "Bytes read by the client.",
+                    s.bytes_read,
+                ),
+                (
+                    "l2san_aoe_client_bytes_written_total",
+                    "Bytes written by the client.",
+                    s.bytes_written,
+                ),
+                (
+                    "l2san_aoe_client_ata_errors_total",
+                    "ATA commands of the client answered with ERR.",
+                    s.ata_errors,
+                ),
+                (
+                    "l2san_aoe_client_aoe_errors_total",
+                    "Replies to the client with the AoE error flag.",
+                    s.aoe_errors,
+                ),
+            ] {
+                e.counter(name, help, &l, v);
+            }
+            for (reason, v) in [
+                ("not_allowed", s.not_allowed),
+                ("masked", s.masked),
+                ("broadcast_refused", s.broadcast_refused),
+                ("reserved", s.reserved),
+            ] {
+                let mut with = l.to_vec();
+                with.push(("reason", reason));
+                e.counter(
+                    "l2san_aoe_client_refused_total",
+                    "Commands of the client refused, by reason (reserved: answered with AoE Error 6; the others dropped).",
+                    &with,
+                    v,
+                );
+            }
+            e.histogram(
+                "l2san_aoe_client_latency_seconds",
+                "ATA command service time for the client.",
+                &l,
+                &s.latency,
+            );
         }
     }
     for iface in &sources.interfaces {
@@ -596,6 +712,42 @@ pub fn table(sources: &Sources) -> String {
     }
     let mut rows = vec![[
         "INTERFACE",
+        "AOE-CLIENT",
+        "REQUESTS",
+        "READS",
+        "WRITES",
+        "READ-BYTES",
+        "WRITTEN-BYTES",
+        "ERRORS",
+        "REFUSED",
+        "P50",
+        "P99",
+    ]
+    .map(String::from)];
+    for iface in &sources.interfaces {
+        let Some(aoe) = &iface.aoe else { continue };
+        for (mac, s) in aoe.client_stats() {
+            rows.push([
+                iface.name.clone(),
+                mac.map_or_else(|| "other".to_string(), |m| m.to_string()),
+                s.requests.to_string(),
+                s.reads.to_string(),
+                s.writes.to_string(),
+                s.bytes_read.to_string(),
+                s.bytes_written.to_string(),
+                (s.ata_errors + s.aoe_errors).to_string(),
+                (s.not_allowed + s.masked + s.broadcast_refused + s.reserved).to_string(),
+                quantile(&s.latency, 0.5),
+                quantile(&s.latency, 0.99),
+            ]);
+        }
+    }
+    if rows.len() > 1 {
+        out.push('\n');
+        push_table(&mut out, &rows);
+    }
+    let mut rows = vec![[
+        "INTERFACE",
         "FCOE",
         "FRAMES",
         "COMMANDS",
@@ -630,6 +782,38 @@ pub fn table(sources: &Sources) -> String {
         g(&sources.flush.errors)
     );
     out
+}
+
+/// The upper bound of the bucket holding quantile `q` of `h` (`<=10us`, `>1s`), or `-`.
+fn quantile(h: &HistogramSnapshot, q: f64) -> String {
+    let total = h.count();
+    if total == 0 {
+        return "-".into();
+    }
+    let want = ((total as f64) * q).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (i, n) in h.buckets.iter().enumerate() {
+        seen += n;
+        if seen >= want {
+            return match LATENCY_BOUNDS.get(i) {
+                Some(b) => format!("<={}", short(*b)),
+                None => format!(">{}", short(LATENCY_BOUNDS[LATENCY_BOUNDS.len() - 1])),
+            };
+        }
+    }
+    "-".into()
+}
+
+/// `10us`, `2.5ms`, `1s`: ASCII, for terminals of any encoding.
+fn short(d: Duration) -> String {
+    let us = d.as_micros();
+    if us < 1000 {
+        format!("{us}us")
+    } else if us < 1_000_000 {
+        format!("{}ms", us as f64 / 1000.0)
+    } else {
+        format!("{}s", us as f64 / 1e6)
+    }
 }
 
 /// Columns: the first two left-aligned, the numbers right-aligned.
@@ -771,6 +955,18 @@ mod tests {
              # TYPE l2san_y gauge\n\
              l2san_y 3\n"
         );
+    }
+
+    #[test]
+    fn quantiles_name_the_bucket_bound() {
+        let mut h = HistogramSnapshot::default();
+        assert_eq!(quantile(&h, 0.5), "-");
+        h.buckets[0] = 98;
+        h.buckets[6] = 1;
+        h.buckets[LATENCY_BOUNDS.len()] = 1;
+        assert_eq!(quantile(&h, 0.5), "<=10us");
+        assert_eq!(quantile(&h, 0.99), "<=2.5ms");
+        assert_eq!(quantile(&h, 1.0), ">1s");
     }
 
     #[test]

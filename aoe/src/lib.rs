@@ -17,6 +17,7 @@ pub mod target;
 pub mod wire;
 
 pub use target::{
-    AoeExport, AoeStats, AoeStatsSnapshot, AoeTarget, ExportState, ExportStats,
-    ExportStatsSnapshot, Reconfigured, DEFAULT_BUFFER_COUNT, FIRMWARE_VERSION,
+    AoeExport, AoeStats, AoeStatsSnapshot, AoeTarget, ClientStats, ClientStatsSnapshot,
+    ExportState, ExportStats, ExportStatsSnapshot, Histogram, HistogramSnapshot, Reconfigured,
+    DEFAULT_BUFFER_COUNT, FIRMWARE_VERSION, LATENCY_BOUNDS, MAX_CLIENTS,
 };

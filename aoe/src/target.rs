@@ -63,9 +63,14 @@ use crate::wire::{
     MaskRepr, ReserveCommand, ReservePacket, ReserveRepr, WireError,
 };
 
+mod clients;
 mod manage;
 mod stats;
 
+use clients::Clients;
+pub use clients::{
+    ClientStats, ClientStatsSnapshot, Histogram, HistogramSnapshot, LATENCY_BOUNDS, MAX_CLIENTS,
+};
 use stats::{add, bump};
 pub use stats::{AoeStats, AoeStatsSnapshot, ExportStats, ExportStatsSnapshot};
 
@@ -281,6 +286,10 @@ struct Request<'a> {
     broadcast: bool,
     /// The AoE header's payload: the argument and what follows.
     arg: &'a [u8],
+    /// The source's counters, once the frame is known to address one of our exports.
+    client: Option<&'a ClientStats>,
+    /// When the handler got the frame (to measure ATA service times), if it was told.
+    started: Option<std::time::Instant>,
 }
 
 /// The AoE target: every export served on one interface. `Send + Sync`; share it through an
@@ -293,6 +302,7 @@ pub struct AoeTarget {
     /// Replaced whole by [`reconfigure`](AoeTarget::reconfigure).
     exports: ReadMostly<Vec<Arc<Export>>>,
     stats: AoeStats,
+    clients: Clients,
     generation: AtomicU64,
     /// Hostname, for the IDENTIFY serial of exports a reload adds.
     host: String,
@@ -330,7 +340,7 @@ impl l2san_common::FrameHandler for AoeTarget {
         &[EtherType::AOE]
     }
     fn handle(&self, frame: &[u8], tx: &mut dyn Transmit) {
-        self.handle_frame(frame, tx);
+        self.handle_frame_at(frame, tx, Some(std::time::Instant::now()));
     }
     /// Recompute the Sector Count and advertise (at start, and when the MTU changes).
     fn link_changed(&self, mtu: u32, tx: &mut dyn Transmit) {
@@ -360,6 +370,7 @@ impl AoeTarget {
                     .collect(),
             ),
             stats: AoeStats::default(),
+            clients: Clients::default(),
             generation: AtomicU64::new(0),
             host: host.to_string(),
             advertise_pending: AtomicBool::new(false),
@@ -448,9 +459,26 @@ impl AoeTarget {
             .collect()
     }
 
+    /// Every client's counters (source MACs that addressed one of our exports), by MAC;
+    /// `None` counts those past [`MAX_CLIENTS`].
+    pub fn client_stats(&self) -> Vec<(Option<MacAddr>, ClientStatsSnapshot)> {
+        self.clients.snapshot()
+    }
+
     /// One received Ethernet frame (whole frame, Ethernet header included, ethertype
     /// 0x88A2). Replies go to `tx`.
     pub fn handle_frame(&self, frame: &[u8], tx: &mut dyn Transmit) {
+        self.handle_frame_at(frame, tx, None);
+    }
+
+    /// [`handle_frame`](Self::handle_frame) of a frame that arrived at `started`: ATA
+    /// service times go to the latency histograms.
+    pub fn handle_frame_at(
+        &self,
+        frame: &[u8],
+        tx: &mut dyn Transmit,
+        started: Option<std::time::Instant>,
+    ) {
         bump(&self.stats.frames);
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             bump(&self.stats.truncated);
@@ -499,6 +527,8 @@ impl AoeTarget {
             header,
             broadcast: packet.broadcast_addressed(),
             arg: packet.payload(),
+            client: None,
+            started,
         };
         // 2. Version.
         if header.version != VERSION {
@@ -521,24 +551,32 @@ impl AoeTarget {
             return;
         }
         // 4. Address, 5. mask, then the command.
-        let mut addressed = false;
-        for ex in self.exports.read().iter() {
-            if !ex.addressed_by(header.major, header.minor) {
-                continue;
-            }
-            addressed = true;
+        let exports = self.exports.read();
+        let mut addressed = exports
+            .iter()
+            .filter(|ex| ex.addressed_by(header.major, header.minor))
+            .peekable();
+        if addressed.peek().is_none() {
+            bump(&self.stats.not_addressed);
+            return;
+        }
+        let client = self.clients.get(src);
+        let req = Request {
+            client: Some(&client),
+            ..req
+        };
+        for ex in addressed {
             if !ex.allows(src) {
                 bump(&self.stats.not_allowed);
+                bump(&client.not_allowed);
                 continue;
             }
             if !ex.admits(src) {
                 bump(&self.stats.masked);
+                bump(&client.masked);
                 continue;
             }
             self.dispatch(ex, &req, tx);
-        }
-        if !addressed {
-            bump(&self.stats.not_addressed);
         }
     }
 
@@ -656,6 +694,9 @@ impl AoeTarget {
 
     fn dispatch(&self, ex: &Export, req: &Request, tx: &mut dyn Transmit) {
         bump(&ex.stats.requests);
+        if let Some(c) = req.client {
+            bump(&c.requests);
+        }
         match req.header.command {
             Command::IssueAta => self.ata(ex, req, tx),
             Command::QueryConfig => self.config(ex, req, tx),
@@ -715,6 +756,9 @@ impl AoeTarget {
         buf[ARG_START..].copy_from_slice(arg);
         self.commit(tx, len);
         bump(&self.stats.aoe_errors);
+        if let Some(c) = req.client {
+            bump(&c.aoe_errors);
+        }
         tracing::trace!(src = %req.src, ?code, "aoe: error reply");
     }
 
@@ -729,10 +773,16 @@ impl AoeTarget {
         let opcode = Opcode::from(arg.cmd_status);
         if req.broadcast && !opcode.is_inquiry() {
             bump(&self.stats.broadcast_refused);
+            if let Some(c) = req.client {
+                bump(&c.broadcast_refused);
+            }
             tracing::trace!(src = %req.src, ?opcode, "aoe: broadcast-addressed ATA command refused");
             return;
         }
         if !opcode.is_inquiry() && ex.reserved_against(req.src) {
+            if let Some(c) = req.client {
+                bump(&c.reserved);
+            }
             let mut echo = [0u8; wire::ata::ARG_LEN];
             arg.emit(&mut AtaPacket::new_unchecked(&mut echo[..]));
             self.error_reply(ex, req, ErrorCode::TargetReserved, &echo, tx);
@@ -768,7 +818,7 @@ impl AoeTarget {
         };
         let data_len = match outcome {
             Ok((op, done)) => {
-                self.count_done(ex, &op);
+                self.count_done(ex, req, &op);
                 reply.sector_count = done.sector_count;
                 done.data_len
             }
@@ -784,9 +834,16 @@ impl AoeTarget {
         };
         reply.emit(&mut AtaPacket::new_unchecked(&mut head[ARG_START..]));
         self.commit(tx, ATA_OVERHEAD + data_len);
+        if let Some(t0) = req.started {
+            let took = t0.elapsed();
+            ex.stats.latency.record(took);
+            if let Some(c) = req.client {
+                c.latency.record(took);
+            }
+        }
     }
 
-    fn count_done(&self, ex: &Export, op: &AtaOp) {
+    fn count_done(&self, ex: &Export, req: &Request, op: &AtaOp) {
         match op {
             AtaOp::Read { count, .. } => {
                 let bytes = usize::from(*count) * ata::SECTOR_SIZE;
@@ -794,6 +851,10 @@ impl AoeTarget {
                 add(&self.stats.bytes_read, bytes);
                 bump(&ex.stats.reads);
                 add(&ex.stats.bytes_read, bytes);
+                if let Some(c) = req.client {
+                    bump(&c.reads);
+                    add(&c.bytes_read, bytes);
+                }
             }
             AtaOp::Write { count, .. } => {
                 let bytes = usize::from(*count) * ata::SECTOR_SIZE;
@@ -801,6 +862,10 @@ impl AoeTarget {
                 add(&self.stats.bytes_written, bytes);
                 bump(&ex.stats.writes);
                 add(&ex.stats.bytes_written, bytes);
+                if let Some(c) = req.client {
+                    bump(&c.writes);
+                    add(&c.bytes_written, bytes);
+                }
             }
             AtaOp::Flush => {
                 bump(&self.stats.flushes);
@@ -812,6 +877,9 @@ impl AoeTarget {
     fn count_error(&self, ex: &Export, req: &Request, cmd: &AtaCommand, e: &AtaError) {
         bump(&self.stats.ata_errors);
         bump(&ex.stats.ata_errors);
+        if let Some(c) = req.client {
+            bump(&c.ata_errors);
+        }
         if matches!(e, AtaError::Uncorrectable) {
             // Rate-limited without a clock: the 1st, 2nd, 4th, 8th ... I/O error.
             let n = bump(&self.stats.io_errors);

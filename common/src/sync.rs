@@ -78,6 +78,12 @@ impl<T> ReadMostly<T> {
     }
 }
 
+impl<T: Default> Default for ReadMostly<T> {
+    fn default() -> Self {
+        ReadMostly::new(T::default())
+    }
+}
+
 impl<T: std::fmt::Debug> std::fmt::Debug for ReadMostly<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("ReadMostly").field(&*self.read()).finish()

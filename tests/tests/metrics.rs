@@ -143,8 +143,14 @@ impl Exposition {
                     (name.to_string(), parse_labels(body)?)
                 }
             };
+            // A histogram's samples are <name>_bucket, _sum and _count.
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .filter_map(|s| name.strip_suffix(s))
+                .find(|base| e.types.get(*base).map(String::as_str) == Some("histogram"))
+                .unwrap_or(&name);
             ensure!(
-                e.types.contains_key(&name),
+                e.types.contains_key(family),
                 "sample {name} comes before its # TYPE line"
             );
             e.samples.insert((name, labels), value);
@@ -306,6 +312,47 @@ fn metrics_and_ctl_count_the_traffic() {
         ensure!(tx >= (READS + WRITES) as f64, "worker tx frames {tx}");
         m.get("l2san_image_flushes_total", &[])?;
 
+        // The raw socket's MAC is the one client, with exactly the traffic sent.
+        let client = us.map(|b| format!("{b:02x}")).join(":");
+        let cl = [("iface", "a"), ("client", client.as_str())];
+        for (name, want) in [
+            ("l2san_aoe_client_requests_total", READS + WRITES),
+            ("l2san_aoe_client_reads_total", READS),
+            ("l2san_aoe_client_writes_total", WRITES),
+            ("l2san_aoe_client_bytes_read_total", bytes_read),
+            (
+                "l2san_aoe_client_bytes_written_total",
+                WRITES * SECTOR as u64,
+            ),
+            ("l2san_aoe_client_ata_errors_total", 0),
+        ] {
+            let got = m.get(name, &cl)?;
+            ensure!(got == want as f64, "{name}: {got}, expected {want}\n{body}");
+        }
+        // Latency histograms: one observation per ATA command, cumulative buckets.
+        for (name, labels) in [
+            ("l2san_aoe_client_latency_seconds", &cl[..]),
+            ("l2san_aoe_export_latency_seconds", &export[..]),
+        ] {
+            ensure!(m.types.get(name).map(String::as_str) == Some("histogram"));
+            let count = m.get(&format!("{name}_count"), labels)?;
+            ensure!(count == (READS + WRITES) as f64, "{name}_count {count}");
+            let mut inf = labels.to_vec();
+            inf.push(("le", "+Inf"));
+            ensure!(m.get(&format!("{name}_bucket"), &inf)? == count);
+            let mut first = labels.to_vec();
+            first.push(("le", "0.00001"));
+            let low = m.get(&format!("{name}_bucket"), &first)?;
+            ensure!(low <= count, "buckets must be cumulative");
+            let sum = m.get(&format!("{name}_sum"), labels)?;
+            ensure!(sum > 0.0 && sum < count, "{name}_sum {sum} s");
+        }
+        let refused = m.get(
+            "l2san_aoe_client_refused_total",
+            &[cl[0], cl[1], ("reason", "not_allowed")],
+        )?;
+        ensure!(refused == 0.0);
+
         let (status, _) = http_get(ns.name(), "/nope")?;
         ensure!(status.starts_with("HTTP/1.0 404"), "status {status:?}");
 
@@ -333,6 +380,23 @@ fn metrics_and_ctl_count_the_traffic() {
             "0".to_string(),
         ];
         ensure!(cols == want, "export line {line:?}, expected {want:?}");
+        let line = stdout
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(client.as_str()))
+            .with_context(|| format!("no client line in:\n{stdout}"))?;
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        ensure!(
+            cols[2..8]
+                == [
+                    (READS + WRITES).to_string(),
+                    READS.to_string(),
+                    WRITES.to_string(),
+                    bytes_read.to_string(),
+                    (WRITES * SECTOR as u64).to_string(),
+                    "0".to_string()
+                ],
+            "client line {line:?}"
+        );
 
         let out = Command::new(&bin)
             .args(["ctl", "--socket"])

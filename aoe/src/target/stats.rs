@@ -105,7 +105,7 @@ pub(super) fn add(c: &AtomicU64, n: usize) {
 }
 
 /// Counters of one export, all relaxed atomics, written on the frame path without a lock or
-/// an allocation. No latency is measured: the target has no clock.
+/// an allocation.
 #[derive(Debug, Default)]
 pub struct ExportStats {
     /// Commands addressed to this export that passed its allow-list and Mac Mask List (every
@@ -118,6 +118,8 @@ pub struct ExportStats {
     pub bytes_written: AtomicU64,
     /// ATA commands answered with ERR in the status.
     pub ata_errors: AtomicU64,
+    /// ATA command service times (when the worker says when a frame arrived).
+    pub latency: super::Histogram,
 }
 
 /// A plain copy of [`ExportStats`].
@@ -129,6 +131,7 @@ pub struct ExportStatsSnapshot {
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub ata_errors: u64,
+    pub latency: super::HistogramSnapshot,
 }
 
 impl ExportStats {
@@ -141,6 +144,7 @@ impl ExportStats {
             bytes_read: g(&self.bytes_read),
             bytes_written: g(&self.bytes_written),
             ata_errors: g(&self.ata_errors),
+            latency: self.latency.snapshot(),
         }
     }
 }

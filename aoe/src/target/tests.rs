@@ -904,6 +904,7 @@ fn export_stats_count_per_export() {
             bytes_read: 3 * 1024,
             bytes_written: 512,
             ata_errors: 1,
+            ..Default::default()
         }
     );
     assert_eq!(
@@ -1005,4 +1006,39 @@ fn reconfigure_advertises_at_the_next_tick_only() {
     assert!(tx.frames.iter().all(|f| f[..6] == [0xff; 6]));
     t.tick(std::time::Instant::now(), &mut tx);
     assert_eq!(tx.frames.len(), 2, "advertised once");
+}
+
+/// Per-client counters: I/O and refusals by source MAC; service times only when the frame
+/// comes through the worker interface (which says when it arrived).
+#[test]
+fn clients_are_counted_by_source_mac() {
+    use l2san_common::FrameHandler;
+    let img = memory_image(SECTORS, false);
+    let mut e = AoeExport::new(1, 2, img);
+    e.allow = vec![HOST_A];
+    let t = target_with(vec![e]);
+    let mut tx = StaleTx::new();
+    // Through the worker interface: timed.
+    t.handle(&ata(2, 0x24, 0, &[]), &mut tx);
+    t.handle(&ata(1, 0x34, 8, &[7; 512]), &mut tx);
+    // Sans-IO: counted, not timed.
+    t.handle_frame(&ata(1, 0x24, SECTORS + 5, &[]), &mut tx);
+    // HOST_B is not allowed; a frame for nobody's shelf makes no client at all.
+    t.handle(&ata_to(HOST_B, 1, 2, 0, 1, 0xec, 0, &[]), &mut tx);
+    t.handle(
+        &ata_to(MacAddr([2, 9, 9, 9, 9, 9]), 7, 7, 0, 1, 0xec, 0, &[]),
+        &mut tx,
+    );
+    let c = t.client_stats();
+    assert_eq!(c.len(), 2, "{c:?}");
+    let a = c.iter().find(|(m, _)| *m == Some(HOST_A)).unwrap().1;
+    assert_eq!((a.requests, a.reads, a.writes), (3, 1, 1));
+    assert_eq!(
+        (a.bytes_read, a.bytes_written, a.ata_errors),
+        (1024, 512, 1)
+    );
+    assert_eq!(a.latency.count(), 2, "two timed ATA commands");
+    let b = c.iter().find(|(m, _)| *m == Some(HOST_B)).unwrap().1;
+    assert_eq!((b.requests, b.not_allowed), (0, 1));
+    assert_eq!(t.export_stats()[0].2.latency.count(), 2);
 }

@@ -1,0 +1,264 @@
+//! Per-client counters: one entry per source MAC that addressed one of the target's exports,
+//! with its I/O, its refusals and a latency histogram.
+//!
+//! The table is bounded: after [`MAX_CLIENTS`] MACs, newcomers are counted together in one
+//! "other" entry, so that a host sending from random MACs cannot grow it without end. Reads
+//! on the frame path take a [`ReadMostly`] stripe and a binary search; a new client copies
+//! the table once (rare: a boot farm has a fixed set of MACs).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use l2san_common::sync::{Read, ReadMostly};
+use l2san_common::MacAddr;
+
+/// Most clients counted one by one per target.
+pub const MAX_CLIENTS: usize = 1024;
+
+/// Upper bounds of the latency buckets (the last bucket has none): service time from the
+/// frame's arrival in the handler to its reply handed to the transmit path.
+pub const LATENCY_BOUNDS: [Duration; 12] = [
+    Duration::from_micros(10),
+    Duration::from_micros(50),
+    Duration::from_micros(100),
+    Duration::from_micros(250),
+    Duration::from_micros(500),
+    Duration::from_millis(1),
+    Duration::from_micros(2500),
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_secs(1),
+];
+
+/// A latency histogram of relaxed atomics.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+/// A plain copy of a [`Histogram`]: counts per bucket (not cumulative), their sum.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistogramSnapshot {
+    pub buckets: [u64; LATENCY_BOUNDS.len() + 1],
+    pub sum_ns: u64,
+}
+
+impl HistogramSnapshot {
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
+impl Histogram {
+    pub fn record(&self, d: Duration) {
+        let i = LATENCY_BOUNDS
+            .iter()
+            .position(|&b| d <= b)
+            .unwrap_or(LATENCY_BOUNDS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            buckets: std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
+            sum_ns: self.sum_ns.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What one client did, all relaxed atomics.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    /// Commands that reached an export (after allow-list and Mac Mask List).
+    pub requests: AtomicU64,
+    pub reads: AtomicU64,
+    pub writes: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub bytes_written: AtomicU64,
+    /// ATA commands answered with ERR, and replies with the AoE E flag.
+    pub ata_errors: AtomicU64,
+    pub aoe_errors: AtomicU64,
+    /// Dropped: not on the export's allow-list.
+    pub not_allowed: AtomicU64,
+    /// Dropped: not on a non-empty Mac Mask List.
+    pub masked: AtomicU64,
+    /// Dropped: a broadcast-addressed command that only unicast may carry.
+    pub broadcast_refused: AtomicU64,
+    /// ATA commands refused with AoE Error 6: the export is reserved by another host.
+    pub reserved: AtomicU64,
+    /// ATA command service times.
+    pub latency: Histogram,
+}
+
+/// A plain copy of [`ClientStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientStatsSnapshot {
+    pub requests: u64,
+    pub reads: u64,
+    pub writes: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub ata_errors: u64,
+    pub aoe_errors: u64,
+    pub not_allowed: u64,
+    pub masked: u64,
+    pub broadcast_refused: u64,
+    pub reserved: u64,
+    pub latency: HistogramSnapshot,
+}
+
+impl ClientStats {
+    pub fn snapshot(&self) -> ClientStatsSnapshot {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ClientStatsSnapshot {
+            requests: g(&self.requests),
+            reads: g(&self.reads),
+            writes: g(&self.writes),
+            bytes_read: g(&self.bytes_read),
+            bytes_written: g(&self.bytes_written),
+            ata_errors: g(&self.ata_errors),
+            aoe_errors: g(&self.aoe_errors),
+            not_allowed: g(&self.not_allowed),
+            masked: g(&self.masked),
+            broadcast_refused: g(&self.broadcast_refused),
+            reserved: g(&self.reserved),
+            latency: self.latency.snapshot(),
+        }
+    }
+}
+
+type Table = Vec<(MacAddr, Arc<ClientStats>)>;
+
+/// The clients of one target.
+#[derive(Debug, Default)]
+pub struct Clients {
+    /// Sorted by MAC.
+    table: ReadMostly<Table>,
+    /// Serializes additions (readers never wait for it).
+    grow: Mutex<()>,
+    /// Everyone after the first [`MAX_CLIENTS`].
+    overflow: ClientStats,
+}
+
+/// One client's counters, held for the handling of one frame.
+pub struct Client<'a> {
+    table: Option<(Read<'a, Table>, usize)>,
+    overflow: &'a ClientStats,
+}
+
+impl std::ops::Deref for Client<'_> {
+    type Target = ClientStats;
+    fn deref(&self) -> &ClientStats {
+        match &self.table {
+            Some((t, i)) => &t[*i].1,
+            None => self.overflow,
+        }
+    }
+}
+
+impl Clients {
+    /// The counters of `mac`, added if new (or the "other" entry when the table is full).
+    pub fn get(&self, mac: MacAddr) -> Client<'_> {
+        let t = self.table.read();
+        if let Ok(i) = t.binary_search_by_key(&mac, |(m, _)| *m) {
+            return Client {
+                table: Some((t, i)),
+                overflow: &self.overflow,
+            };
+        }
+        let full = t.len() >= MAX_CLIENTS;
+        drop(t);
+        if !full {
+            let _g = self.grow.lock().unwrap_or_else(|e| e.into_inner());
+            let t = self.table.load();
+            if let Err(at) = t.binary_search_by_key(&mac, |(m, _)| *m) {
+                if t.len() < MAX_CLIENTS {
+                    let mut grown = Vec::with_capacity(t.len() + 1);
+                    grown.extend_from_slice(&t[..at]);
+                    grown.push((mac, Arc::default()));
+                    grown.extend_from_slice(&t[at..]);
+                    self.table.replace(grown);
+                }
+            }
+        }
+        let t = self.table.read();
+        match t.binary_search_by_key(&mac, |(m, _)| *m) {
+            Ok(i) => Client {
+                table: Some((t, i)),
+                overflow: &self.overflow,
+            },
+            Err(_) => Client {
+                table: None,
+                overflow: &self.overflow,
+            },
+        }
+    }
+
+    /// Every client's counters, by MAC; `None` is everyone past [`MAX_CLIENTS`] (listed only
+    /// when it counted something).
+    pub fn snapshot(&self) -> Vec<(Option<MacAddr>, ClientStatsSnapshot)> {
+        let mut out: Vec<_> = self
+            .table
+            .read()
+            .iter()
+            .map(|(m, s)| (Some(*m), s.snapshot()))
+            .collect();
+        let other = self.overflow.snapshot();
+        if other != ClientStatsSnapshot::default() {
+            out.push((None, other));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_by_upper_bound() {
+        let h = Histogram::default();
+        h.record(Duration::from_micros(3));
+        h.record(Duration::from_micros(10));
+        h.record(Duration::from_micros(11));
+        h.record(Duration::from_secs(5));
+        let s = h.snapshot();
+        assert_eq!(s.buckets[0], 2, "<= 10 us");
+        assert_eq!(s.buckets[1], 1, "<= 50 us");
+        assert_eq!(s.buckets[LATENCY_BOUNDS.len()], 1, "+Inf");
+        assert_eq!(s.count(), 4);
+        assert_eq!(s.sum_ns, 3_000 + 10_000 + 11_000 + 5_000_000_000);
+    }
+
+    #[test]
+    fn clients_are_counted_apart_and_the_table_is_bounded() {
+        let c = Clients::default();
+        let a = MacAddr([2, 0, 0, 0, 0, 1]);
+        let b = MacAddr([2, 0, 0, 0, 0, 2]);
+        c.get(b).requests.fetch_add(2, Ordering::Relaxed);
+        c.get(a).requests.fetch_add(1, Ordering::Relaxed);
+        c.get(b).requests.fetch_add(1, Ordering::Relaxed);
+        let s = c.snapshot();
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].0, s[0].1.requests), (Some(a), 1), "sorted by MAC");
+        assert_eq!((s[1].0, s[1].1.requests), (Some(b), 3));
+        for i in 0..(MAX_CLIENTS + 10) as u32 {
+            let mac = MacAddr([4, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8, 0]);
+            c.get(mac).requests.fetch_add(1, Ordering::Relaxed);
+        }
+        let s = c.snapshot();
+        assert_eq!(s.len(), MAX_CLIENTS + 1, "the table plus 'other'");
+        let other = s.last().unwrap();
+        assert_eq!(other.0, None);
+        assert_eq!(other.1.requests, 12, "the 10 + 2 that found the table full");
+        // Known clients are still counted one by one.
+        c.get(a).requests.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(c.snapshot()[0].1.requests, 2);
+    }
+}
