@@ -1,7 +1,9 @@
-//! `l2san-load`: an AoE initiator over a raw socket that loads a target and measures it.
+//! `l2san-load`: an AoE or FCoE (VN2VN) initiator over a raw socket that loads a target and
+//! measures it.
 //!
 //! ```text
 //! l2san-load -i veth0 --target e0.0 --op read --pattern random --sectors 1 --qd 16 --duration 5
+//! l2san-load -i veth0 --protocol fcoe --lun 0 --op write --sectors 17 --qd 16
 //! ```
 //! Prints a human summary and one machine-readable line starting with `RESULT`.
 #![forbid(unsafe_code)]
@@ -10,9 +12,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
-use l2san_bench::load::{self, aoe, LoadConfig, Op, Pattern};
+use l2san_bench::load::{self, aoe, fcoe, LoadConfig, Op, Pattern, Protocol, Session};
 use l2san_common::io::sys::packet;
-use l2san_common::{Interface, MacAddr};
+use l2san_common::io::sys::{PacketRx, PacketTx};
+use l2san_common::{EtherType, Interface, MacAddr};
+use l2san_fcoe::wire::Wwn;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum OpArg {
@@ -20,6 +24,13 @@ enum OpArg {
     Write,
     /// Write a seeded pattern, read it back, compare.
     Verify,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ProtocolArg {
+    Aoe,
+    /// FCoE VN2VN: FIP claim, FLOGI, PLOGI, PRLI, then FCP READ/WRITE.
+    Fcoe,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -31,20 +42,36 @@ enum PatternArg {
 #[derive(Debug, Parser)]
 #[command(
     name = "l2san-load",
-    about = "AoE load generator: discovers e<shelf>.<slot>, drives it from simulated clients, \
-             reports IOPS, MB/s, latency percentiles and the target's CPU per I/O",
+    about = "AoE/FCoE load generator: finds the target (AoE e<shelf>.<slot>, or an FCoE VN2VN \
+             port and LUN), drives it from simulated clients, reports IOPS, MB/s, latency \
+             percentiles and the target's CPU per I/O",
     after_help = "Examples:\n  \
         l2san-load -i veth1 --target e0.0 --pattern random --sectors 1 --qd 16 --duration 5\n  \
         l2san-load -i veth1 --target e0.0 --clients 100 --qd 1 --sectors 2 --pattern sequential\n  \
-        l2san-load -i veth1 --target e0.0 --op verify --requests 100000 --target-pid $(pidof vblade)"
+        l2san-load -i veth1 --target e0.0 --op verify --requests 100000 --target-pid $(pidof vblade)\n  \
+        l2san-load -i veth1 --protocol fcoe --lun 0 --op write --sectors 17 --qd 16 --target-pid $(pidof l2san)"
 )]
 struct Args {
     /// Interface to send from (the target's segment).
     #[arg(short = 'i', long = "interface", value_name = "IFACE")]
     interface: String,
+    #[arg(long, value_enum, default_value_t = ProtocolArg::Aoe)]
+    protocol: ProtocolArg,
     /// The AoE target, `e<shelf>.<slot>`.
     #[arg(long, value_name = "eX.Y", default_value = "e0.0")]
     target: String,
+    /// FCoE: the LUN to load.
+    #[arg(long, default_value_t = 0)]
+    lun: u16,
+    /// FCoE: the target port's WWPN, when several VN2VN targets answer (default: the first).
+    #[arg(long, value_name = "WWPN")]
+    fcoe_wwpn: Option<Wwn>,
+    /// FCoE: client i claims VN2VN port ID BASE+1+i (the target's own ID is skipped).
+    #[arg(long, value_name = "BASE", default_value = "0x4c00", value_parser = parse_id_base)]
+    fcoe_id_base: u32,
+    /// FCoE: READ(16)/WRITE(16) for every request (default: the 10-byte CDBs where they reach).
+    #[arg(long)]
+    cdb16: bool,
     #[arg(long, value_enum, default_value_t = OpArg::Read)]
     op: OpArg,
     #[arg(long, value_enum, default_value_t = PatternArg::Random)]
@@ -93,6 +120,18 @@ struct Args {
     label: String,
 }
 
+fn parse_id_base(s: &str) -> Result<u32, String> {
+    let v = match s.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => s.parse(),
+    }
+    .map_err(|e| format!("'{s}': {e}"))?;
+    if v >= 0xfff0 {
+        return Err(format!("{v:#x} leaves no VN2VN port IDs below 0xffff"));
+    }
+    Ok(v)
+}
+
 fn main() {
     if let Err(e) = run(Args::parse()) {
         eprintln!("l2san-load: error: {e:#}");
@@ -101,7 +140,6 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
-    let (major, minor) = aoe::parse_target(&args.target)?;
     let iface = Interface::by_name(&args.interface)?;
     if args.clients == 0 || args.qd == 0 {
         bail!("--clients and --qd must be at least 1");
@@ -139,7 +177,11 @@ fn run(args: Args) -> Result<()> {
         target_pid: args.target_pid,
     };
 
-    let (mut rx, mut tx) = packet::open(iface.index, &[l2san_aoe::wire::ETHERTYPE])
+    let ethertypes: &[u16] = match args.protocol {
+        ProtocolArg::Aoe => &[l2san_aoe::wire::ETHERTYPE],
+        ProtocolArg::Fcoe => &[EtherType::FCOE, EtherType::FIP],
+    };
+    let (mut rx, mut tx) = packet::open(iface.index, ethertypes)
         .with_context(|| format!("cannot open a packet socket on {} (root?)", iface.name))?;
     // Simulated clients use source MACs the NIC does not own: a real NIC drops the replies to
     // them unless it is promiscuous (the kernel undoes it when the socket closes).
@@ -147,37 +189,39 @@ fn run(args: Args) -> Result<()> {
         rx.set_promiscuous(iface.index)
             .context("cannot make the interface promiscuous")?;
     }
-    let (proto, session) = aoe::discover(
-        &mut rx,
-        &mut tx,
-        cfg.client_mac(0),
-        major,
-        minor,
-        Duration::from_millis(500),
-    )?;
-    let outstanding = cfg.clients as u64 * cfg.qd as u64;
-    eprintln!(
-        "l2san-load: e{major}.{minor} at {} ({} MiB, {} sectors/request max, buffer count {}, \
-         firmware {:#06x}); {} {:?} {:?} x{} sectors, {} client(s) x QD {}",
-        session.target,
-        session.capacity / 2048,
-        session.max_sectors,
-        session.buffer_count,
-        session.firmware,
-        iface.name,
-        cfg.op,
-        cfg.pattern,
-        cfg.sectors,
-        cfg.clients,
-        cfg.qd,
-    );
-    if outstanding > session.buffer_count as u64 && cfg.clients == 1 {
-        eprintln!(
-            "l2san-load: note: QD {} exceeds the target's buffer count {}",
-            cfg.qd, session.buffer_count
-        );
-    }
-    let r = load::run(&proto, &session, &cfg, &mut rx, &mut tx)?;
+    let r = match args.protocol {
+        ProtocolArg::Aoe => {
+            let (major, minor) = aoe::parse_target(&args.target)?;
+            let (proto, session) = aoe::discover(
+                &mut rx,
+                &mut tx,
+                cfg.mac_base,
+                cfg.clients,
+                major,
+                minor,
+                Duration::from_millis(500),
+            )?;
+            drive(&proto, &session, &cfg, &iface.name, &mut rx, &mut tx)?
+        }
+        ProtocolArg::Fcoe => {
+            let opts = fcoe::FcoeOptions {
+                lun: args.lun,
+                target_wwpn: args.fcoe_wwpn,
+                id_base: args.fcoe_id_base,
+                mtu: iface.mtu().unwrap_or(1500),
+                cdb16: args.cdb16,
+                check_crc: cfg.op == Op::Verify,
+                mac_base: cfg.mac_base,
+                clients: cfg.clients,
+                step_timeout: Duration::from_millis(300),
+                step_tries: 10,
+            };
+            let (proto, session) = fcoe::login(&mut rx, &mut tx, &opts)?;
+            let r = drive(&proto, &session, &cfg, &iface.name, &mut rx, &mut tx);
+            proto.logout(&mut tx);
+            r?
+        }
+    };
     let ring = rx.stats().unwrap_or_default();
 
     let us = |ns: u64| ns as f64 / 1000.0;
@@ -185,10 +229,11 @@ fn run(args: Args) -> Result<()> {
         .target_cpu_us_per_io()
         .map_or_else(|| "na".to_string(), |c| format!("{c:.2}"));
     println!(
-        "{} {:?} {:?} {}x512 qd{} clients{}: {:.0} IOPS, {:.1} MB/s, latency p50 {:.1} us \
+        "{} {:?} {:?} {:?} {}x512 qd{} clients{}: {:.0} IOPS, {:.1} MB/s, latency p50 {:.1} us \
          p99 {:.1} us p99.9 {:.1} us max {:.1} us; target CPU {} us/IO, generator CPU {:.2} us/IO; \
          {} retransmits, {} errors, {} lost, {} late{}",
         args.label,
+        args.protocol,
         cfg.op,
         cfg.pattern,
         cfg.sectors,
@@ -248,4 +293,28 @@ fn run(args: Args) -> Result<()> {
         bail!("no request completed");
     }
     Ok(())
+}
+
+/// Log what was found, then run the load.
+fn drive<P: Protocol>(
+    proto: &P,
+    session: &Session,
+    cfg: &LoadConfig,
+    iface: &str,
+    rx: &mut PacketRx,
+    tx: &mut PacketTx,
+) -> Result<load::Report> {
+    eprintln!(
+        "l2san-load: {}; {iface} {:?} {:?} x{} sectors, {} client(s) x QD {}",
+        session.summary, cfg.op, cfg.pattern, cfg.sectors, cfg.clients, cfg.qd,
+    );
+    if let Some(limit) = session.queue_limit {
+        if cfg.qd > limit {
+            eprintln!(
+                "l2san-load: note: QD {} exceeds the target's buffer count {limit}",
+                cfg.qd
+            );
+        }
+    }
+    load::run(proto, session, cfg, rx, tx)
 }

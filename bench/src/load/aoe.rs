@@ -1,7 +1,7 @@
 //! The AoE side of the load generator: discovery (Query Config, then IDENTIFY for the
 //! capacity), and building requests and parsing replies in preallocated frames.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use l2san_aoe::wire::ata::{self, AtaFlags, AtaPacket, AtaRepr};
@@ -12,7 +12,7 @@ use l2san_common::ether::{emit_header, MIN_FRAME_LEN};
 use l2san_common::io::{FrameRx, FrameTx};
 use l2san_common::{EtherType, MacAddr};
 
-use super::{Io, Protocol, Reply, Session};
+use super::{client_mac, client_of, Event, Io, Protocol, Reply, Send, Session};
 
 const ATA_READ_EXT: u8 = 0x24;
 const ATA_WRITE_EXT: u8 = 0x34;
@@ -26,12 +26,15 @@ const DATA_OFFSET: usize = ARG_OFFSET + ata::ARG_LEN;
 /// with the engine's (which keep bit 31 clear).
 const SETUP_TAG: u32 = 0x8000_0000;
 
-/// An AoE target `e<major>.<minor>` at a known MAC.
+/// An AoE target `e<major>.<minor>` at a known MAC, and the clients that load it.
 #[derive(Debug, Clone, Copy)]
 pub struct Aoe {
     pub target: MacAddr,
     pub major: u16,
     pub minor: u8,
+    /// Client `i` sends from [`client_mac`]`(mac_base, i)`.
+    pub mac_base: MacAddr,
+    pub clients: u32,
 }
 
 /// Parse `e<shelf>.<slot>` (the `e` is optional).
@@ -66,18 +69,30 @@ impl Aoe {
 }
 
 impl Protocol for Aoe {
-    fn request_capacity(&self, max_write_sectors: u8) -> usize {
-        (DATA_OFFSET + max_write_sectors as usize * 512).max(MIN_FRAME_LEN)
+    fn area_len(&self, write_sectors: u8) -> usize {
+        (DATA_OFFSET + write_sectors as usize * 512).max(MIN_FRAME_LEN)
     }
 
-    fn prepare(&self, frame: &mut [u8], client: MacAddr) {
-        frame.fill(0);
-        emit_header(frame, self.target, client, EtherType::Aoe);
-        self.header(frame, Command::IssueAta, 0);
+    fn prepare(&self, area: &mut [u8], client: u32) {
+        area.fill(0);
+        emit_header(
+            area,
+            self.target,
+            client_mac(self.mac_base, client),
+            EtherType::Aoe,
+        );
+        self.header(area, Command::IssueAta, 0);
     }
 
-    fn build(&self, frame: &mut [u8], io: &Io) -> usize {
-        HeaderPacket::new_unchecked(&mut frame[ETH_HEADER_LEN..]).set_tag(io.tag);
+    fn write_data(&self, area: &mut [u8], sectors: u8, fill: &mut dyn FnMut(u64, &mut [u8])) {
+        fill(
+            0,
+            &mut area[DATA_OFFSET..DATA_OFFSET + sectors as usize * 512],
+        );
+    }
+
+    fn build(&self, area: &mut [u8], io: &Io, send: &mut Send<'_>) {
+        HeaderPacket::new_unchecked(&mut area[ETH_HEADER_LEN..]).set_tag(io.tag);
         let arg = AtaRepr {
             aflags: AtaFlags(AtaFlags::EXTENDED | if io.write { AtaFlags::WRITE } else { 0 }),
             err_feature: 0,
@@ -89,20 +104,29 @@ impl Protocol for Aoe {
             },
             lba: io.lba,
         };
-        arg.emit(&mut AtaPacket::new_unchecked(&mut frame[ARG_OFFSET..]));
+        arg.emit(&mut AtaPacket::new_unchecked(&mut area[ARG_OFFSET..]));
         let data = if io.write {
             io.sectors as usize * 512
         } else {
             0
         };
-        (DATA_OFFSET + data).max(MIN_FRAME_LEN)
-    }
-
-    fn write_data<'a>(&self, frame: &'a mut [u8], sectors: u8) -> &'a mut [u8] {
-        &mut frame[DATA_OFFSET..DATA_OFFSET + sectors as usize * 512]
+        send(0, (DATA_OFFSET + data).max(MIN_FRAME_LEN));
     }
 
     fn parse<'a>(&self, frame: &'a [u8]) -> Option<Reply<'a>> {
+        let (client, tag, ok, data) = self.reply(frame)?;
+        Some(Reply {
+            client: client_of(self.mac_base, self.clients, &client)?,
+            tag,
+            event: Event::Done { ok, data },
+        })
+    }
+}
+
+impl Aoe {
+    /// An ATA response of our target: (destination MAC, tag, success, data after the
+    /// argument).
+    fn reply<'a>(&self, frame: &'a [u8]) -> Option<([u8; 6], u32, bool, &'a [u8])> {
         if frame.len() < DATA_OFFSET || frame[12..14] != ETHERTYPE.to_be_bytes() {
             return None;
         }
@@ -118,55 +142,29 @@ impl Protocol for Aoe {
         let ok = !h.error_flag() && a.cmd_status() & ATA_STATUS_BAD == 0;
         let mut client = [0u8; 6];
         client.copy_from_slice(&frame[..6]);
-        Some(Reply {
-            client,
-            tag: h.tag(),
-            ok,
-            data: &frame[DATA_OFFSET..],
-        })
+        Some((client, h.tag(), ok, &frame[DATA_OFFSET..]))
     }
 }
 
-/// Wait up to `timeout` for a frame `pick` accepts; returns what it made of it.
-fn await_reply<T>(
-    rx: &mut dyn FrameRx,
-    timeout: Duration,
-    mut pick: impl FnMut(&[u8]) -> Option<T>,
-) -> Result<Option<T>> {
-    let deadline = Instant::now() + timeout;
-    let mut found = None;
-    while found.is_none() {
-        let now = Instant::now();
-        if now >= deadline {
-            break;
-        }
-        rx.recv_batch(
-            (deadline - now).min(Duration::from_millis(50)),
-            64,
-            &mut |f| {
-                if found.is_none() {
-                    found = pick(f);
-                }
-            },
-        )?;
-    }
-    Ok(found)
-}
-
-/// Find `e<major>.<minor>` with a broadcast Query Config from `client`, then read its capacity
-/// with IDENTIFY. Tries a few times, `timeout` each.
+/// Find `e<major>.<minor>` with a broadcast Query Config from the first client, then read its
+/// capacity with IDENTIFY. Tries a few times, `timeout` each. The result drives `clients`
+/// clients from `mac_base` on.
 pub fn discover(
     rx: &mut dyn FrameRx,
     tx: &mut dyn FrameTx,
-    client: MacAddr,
+    mac_base: MacAddr,
+    clients: u32,
     major: u16,
     minor: u8,
     timeout: Duration,
 ) -> Result<(Aoe, Session)> {
+    let client = client_mac(mac_base, 0);
     let probe = Aoe {
         target: MacAddr::BROADCAST,
         major,
         minor,
+        mac_base,
+        clients,
     };
     let mut q = vec![0u8; MIN_FRAME_LEN];
     emit_header(&mut q, MacAddr::BROADCAST, client, EtherType::Aoe);
@@ -178,7 +176,7 @@ pub fn discover(
     let mut found = None;
     for _ in 0..3 {
         tx.send_frames(&[&q])?;
-        found = await_reply(rx, timeout, |f| {
+        found = super::await_frame(rx, timeout, |f| {
             if f.len() < ARG_OFFSET + 8 || f[..6] != client.0 {
                 return None;
             }
@@ -206,14 +204,10 @@ pub fn discover(
     let Some((target, buffer_count, sector_count, firmware)) = found else {
         bail!("no answer to Query Config for e{major}.{minor}: is the target serving on this segment?");
     };
-    let aoe = Aoe {
-        target,
-        major,
-        minor,
-    };
+    let aoe = Aoe { target, ..probe };
 
     let mut id = vec![0u8; MIN_FRAME_LEN];
-    aoe.prepare(&mut id, client);
+    aoe.prepare(&mut id, 0);
     aoe.header(&mut id, Command::IssueAta, SETUP_TAG | 1);
     AtaRepr {
         aflags: AtaFlags(0),
@@ -226,9 +220,9 @@ pub fn discover(
     let mut ident = None;
     for _ in 0..3 {
         tx.send_frames(&[&id])?;
-        ident = await_reply(rx, timeout, |f| {
-            let r = aoe.parse(f)?;
-            (r.client == client.0 && r.tag == SETUP_TAG | 1).then(|| (r.ok, r.data.to_vec()))
+        ident = super::await_frame(rx, timeout, |f| {
+            let (to, tag, ok, data) = aoe.reply(f)?;
+            (to == client.0 && tag == SETUP_TAG | 1).then(|| (ok, data.to_vec()))
         })?;
         if ident.is_some() {
             break;
@@ -250,15 +244,19 @@ pub fn discover(
     } else {
         word(60) | word(61) << 16
     };
+    // AoEr11: 0 means 2, for backward compatibility.
+    let max_sectors = if sector_count == 0 { 2 } else { sector_count };
     Ok((
         aoe,
         Session {
-            target,
             capacity,
-            // AoEr11: 0 means 2, for backward compatibility.
-            max_sectors: if sector_count == 0 { 2 } else { sector_count },
-            buffer_count,
-            firmware,
+            max_sectors,
+            summary: format!(
+                "e{major}.{minor} at {target} ({} MiB, {max_sectors} sectors/request max, \
+                 buffer count {buffer_count}, firmware {firmware:#06x})",
+                capacity / 2048
+            ),
+            queue_limit: Some(buffer_count as u32),
         },
     ))
 }
@@ -273,17 +271,23 @@ mod tests {
             target: MacAddr([2, 0, 0, 0, 0, 0xaa]),
             major: 3,
             minor: 1,
+            mac_base: MacAddr([2, 0, 0, 0, 0, 0]),
+            clients: 1,
         };
         let client = MacAddr([2, 0, 0, 0, 0, 1]);
-        let mut f = vec![0u8; aoe.request_capacity(2)];
-        aoe.prepare(&mut f, client);
+        let mut f = vec![0u8; aoe.area_len(2)];
+        aoe.prepare(&mut f, 0);
         let io = Io {
             tag: 0x1234_0007,
             lba: 0x0102_0304_0506,
             sectors: 2,
             write: true,
         };
-        let len = aoe.build(&mut f, &io);
+        let mut len = 0;
+        aoe.build(&mut f, &io, &mut |start, l| {
+            assert_eq!(start, 0);
+            len = l
+        });
         assert_eq!(len, 36 + 1024);
         assert_eq!(&f[..6], &aoe.target.0);
         assert_eq!(&f[24..36], &[0x41, 0, 2, 0x34, 6, 5, 4, 3, 2, 1, 0, 0]);
@@ -293,9 +297,15 @@ mod tests {
         r[14] |= 0x08;
         r[27] = 0x40;
         let p = aoe.parse(&r).unwrap();
-        assert_eq!((p.client, p.tag, p.ok), (client.0, 0x1234_0007, true));
+        assert_eq!((p.client, p.tag), (0, 0x1234_0007));
+        assert!(matches!(p.event, Event::Done { ok: true, data } if data.len() == 1024));
         r[27] = 0x41;
-        assert!(!aoe.parse(&r).unwrap().ok);
+        assert!(matches!(
+            aoe.parse(&r).unwrap().event,
+            Event::Done { ok: false, .. }
+        ));
+        r[5] = 2;
+        assert!(aoe.parse(&r).is_none(), "a reply to another client's MAC");
         assert_eq!(parse_target("e3.1").unwrap(), (3, 1));
         assert!(parse_target("e65535.0").is_err());
     }

@@ -3,19 +3,24 @@
 //! CPU time per I/O.
 //!
 //! The engine is protocol-agnostic: a [`Protocol`] builds requests in preallocated frames and
-//! recognises replies; [`aoe`] is the AoE one. An FCoE protocol would plug in the same way
-//! (its exchange ID taking the place of the AoE tag; see [`Protocol::tag_bits`]).
+//! turns received frames into [`Reply`] events; [`aoe`] (one request frame, one reply frame
+//! carrying the data) and [`fcoe`] (FCP: a command, data frames in either direction after a
+//! transfer-ready for writes, then a status frame) plug in the same way.
 //!
-//! Requests live in slots, `clients × queue depth` of them, each with its own frame buffer
-//! allocated once. A reply is matched to its slot by destination MAC (the simulated client)
-//! and tag (slot index in the low 16 bits, a per-send generation above, so that a reply to a
-//! retransmitted request's earlier copy is recognised as late and ignored). Nothing is
-//! allocated per request: frames are rebuilt in place, sent in `sendmmsg` batches and
-//! received from a TPACKET_V2 ring in batches.
+//! Requests live in slots, `clients × queue depth` of them, each with its own frame area
+//! allocated once (the command frame and, for FCoE writes, the data frames). A reply is
+//! matched to its slot by client and tag: the tag carries the slot's queue index within its
+//! client in the low bits and a per-send generation above, so that a reply to a retransmitted
+//! request's earlier copy is recognised as late and ignored. AoE tags have 31 bits for this,
+//! FCoE OX_IDs 15 (the initiator's exchange IDs are per login, so per client). Nothing is
+//! allocated per request: frames are rebuilt in place, sent in `sendmmsg` batches and received
+//! from a TPACKET_V2 ring in batches.
 
 pub mod aoe;
 pub mod cpu;
+pub mod fcoe;
 pub mod hist;
+pub mod loopback;
 
 use std::time::{Duration, Instant};
 
@@ -34,48 +39,123 @@ pub struct Io {
     pub write: bool,
 }
 
-/// A reply as a protocol recognised it.
+/// What a received frame means for one request.
 #[derive(Debug)]
-pub struct Reply<'a> {
-    /// The destination MAC: which simulated client it is for.
-    pub client: [u8; 6],
-    pub tag: u32,
-    /// The target reported success.
-    pub ok: bool,
-    /// Read data (and any padding after it).
-    pub data: &'a [u8],
+pub enum Event<'a> {
+    /// The request is over; `ok` if the target reported success. `data` is read data that
+    /// came in the same frame (AoE), empty otherwise.
+    Done { ok: bool, data: &'a [u8] },
+    /// Read data at byte `offset` of the request (FCP_DATA).
+    Data { offset: u32, data: &'a [u8] },
+    /// The target is ready for `len` bytes of write data from byte `offset`, in its exchange
+    /// `responder_id` (FCP_XFER_RDY).
+    WriteReady {
+        offset: u32,
+        len: u32,
+        responder_id: u16,
+    },
 }
 
-/// What discovery learnt about the target.
-#[derive(Debug, Clone, Copy)]
+/// A received frame as a protocol recognised it.
+#[derive(Debug)]
+pub struct Reply<'a> {
+    /// Which simulated client it is for.
+    pub client: u32,
+    pub tag: u32,
+    pub event: Event<'a>,
+}
+
+/// What discovery or login learnt about the target.
+#[derive(Debug, Clone)]
 pub struct Session {
-    pub target: MacAddr,
     /// Capacity in 512-byte sectors.
     pub capacity: u64,
     /// Most sectors the target takes in one request.
     pub max_sectors: u8,
-    /// Requests the target says it can queue.
-    pub buffer_count: u16,
-    pub firmware: u16,
+    /// One line for the log: who answered and what it offers.
+    pub summary: String,
+    /// Requests the target says it can queue per initiator (AoE Buffer Count), if it says.
+    pub queue_limit: Option<u32>,
 }
+
+/// Where a protocol asks the engine to send frames of a slot's area: `(start, len)`.
+pub type Send<'a> = dyn FnMut(usize, usize) + 'a;
 
 /// A storage protocol as the engine drives it.
 pub trait Protocol {
-    /// Bytes a request frame buffer needs for writes of up to `max_write_sectors`.
-    fn request_capacity(&self, max_write_sectors: u8) -> usize;
-    /// Write the parts of a request frame that never change for `client`.
-    fn prepare(&self, frame: &mut [u8], client: MacAddr);
-    /// Fill in the request for `io` (write data is placed separately through
-    /// [`Protocol::write_data`]); returns the frame length to send.
-    fn build(&self, frame: &mut [u8], io: &Io) -> usize;
-    /// Where a write's data goes in the frame.
-    fn write_data<'a>(&self, frame: &'a mut [u8], sectors: u8) -> &'a mut [u8];
-    /// A reply to one of our requests, or `None` for anything else.
-    fn parse<'a>(&self, frame: &'a [u8]) -> Option<Reply<'a>>;
-    /// How many tag bits the protocol carries (AoE: 32; FCoE's OX_ID would be 16).
-    fn tag_bits(&self) -> u32 {
-        32
+    /// Bytes of frame area a request slot needs for writes of up to `write_sectors` (0 for
+    /// a read-only run).
+    fn area_len(&self, write_sectors: u8) -> usize;
+    /// Write the parts of a slot's frames that never change for `client`.
+    fn prepare(&self, area: &mut [u8], client: u32);
+    /// Hand the write data of a request of `sectors` to `fill`, piece by piece in order:
+    /// `fill(first_sector, bytes)`, each piece whole sectors.
+    fn write_data(&self, area: &mut [u8], sectors: u8, fill: &mut dyn FnMut(u64, &mut [u8]));
+    /// Fill in the request for `io` and name the frames to send now.
+    fn build(&self, area: &mut [u8], io: &Io, send: &mut Send<'_>);
+    /// The target is ready for write data ([`Event::WriteReady`]): name the frames to send.
+    fn write_ready(
+        &self,
+        _area: &mut [u8],
+        _io: &Io,
+        _offset: u32,
+        _len: u32,
+        _responder_id: u16,
+        _send: &mut Send<'_>,
+    ) {
     }
+    /// What `frame` means for one of our requests, or `None` if it is none of ours.
+    fn parse<'a>(&self, frame: &'a [u8]) -> Option<Reply<'a>>;
+    /// How many tag bits the engine may use (AoE: 31; FCoE's OX_ID: 15).
+    fn tag_bits(&self) -> u32 {
+        31
+    }
+    /// Called every few milliseconds with the time since the start: send what keeps the
+    /// sessions alive (FCoE: VN2VN beacons).
+    fn keepalive(&self, _since_start: Duration, _tx: &mut dyn FrameTx) {}
+}
+
+/// Wait up to `timeout` for a frame `pick` accepts; returns what it made of it. Frames it
+/// does not accept are dropped.
+pub fn await_frame<T>(
+    rx: &mut dyn FrameRx,
+    timeout: Duration,
+    mut pick: impl FnMut(&[u8]) -> Option<T>,
+) -> Result<Option<T>> {
+    let deadline = Instant::now() + timeout;
+    let mut found = None;
+    while found.is_none() {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        rx.recv_batch(
+            (deadline - now).min(Duration::from_millis(50)),
+            64,
+            &mut |f| {
+                if found.is_none() {
+                    found = pick(f);
+                }
+            },
+        )?;
+    }
+    Ok(found)
+}
+
+/// Client `i`'s MAC: `base` with its last two bytes replaced by `i + 1`.
+pub fn client_mac(base: MacAddr, i: u32) -> MacAddr {
+    let mut m = base;
+    m.0[4..6].copy_from_slice(&((i + 1) as u16).to_be_bytes());
+    m
+}
+
+/// Which of `clients` clients has `mac` (see [`client_mac`]).
+pub fn client_of(base: MacAddr, clients: u32, mac: &[u8]) -> Option<u32> {
+    if mac.len() < 6 || mac[..4] != base.0[..4] {
+        return None;
+    }
+    let i = u16::from_be_bytes([mac[4], mac[5]]) as u32;
+    (1..=clients).contains(&i).then(|| i - 1)
 }
 
 /// What each request does.
@@ -125,17 +205,7 @@ pub struct LoadConfig {
 
 impl LoadConfig {
     pub fn client_mac(&self, i: u32) -> MacAddr {
-        let mut m = self.mac_base;
-        m.0[4..6].copy_from_slice(&((i + 1) as u16).to_be_bytes());
-        m
-    }
-
-    fn client_of(&self, mac: &[u8; 6]) -> Option<u32> {
-        if mac[..4] != self.mac_base.0[..4] {
-            return None;
-        }
-        let i = u16::from_be_bytes([mac[4], mac[5]]) as u32;
-        (1..=self.clients).contains(&i).then(|| i - 1)
+        client_mac(self.mac_base, i)
     }
 }
 
@@ -216,7 +286,6 @@ pub fn check_pattern(buf: &[u8], lba: u64, seed: u64) -> u64 {
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
-    client: u32,
     busy: bool,
     /// Verify: the write at `lba` is done; read it back next.
     readback: bool,
@@ -228,17 +297,26 @@ struct Slot {
     first: u64,
     last: u64,
     tries: u32,
-    len: u32,
+    /// Read data bytes received so far (every [`Event::Data`] and [`Event::Done`] of this send).
+    received: u32,
 }
 
 /// Mutable run state, apart from the protocol and the socket halves.
 struct Engine<'a> {
     cfg: &'a LoadConfig,
     slots: Vec<Slot>,
+    /// Each slot's frame area, `area` bytes apiece.
     frames: Vec<u8>,
-    cap: usize,
+    area: usize,
+    /// Verify: each slot's read-back data, `sectors × 512` bytes apiece (empty otherwise).
+    readback: Vec<u8>,
+    /// Bits of the tag that hold the slot's queue index within its client.
+    index_bits: u32,
+    /// Generations cycle through 1..=generation_mask (never 0, so no tag is 0).
+    generation_mask: u16,
     ready: Vec<u32>,
-    to_send: Vec<u32>,
+    /// Frames to send: (offset in `frames`, length).
+    to_send: Vec<(u32, u32)>,
     cursors: Vec<u64>,
     region: u64,
     rng: u64,
@@ -273,33 +351,60 @@ impl Engine<'_> {
         }
     }
 
-    fn frame_mut(&mut self, s: u32) -> &mut [u8] {
-        let off = s as usize * self.cap;
-        &mut self.frames[off..off + self.cap]
+    /// Slot `s`'s client and its queue index within that client (slots are client-major:
+    /// `s = q × clients + client`, so that the first batch interleaves clients).
+    fn split(&self, s: u32) -> (u32, u32) {
+        (s % self.cfg.clients, s / self.cfg.clients)
     }
 
-    /// Give slot `s` a fresh tag and queue its frame.
-    fn send<P: Protocol>(&mut self, proto: &P, s: u32, now: u64) {
-        let slot = &mut self.slots[s as usize];
-        slot.generation = (slot.generation + 1) & 0x7fff;
-        slot.tag = (slot.generation as u32) << 16 | s;
-        slot.last = now;
-        slot.tries += 1;
-        let io = Io {
+    fn area_mut(&mut self, s: u32) -> &mut [u8] {
+        let off = s as usize * self.area;
+        &mut self.frames[off..off + self.area]
+    }
+
+    fn io(&self, s: u32) -> Io {
+        let slot = &self.slots[s as usize];
+        Io {
             tag: slot.tag,
             lba: slot.lba,
             sectors: self.cfg.sectors,
             write: slot.write,
+        }
+    }
+
+    /// Queue frames `(start, len)` of slot `s`'s area.
+    fn queue(to_send: &mut Vec<(u32, u32)>, base: usize, start: usize, len: usize) {
+        to_send.push(((base + start) as u32, len as u32));
+    }
+
+    /// Give slot `s` a fresh tag and queue its request.
+    fn send<P: Protocol>(&mut self, proto: &P, s: u32, now: u64) {
+        let (_, q) = self.split(s);
+        let mask = self.generation_mask;
+        let slot = &mut self.slots[s as usize];
+        slot.generation = if slot.generation >= mask {
+            1
+        } else {
+            slot.generation + 1
         };
-        let len = proto.build(self.frame_mut(s), &io);
-        self.slots[s as usize].len = len as u32;
-        self.to_send.push(s);
+        slot.tag = (slot.generation as u32) << self.index_bits | q;
+        slot.last = now;
+        slot.tries += 1;
+        slot.received = 0;
+        let io = self.io(s);
+        let base = s as usize * self.area;
+        let Engine {
+            frames, to_send, ..
+        } = self;
+        let area = &mut frames[base..base + self.area];
+        proto.build(area, &io, &mut |start, len| {
+            Self::queue(to_send, base, start, len)
+        });
     }
 
     fn issue<P: Protocol>(&mut self, proto: &P, s: u32, now: u64) {
-        let Slot {
-            client, readback, ..
-        } = self.slots[s as usize];
+        let (client, _) = self.split(s);
+        let readback = self.slots[s as usize].readback;
         let (lba, write) = match self.cfg.op {
             Op::Read => (self.next_lba(client), false),
             Op::Write => (self.next_lba(client), true),
@@ -307,8 +412,9 @@ impl Engine<'_> {
             Op::Verify => {
                 let lba = self.next_lba(client);
                 let (seed, sectors) = (self.cfg.seed, self.cfg.sectors);
-                let data = proto.write_data(self.frame_mut(s), sectors);
-                fill_pattern(data, lba, seed);
+                proto.write_data(self.area_mut(s), sectors, &mut |first, data| {
+                    fill_pattern(data, lba + first, seed)
+                });
                 (lba, true)
             }
         };
@@ -323,14 +429,16 @@ impl Engine<'_> {
         self.send(proto, s, now);
     }
 
-    fn complete(&mut self, s: u32, ok: bool, data: &[u8], now: u64) {
+    fn complete(&mut self, s: u32, ok: bool, now: u64) {
         let cfg = self.cfg;
+        let bytes = cfg.sectors as usize * 512;
         let slot = &mut self.slots[s as usize];
         slot.busy = false;
         self.busy -= 1;
         self.last_completion = now;
         self.r.latency.record(now.saturating_sub(slot.first));
-        let bytes = cfg.sectors as usize * 512;
+        // A read is good only with all its data.
+        let ok = ok && (slot.write || slot.received as usize >= bytes);
         if !ok {
             self.r.errors += 1;
             slot.readback = false;
@@ -342,24 +450,28 @@ impl Engine<'_> {
                     slot.readback = true;
                 } else {
                     slot.readback = false;
-                    let bad = if data.len() < bytes {
-                        cfg.sectors as u64
-                    } else {
-                        check_pattern(&data[..bytes], slot.lba, cfg.seed)
-                    };
+                    let off = s as usize * bytes;
+                    let bad = check_pattern(&self.readback[off..off + bytes], slot.lba, cfg.seed);
                     if bad > 0 {
                         self.r.mismatches += bad;
                         self.r.first_mismatch.get_or_insert(slot.lba);
                     }
                 }
-            } else if !slot.write && data.len() < bytes {
-                // A read reply without its data.
-                self.r.completed -= 1;
-                self.r.bytes -= bytes as u64;
-                self.r.errors += 1;
             }
         }
         self.ready.push(s);
+    }
+
+    /// Read data at byte `offset` of slot `s`'s request.
+    fn data(&mut self, s: u32, offset: u32, data: &[u8]) {
+        let bytes = self.cfg.sectors as usize * 512;
+        let slot = &mut self.slots[s as usize];
+        let take = data.len().min(bytes.saturating_sub(offset as usize));
+        slot.received = slot.received.saturating_add(take as u32);
+        if !self.readback.is_empty() && take > 0 {
+            let at = s as usize * bytes + offset as usize;
+            self.readback[at..at + take].copy_from_slice(&data[..take]);
+        }
     }
 
     fn on_frame<P: Protocol>(&mut self, proto: &P, frame: &[u8], now: u64) {
@@ -367,16 +479,42 @@ impl Engine<'_> {
             self.r.stray += 1;
             return;
         };
-        let Some(client) = self.cfg.client_of(&reply.client) else {
-            self.r.stray += 1;
+        let q = reply.tag & ((1 << self.index_bits) - 1);
+        let s = q as u64 * self.cfg.clients as u64 + reply.client as u64;
+        let live = reply.client < self.cfg.clients
+            && q < self.cfg.qd
+            && self
+                .slots
+                .get(s as usize)
+                .is_some_and(|slot| slot.busy && slot.tag == reply.tag);
+        if !live {
+            self.r.late += 1;
             return;
-        };
-        let s = reply.tag & 0xffff;
-        match self.slots.get(s as usize) {
-            Some(slot) if slot.busy && slot.tag == reply.tag && slot.client == client => {
-                self.complete(s, reply.ok, reply.data, now)
+        }
+        let s = s as u32;
+        match reply.event {
+            Event::Done { ok, data } => {
+                if !data.is_empty() {
+                    self.data(s, 0, data);
+                }
+                self.complete(s, ok, now)
             }
-            _ => self.r.late += 1,
+            Event::Data { offset, data } => self.data(s, offset, data),
+            Event::WriteReady {
+                offset,
+                len,
+                responder_id,
+            } => {
+                let io = self.io(s);
+                let base = s as usize * self.area;
+                let Engine {
+                    frames, to_send, ..
+                } = self;
+                let area = &mut frames[base..base + self.area];
+                proto.write_ready(area, &io, offset, len, responder_id, &mut |start, len| {
+                    Self::queue(to_send, base, start, len)
+                });
+            }
         }
     }
 
@@ -389,7 +527,7 @@ impl Engine<'_> {
                 continue;
             }
             if slot.tries >= self.cfg.max_tries {
-                self.complete(s, false, &[], now);
+                self.complete(s, false, now);
             } else {
                 self.r.retransmits += 1;
                 self.send(proto, s, now);
@@ -400,9 +538,8 @@ impl Engine<'_> {
     fn flush(&mut self, tx: &mut dyn FrameTx) {
         let mut refs: [&[u8]; 64] = [&[]; 64];
         for chunk in self.to_send.chunks(refs.len()) {
-            for (r, &s) in refs.iter_mut().zip(chunk) {
-                let off = s as usize * self.cap;
-                *r = &self.frames[off..off + self.slots[s as usize].len as usize];
+            for (r, &(off, len)) in refs.iter_mut().zip(chunk) {
+                *r = &self.frames[off as usize..(off + len) as usize];
             }
             match tx.send_frames(&refs[..chunk.len()]) {
                 Ok(n) => self.r.tx_dropped += (chunk.len() - n) as u64,
@@ -428,6 +565,11 @@ impl Engine<'_> {
     }
 }
 
+/// Bits needed to number `n` things (0 for one).
+fn bits_for(n: u32) -> u32 {
+    32 - n.saturating_sub(1).leading_zeros()
+}
+
 /// Drive the target described by `session` through `proto` until the duration or request
 /// count is reached, then drain what is outstanding and report.
 pub fn run<P: Protocol>(
@@ -448,9 +590,15 @@ pub fn run<P: Protocol>(
     if nslots == 0 || nslots > 0x1_0000 || cfg.clients > 0xfffe {
         bail!("clients x queue depth must be 1 to 65536 (got {nslots})");
     }
-    if proto.tag_bits() < 17 && nslots > 1 << (proto.tag_bits() - 1) {
-        bail!("this protocol's tags cannot tell {nslots} outstanding requests apart");
+    let index_bits = bits_for(cfg.qd);
+    if index_bits + 1 > proto.tag_bits() {
+        bail!(
+            "this protocol's tags cannot tell {} outstanding requests per client apart (at most {})",
+            cfg.qd,
+            1u32 << (proto.tag_bits() - 1)
+        );
     }
+    let generation_bits = (proto.tag_bits() - index_bits).min(15);
     let region = cfg.region.unwrap_or(session.capacity).min(session.capacity);
     if region < cfg.sectors as u64 * 2 {
         bail!("the target's region ({region} sectors) is too small for the requests");
@@ -460,14 +608,22 @@ pub fn run<P: Protocol>(
     }
 
     let write_sectors = if cfg.op == Op::Read { 0 } else { cfg.sectors };
-    let cap = proto.request_capacity(write_sectors).next_multiple_of(64);
+    let area = proto.area_len(write_sectors).next_multiple_of(64);
+    let bytes = cfg.sectors as usize * 512;
     let mut e = Engine {
         cfg,
         slots: vec![Slot::default(); nslots as usize],
-        frames: vec![0u8; cap * nslots as usize],
-        cap,
+        frames: vec![0u8; area * nslots as usize],
+        area,
+        readback: if cfg.op == Op::Verify {
+            vec![0u8; bytes * nslots as usize]
+        } else {
+            Vec::new()
+        },
+        index_bits,
+        generation_mask: ((1u32 << generation_bits) - 1) as u16,
         ready: Vec::with_capacity(nslots as usize),
-        to_send: Vec::with_capacity(nslots as usize),
+        to_send: Vec::with_capacity(4 * nslots as usize),
         cursors: vec![0; cfg.clients as usize],
         region,
         rng: mix(cfg.seed) | 1,
@@ -491,17 +647,16 @@ pub fn run<P: Protocol>(
             own_cpu_us: 0,
         },
     };
-    // Slots client-major, so that the first batch interleaves clients: slot = q * clients + c.
     for s in 0..nslots as u32 {
-        let client = s % cfg.clients;
-        e.slots[s as usize].client = client;
-        let mac = cfg.client_mac(client);
-        let frame = e.frame_mut(s);
-        proto.prepare(frame, mac);
-        if cfg.op == Op::Write {
+        let (client, _) = e.split(s);
+        let (op, sectors, seed) = (cfg.op, cfg.sectors, cfg.seed);
+        let area = e.area_mut(s);
+        proto.prepare(area, client);
+        if op == Op::Write {
             // Plain writes carry a fixed pattern per slot, written once.
-            let data = proto.write_data(frame, cfg.sectors);
-            fill_pattern(data, s as u64, cfg.seed);
+            proto.write_data(area, sectors, &mut |first, data| {
+                fill_pattern(data, s as u64 * 256 + first, seed)
+            });
         }
     }
     e.ready.extend((0..nslots as u32).rev());
@@ -555,6 +710,7 @@ pub fn run<P: Protocol>(
         }
         if now >= next_scan {
             e.scan(proto, now);
+            proto.keepalive(Duration::from_nanos(now), tx);
             next_scan = now + scan_every;
         }
         if !e.to_send.is_empty() {
@@ -570,6 +726,10 @@ pub fn run<P: Protocol>(
         });
         if let Err(err) = handled {
             bail!("receive failed: {err}");
+        }
+        if !e.to_send.is_empty() {
+            // Write data the target asked for goes at once, not after the next issue round.
+            e.flush(tx);
         }
     }
 
@@ -600,30 +760,31 @@ mod tests {
         assert_eq!(check_pattern(&buf, 100, 8), 3);
         buf[600] ^= 1;
         assert_eq!(check_pattern(&buf, 100, 7), 1);
+        // A pattern written in pieces is the pattern written whole.
+        let mut pieces = vec![0u8; 3 * 512];
+        fill_pattern(&mut pieces[..512], 100, 7);
+        fill_pattern(&mut pieces[512..], 101, 7);
+        fill_pattern(&mut buf, 100, 7);
+        assert_eq!(pieces, buf);
     }
 
     #[test]
     fn client_macs_map_back() {
-        let cfg = LoadConfig {
-            op: Op::Read,
-            pattern: Pattern::Random,
-            sectors: 1,
-            qd: 1,
-            clients: 300,
-            duration: None,
-            requests: Some(1),
-            warmup: Duration::ZERO,
-            timeout: Duration::from_millis(50),
-            max_tries: 5,
-            seed: 1,
-            mac_base: MacAddr([2, 0, 0, 0, 0, 0]),
-            region: None,
-            target_pid: None,
-        };
+        let base = MacAddr([2, 0, 0, 0, 0, 0]);
         for i in [0, 1, 255, 299] {
-            assert_eq!(cfg.client_of(&cfg.client_mac(i).0), Some(i));
+            assert_eq!(client_of(base, 300, &client_mac(base, i).0), Some(i));
         }
-        assert_eq!(cfg.client_of(&[2, 0, 0, 0, 0, 0]), None);
-        assert_eq!(cfg.client_of(&[2, 0, 0, 0, 1, 45]), None);
+        assert_eq!(client_of(base, 300, &[2, 0, 0, 0, 0, 0]), None);
+        assert_eq!(client_of(base, 300, &[2, 0, 0, 0, 1, 45]), None);
+        assert_eq!(client_of(base, 300, &[2, 0, 0]), None);
+    }
+
+    #[test]
+    fn tag_bits() {
+        assert_eq!(bits_for(1), 0);
+        assert_eq!(bits_for(2), 1);
+        assert_eq!(bits_for(16), 4);
+        assert_eq!(bits_for(17), 5);
+        assert_eq!(bits_for(65536), 16);
     }
 }
