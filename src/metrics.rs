@@ -635,6 +635,46 @@ pub fn collect(sources: &Sources) -> Exposition {
             e.gauge(name, help, &l, v);
         }
     }
+    for iface in &sources.interfaces {
+        let Some(fcoe) = &iface.fcoe else { continue };
+        let by_lun = fcoe
+            .lun_stats()
+            .into_iter()
+            .map(|(n, s)| (("lun", n.to_string()), s));
+        let by_initiator = fcoe.initiator_stats().into_iter().map(|(w, s)| {
+            let who = w.map_or_else(|| "other".to_string(), |w| w.to_string());
+            (("initiator", who), s)
+        });
+        for ((key, value), s) in by_lun.chain(by_initiator) {
+            let l = [("iface", iface.name.as_str()), (key, value.as_str())];
+            let family = |what: &str| format!("l2san_fcoe_{key}_{what}");
+            for (what, help, v) in [
+                ("reads_total", "SCSI READs completed GOOD.", s.reads),
+                ("writes_total", "SCSI WRITEs completed GOOD.", s.writes),
+                ("read_bytes_total", "Bytes read.", s.read_bytes),
+                ("write_bytes_total", "Bytes written.", s.write_bytes),
+                (
+                    "errors_total",
+                    "Commands answered CHECK CONDITION.",
+                    s.errors,
+                ),
+            ] {
+                e.counter(&family(what), help, &l, v);
+            }
+            e.gauge(
+                &family("outstanding"),
+                "Writes now waiting for their data.",
+                &l,
+                s.outstanding,
+            );
+            e.histogram(
+                &family("latency_seconds"),
+                "READ/WRITE service time: command arrival to status handed to the transmit path.",
+                &l,
+                &s.latency,
+            );
+        }
+    }
     e.counter(
         "l2san_image_flushes_total",
         "Flushes of written-back image data to stable storage.",
@@ -770,6 +810,48 @@ pub fn table(sources: &Sources) -> String {
             s.fcp_errors.to_string(),
             s.sessions.to_string(),
         ]);
+    }
+    if rows.len() > 1 {
+        out.push('\n');
+        push_table(&mut out, &rows);
+    }
+    let mut rows = vec![[
+        "INTERFACE",
+        "FCOE-LUN/INITIATOR",
+        "READS",
+        "WRITES",
+        "READ-BYTES",
+        "WRITTEN-BYTES",
+        "ERRORS",
+        "OUTSTANDING",
+        "P50",
+        "P99",
+    ]
+    .map(String::from)];
+    for iface in &sources.interfaces {
+        let Some(fcoe) = &iface.fcoe else { continue };
+        let by_lun = fcoe
+            .lun_stats()
+            .into_iter()
+            .map(|(n, s)| (format!("LUN {n}"), s));
+        let by_initiator = fcoe
+            .initiator_stats()
+            .into_iter()
+            .map(|(w, s)| (w.map_or_else(|| "other".to_string(), |w| w.to_string()), s));
+        for (who, s) in by_lun.chain(by_initiator) {
+            rows.push([
+                iface.name.clone(),
+                who,
+                s.reads.to_string(),
+                s.writes.to_string(),
+                s.read_bytes.to_string(),
+                s.write_bytes.to_string(),
+                s.errors.to_string(),
+                s.outstanding.to_string(),
+                quantile(&s.latency, 0.5),
+                quantile(&s.latency, 0.99),
+            ]);
+        }
     }
     if rows.len() > 1 {
         out.push('\n');

@@ -68,9 +68,8 @@ mod manage;
 mod stats;
 
 use clients::Clients;
-pub use clients::{
-    ClientStats, ClientStatsSnapshot, Histogram, HistogramSnapshot, LATENCY_BOUNDS, MAX_CLIENTS,
-};
+pub use clients::{ClientStats, ClientStatsSnapshot, MAX_CLIENTS};
+pub use l2san_common::stats::{Histogram, HistogramSnapshot, LATENCY_BOUNDS};
 use stats::{add, bump};
 pub use stats::{AoeStats, AoeStatsSnapshot, ExportStats, ExportStatsSnapshot};
 

@@ -7,6 +7,7 @@
 pub mod ether;
 pub mod io;
 pub mod netif;
+pub mod stats;
 pub mod store;
 pub mod sync;
 #[cfg(any(test, feature = "test-utils"))]

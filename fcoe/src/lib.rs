@@ -6,4 +6,7 @@ pub mod scsi;
 pub mod target;
 pub mod wire;
 
-pub use target::{FcoeAllow, FcoeConfig, FcoeReconfigured, FcoeStatsSnapshot, FcoeTarget};
+pub use target::{
+    FcoeAllow, FcoeConfig, FcoeReconfigured, FcoeStatsSnapshot, FcoeTarget, IoStatsSnapshot,
+    MAX_INITIATORS,
+};

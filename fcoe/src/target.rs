@@ -19,6 +19,7 @@ use l2san_common::worker::FrameHandler;
 
 use crate::fc::access::Access;
 pub use crate::fc::access::{BadAllow, FcoeAllow};
+pub use crate::fc::counters::{IoStatsSnapshot, MAX_INITIATORS};
 use crate::fc::session::Personality;
 pub use crate::fc::FcoeStatsSnapshot;
 use crate::fc::{FcPort, RxContext};
@@ -249,6 +250,17 @@ impl FcoeTarget {
 
     pub fn stats(&self) -> FcoeStatsSnapshot {
         self.lock().fc.stats.clone()
+    }
+
+    /// I/O by LUN (LUNs that served something), with writes waiting for data.
+    pub fn lun_stats(&self) -> Vec<(u16, IoStatsSnapshot)> {
+        self.lock().fc.lun_stats()
+    }
+
+    /// I/O by initiator WWPN (`None`: those past the table's bound), with writes waiting for
+    /// data.
+    pub fn initiator_stats(&self) -> Vec<(Option<Wwn>, IoStatsSnapshot)> {
+        self.lock().fc.initiator_stats()
     }
 
     /// The VN2VN VN_Port's state and N_Port ID (its MAC is `0E:FD:00:<id>`).

@@ -11,6 +11,7 @@
 use l2san_common::ether::MacAddr;
 use l2san_common::io::Transmit;
 
+use super::counters::Done;
 use super::session::{WriteXchg, MAX_EXCHANGES};
 use super::tx::{last_reply_header, send_fc, FrameSpec};
 use super::{FcPort, RxContext};
@@ -21,7 +22,7 @@ use crate::wire::fcp::{
     rsp_code, rsp_flags, tmf, FcpCmndPacket, FcpCmndRepr, FcpRspPacket, FcpRspRepr, RspInfo,
     XferRdyPacket, XferRdyRepr,
 };
-use crate::wire::FcId;
+use crate::wire::{FcId, Wwn};
 
 /// SAM status TASK SET FULL: the answer when a session holds too many writes.
 const TASK_SET_FULL: u8 = 0x28;
@@ -278,9 +279,16 @@ impl FcPort {
     ) {
         self.stats.fcp_commands += 1;
         let key = rx.key(hdr.s_id);
-        let (logged_in, prli, local_id, nexus, visible) = match self.sessions.get(&key) {
-            Some(s) => (s.plogi, s.prli, s.local_id, s.nexus, s.visible),
-            None => (false, false, FcId::new(0), crate::scsi::NexusId(0), 0),
+        let (logged_in, prli, local_id, nexus, visible, wwpn) = match self.sessions.get(&key) {
+            Some(s) => (s.plogi, s.prli, s.local_id, s.nexus, s.visible, s.wwpn),
+            None => (
+                false,
+                false,
+                FcId::new(0),
+                crate::scsi::NexusId(0),
+                0,
+                Wwn(0),
+            ),
         };
         if !logged_in {
             // Reference 7 step 9: FCP from a port without a login gets LS_RJT "PLOGI required".
@@ -328,6 +336,8 @@ impl FcPort {
         // LUNs the allow-lists hide from this session are absent to it.
         let command = scsi.execute_visible(&cmnd.lun, &cmnd.cdb, nexus, visible);
         let ox_id = hdr.ox_id;
+        // Counted by LUN only when the initiator may see it.
+        let lun_no = scsi.visible_lun(&cmnd.lun, visible).map(|l| l.number());
         match command {
             Command::Read {
                 offset_bytes,
@@ -340,10 +350,16 @@ impl FcPort {
                 });
                 match res {
                     Ok(_) => {
-                        self.send_status(tx, &link, ox_id, rx_id, status::GOOD, flags, resid, None)
+                        self.send_status(tx, &link, ox_id, rx_id, status::GOOD, flags, resid, None);
+                        let done = Done::Read {
+                            bytes: u64::from(xfer),
+                            took: rx.now.elapsed(),
+                        };
+                        self.counters.record(lun_no, wwpn, done);
                     }
                     Err((sense, sent)) => {
-                        self.send_check(tx, &link, ox_id, rx_id, sense, cmnd.fcp_dl, sent)
+                        self.send_check(tx, &link, ox_id, rx_id, sense, cmnd.fcp_dl, sent);
+                        self.counters.record(lun_no, wwpn, Done::Error);
                     }
                 }
             }
@@ -362,7 +378,8 @@ impl FcPort {
                 self.send_status(tx, &link, ox_id, rx_id, status::GOOD, flags, resid, None);
             }
             Command::Error(sense) => {
-                self.send_check(tx, &link, ox_id, rx_id, sense, cmnd.fcp_dl, 0)
+                self.send_check(tx, &link, ox_id, rx_id, sense, cmnd.fcp_dl, 0);
+                self.counters.record(lun_no, wwpn, Done::Error);
             }
             Command::Write {
                 offset_bytes,
@@ -371,21 +388,29 @@ impl FcPort {
             } => {
                 let (xfer, flags, resid) = residual(u64::from(len_bytes), cmnd.fcp_dl);
                 if xfer == 0 {
-                    return match scsi.commit_write(&cmnd.lun, fua) {
-                        Ok(()) => self.send_status(
-                            tx,
-                            &link,
-                            ox_id,
-                            rx_id,
-                            status::GOOD,
-                            flags,
-                            resid,
-                            None,
-                        ),
+                    let done = match scsi.commit_write(&cmnd.lun, fua) {
+                        Ok(()) => {
+                            self.send_status(
+                                tx,
+                                &link,
+                                ox_id,
+                                rx_id,
+                                status::GOOD,
+                                flags,
+                                resid,
+                                None,
+                            );
+                            Done::Write {
+                                bytes: 0,
+                                took: rx.now.elapsed(),
+                            }
+                        }
                         Err(sense) => {
-                            self.send_check(tx, &link, ox_id, rx_id, sense, cmnd.fcp_dl, 0)
+                            self.send_check(tx, &link, ox_id, rx_id, sense, cmnd.fcp_dl, 0);
+                            Done::Error
                         }
                     };
+                    return self.counters.record(lun_no, wwpn, done);
                 }
                 let full = self
                     .sessions
@@ -528,31 +553,45 @@ impl FcPort {
             return;
         };
         s.remember_completed(hdr.ox_id, x.rx_id);
+        let wwpn = s.wwpn;
+        let lun_no = scsi.lun(&x.lun).map(|l| l.number());
         let Some(link) = self.link_of(&key) else {
             return;
         };
         self.update_gauges();
         if let Some(sense) = x.error {
+            self.counters.record(lun_no, wwpn, Done::Error);
             return self.send_check(tx, &link, hdr.ox_id, x.rx_id, sense, x.fcp_dl, 0);
         }
         if x.next != x.len || x.received != x.len {
             // The initiator gave the initiative back before sending everything: DATA PHASE
             // ERROR, never a GOOD status over missing data.
+            self.counters.record(lun_no, wwpn, Done::Error);
             let sense = Sense::new(SenseKey::AbortedCommand, 0x4b, 0x00);
             return self.send_check(tx, &link, hdr.ox_id, x.rx_id, sense, x.fcp_dl, 0);
         }
         match scsi.commit_write(&x.lun, x.fua) {
-            Ok(()) => self.send_status(
-                tx,
-                &link,
-                hdr.ox_id,
-                x.rx_id,
-                status::GOOD,
-                x.resid_flags,
-                x.resid,
-                None,
-            ),
-            Err(sense) => self.send_check(tx, &link, hdr.ox_id, x.rx_id, sense, x.fcp_dl, 0),
+            Ok(()) => {
+                self.send_status(
+                    tx,
+                    &link,
+                    hdr.ox_id,
+                    x.rx_id,
+                    status::GOOD,
+                    x.resid_flags,
+                    x.resid,
+                    None,
+                );
+                let done = Done::Write {
+                    bytes: u64::from(x.len),
+                    took: rx.now.saturating_duration_since(x.started) + rx.now.elapsed(),
+                };
+                self.counters.record(lun_no, wwpn, done);
+            }
+            Err(sense) => {
+                self.counters.record(lun_no, wwpn, Done::Error);
+                self.send_check(tx, &link, hdr.ox_id, x.rx_id, sense, x.fcp_dl, 0)
+            }
         }
     }
 }

@@ -11,6 +11,7 @@
 //! - ELS replies leave RX_ID 0xFFFF (libfc and iPXE do); FCP exchanges get an RX_ID.
 
 pub mod access;
+pub mod counters;
 pub mod fcp;
 pub mod session;
 pub mod tx;
@@ -172,6 +173,8 @@ pub struct FcPort {
     /// When we last sent a LOGO to a VN2VN port that talked to us without a login (bounded).
     logo_sent: HashMap<MacAddr, Instant>,
     pub(crate) stats: FcoeStatsSnapshot,
+    /// Per-LUN and per-initiator I/O.
+    pub(crate) counters: counters::Counters,
 }
 
 /// At most one LOGO per stranger per this long.
@@ -242,6 +245,7 @@ impl FcPort {
             next_nexus: 1,
             logo_sent: HashMap::new(),
             stats: FcoeStatsSnapshot::default(),
+            counters: counters::Counters::default(),
         }
     }
 
@@ -276,6 +280,28 @@ impl FcPort {
 
     fn local_login(&self, command: ElsCommand) -> LoginRepr {
         LoginRepr::n_port(command, self.wwpn, self.wwnn, self.mfs as u16)
+    }
+
+    /// I/O by LUN, with each LUN's writes waiting for data.
+    pub fn lun_stats(&self) -> Vec<(u16, counters::IoStatsSnapshot)> {
+        self.counters.luns(|n| {
+            self.sessions
+                .values()
+                .flat_map(|s| s.exchanges.values())
+                .filter(|x| crate::scsi::lun::decode_sam_lun(&x.lun) == Some(n))
+                .count() as u64
+        })
+    }
+
+    /// I/O by initiator WWPN, with each one's writes waiting for data.
+    pub fn initiator_stats(&self) -> Vec<(Option<Wwn>, counters::IoStatsSnapshot)> {
+        self.counters.initiators(|w| {
+            self.sessions
+                .values()
+                .filter(|s| s.wwpn == w)
+                .map(|s| s.exchanges.len() as u64)
+                .sum()
+        })
     }
 
     pub(crate) fn update_gauges(&mut self) {

@@ -1472,3 +1472,73 @@ fn reconfigure_keeps_sessions_and_raises_unit_attentions() {
     );
     assert_eq!(g.t.images().len(), 1);
 }
+
+/// Per-LUN and per-initiator counters: reads, writes and their bytes, errors, latencies, and
+/// the writes waiting for data.
+#[test]
+fn io_is_counted_by_lun_and_initiator() {
+    let mut g = Rig::with(2, Vec::new());
+    let m = mac(1);
+    g.login(m, INIT_WWPN);
+    // LUN 1's power-on unit attention: an error.
+    let r = g.fcp(m, 0x30, &cmnd(1, &[0], 0, false, false, 0));
+    assert_eq!(check_condition(&r).0, 6);
+    // READ(10) of 2 blocks from LUN 0.
+    let r = g.fcp(
+        m,
+        0x31,
+        &cmnd(0, &[0x28, 0, 0, 0, 0, 0, 0, 0, 2, 0], 1024, true, false, 0),
+    );
+    assert_eq!(rsp(r.last().unwrap()).scsi_status, 0);
+    // WRITE(10) of 1 block to LUN 1: waiting for data, then done.
+    let r = g.fcp(
+        m,
+        0x32,
+        &cmnd(1, &[0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0], 512, false, true, 0),
+    );
+    assert_eq!(r[0].hdr.r_ctl, RCtl::XferRdy);
+    let rx_id = r[0].hdr.rx_id;
+    assert_eq!(
+        g.t.lun_stats()
+            .iter()
+            .find(|l| l.0 == 1)
+            .unwrap()
+            .1
+            .outstanding,
+        1
+    );
+    let data = frame_from(
+        m,
+        TGT_MAC,
+        RCtl::FcpData,
+        FcType::Fcp,
+        FCtl::END_SEQ | FCtl::SEQ_INIT | FCtl::REL_OFF,
+        TGT_ID,
+        INIT_ID,
+        0x32,
+        rx_id,
+        0,
+        &[9; 512],
+    );
+    let r = g.send(&data);
+    assert_eq!(rsp(r.last().unwrap()).scsi_status, 0);
+    let luns = g.t.lun_stats();
+    let l0 = luns.iter().find(|l| l.0 == 0).unwrap().1;
+    let l1 = luns.iter().find(|l| l.0 == 1).unwrap().1;
+    assert_eq!((l0.reads, l0.read_bytes, l0.writes), (1, 1024, 0));
+    assert_eq!(
+        (l1.writes, l1.write_bytes, l1.errors, l1.outstanding),
+        (1, 512, 1, 0)
+    );
+    assert_eq!(l1.latency.count(), 1);
+    let ini = g.t.initiator_stats();
+    assert_eq!(ini.len(), 1);
+    assert_eq!(ini[0].0, Some(INIT_WWPN));
+    let i = ini[0].1;
+    assert_eq!(
+        (i.reads, i.writes, i.read_bytes, i.write_bytes),
+        (1, 1, 1024, 512)
+    );
+    // The login's own TEST UNIT READY absorbed LUN 0's unit attention: one error there too.
+    assert_eq!(i.errors, 2);
+}
