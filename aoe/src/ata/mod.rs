@@ -9,7 +9,7 @@
 //! | 0xEC | IDENTIFY DEVICE | 512-byte block ([`identify`]); the Count register is ignored, as ACS-3 defines it N/A for this command |
 //! | 0x20 / 0x24 | READ SECTORS (EXT) | count × 512 bytes |
 //! | 0x30 / 0x34 | WRITE SECTORS (EXT) | written, durable as the export's mode says |
-//! | 0xE7 / 0xEA | FLUSH CACHE (EXT) | [`Image::flush`] (`fdatasync`) |
+//! | 0xE7 / 0xEA | FLUSH CACHE (EXT) | [`Volume::flush`] (`fdatasync`) |
 //! | 0xE5 | CHECK POWER MODE | Count 0xFF: active or idle |
 //!
 //! Every failure is an [`AtaError`], reported in the Status and Error registers
@@ -29,10 +29,14 @@
 //! 28-bit commands take their LBA from lba0..lba3 masked with 0x0FFFFFFF (initiators put
 //! device-register bits 0xE0/0xA0 in lba3); 48-bit commands take all six bytes. The mode comes
 //! from the opcode, never from the AoE E flag (WinAoE sets E on everything).
+//!
+//! The device runs on whatever [`Volume`] the protocol layer hands it for the request: an
+//! image, or the requesting client's copy-on-write overlay of a base image
+//! (`Backing::volume(&ClientKey::mac(src))`).
 
 pub mod identify;
 
-use l2san_common::{Image, StoreError};
+use l2san_common::store::{StoreError, Volume};
 
 pub use identify::{Identity, IDENTIFY_LEN};
 
@@ -258,10 +262,10 @@ pub struct Completion {
     pub data_len: usize,
 }
 
-/// One emulated ATA device over an image.
+/// One emulated ATA device over a volume (an image, or one client's overlay view).
 #[derive(Debug, Clone, Copy)]
 pub struct AtaDevice<'a> {
-    pub image: &'a Image,
+    pub image: &'a dyn Volume,
     pub identity: &'a Identity,
 }
 

@@ -1,5 +1,7 @@
 use super::*;
-use l2san_common::ImageOptions;
+use l2san_common::store::{Backing, ClientKey, OverlayOptions, OverlaySet};
+use l2san_common::{Image, ImageOptions, MacAddr};
+use std::sync::Arc;
 
 const CAP: u64 = 1024; // sectors
 
@@ -132,6 +134,55 @@ fn write_then_read_and_read_only() {
     let op = cmd(0x24, 2, 0).decode(CAP, 2, 0).unwrap();
     dev.execute(&op, &[], &mut back).unwrap();
     assert!(back.iter().all(|&b| b == 0));
+}
+
+/// The device runs on the volume the target picks per request: over an overlay export, each
+/// client writes into its own overlay and reads its own writes; others still read the base.
+#[test]
+fn each_client_runs_on_its_own_overlay() {
+    let dir = std::env::temp_dir().join(format!("l2san-ata-overlay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let base_path = dir.join("base.img");
+    std::fs::write(&base_path, vec![0x11u8; (CAP * 512) as usize]).unwrap();
+    let ro = ImageOptions {
+        read_only: true,
+        ..Default::default()
+    };
+    let base = Arc::new(Image::open(&base_path, ro).unwrap());
+    let set = OverlaySet::open(base, &dir.join("ov"), OverlayOptions::default()).unwrap();
+    let backing = Backing::from(Arc::new(set));
+    let id = Identity::new("t");
+    let a = ClientKey::mac(MacAddr([0x52, 0x54, 0, 0, 0, 1]));
+    let b = ClientKey::mac(MacAddr([0x52, 0x54, 0, 0, 0, 2]));
+    let (va, vb) = (backing.volume(&a), backing.volume(&b));
+    let dev_a = AtaDevice {
+        image: &va,
+        identity: &id,
+    };
+    let dev_b = AtaDevice {
+        image: &vb,
+        identity: &id,
+    };
+    assert_eq!(dev_a.capacity(), CAP);
+    // IDENTIFY: writable with a write cache (word 85 bit 5), although the base is read-only.
+    let mut ident = [0u8; IDENTIFY_LEN];
+    dev_a.execute(&AtaOp::Identify, &[], &mut ident).unwrap();
+    assert_ne!(u16::from_le_bytes([ident[170], ident[171]]) & (1 << 5), 0);
+    let data = vec![0xa5u8; 1024];
+    let op = cmd(0x34, 2, 7).decode(CAP, 2, 1024).unwrap();
+    dev_a.execute(&op, &data, &mut []).unwrap();
+    let read = cmd(0x24, 2, 7).decode(CAP, 2, 0).unwrap();
+    let mut back = vec![0u8; 1024];
+    dev_a.execute(&read, &[], &mut back).unwrap();
+    assert_eq!(back, data);
+    dev_b.execute(&read, &[], &mut back).unwrap();
+    assert!(back.iter().all(|&x| x == 0x11), "b reads the base");
+    dev_a.execute(&AtaOp::Flush, &[], &mut []).unwrap();
+    assert!(std::fs::read(&base_path)
+        .unwrap()
+        .iter()
+        .all(|&x| x == 0x11));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -17,9 +17,15 @@
 //!   so it is on stable storage before it is acknowledged.
 //!
 //! A memory image ([`Image::memory`]) backs tests and benches with the same map code.
+//!
+//! The command layers see the store as a [`Volume`] chosen per request: an [`Image`], or a
+//! client's view of an export with per-client copy-on-write overlays ([`overlay`]);
+//! [`Backing`] is what an export serves.
 
 mod guard;
 mod map;
+pub mod overlay;
+mod volume;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
@@ -28,6 +34,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use map::Map;
+
+pub use overlay::{
+    ClientKey, OverlayError, OverlayInfo, OverlayOptions, OverlayPolicy, OverlaySet, OverlayVolume,
+};
+pub use volume::{Backing, ClientVolume, Volume};
 
 pub const SECTOR_SIZE: u64 = 512;
 
@@ -75,7 +86,7 @@ pub enum OpenError {
     Map { path: PathBuf, source: io::Error },
 }
 
-enum Backing {
+enum Storage {
     File {
         /// Writes in writeback mode, reads for `fdatasync`.
         file: File,
@@ -88,7 +99,7 @@ enum Backing {
 /// A disk image: a regular file, a block device, or memory.
 pub struct Image {
     map: Map,
-    backing: Backing,
+    storage: Storage,
     len_bytes: u64,
     opts: ImageOptions,
     dirty: AtomicBool,
@@ -148,7 +159,7 @@ impl Image {
         })?;
         Ok(Image {
             map,
-            backing: Backing::File { file, sync_file },
+            storage: Storage::File { file, sync_file },
             len_bytes: size,
             opts,
             dirty: AtomicBool::new(false),
@@ -160,7 +171,7 @@ impl Image {
     pub fn memory(len_bytes: u64, opts: ImageOptions) -> io::Result<Image> {
         Ok(Image {
             map: Map::anonymous(len_bytes)?,
-            backing: Backing::Memory,
+            storage: Storage::Memory,
             len_bytes,
             opts,
             dirty: AtomicBool::new(false),
@@ -217,15 +228,15 @@ impl Image {
             return Err(StoreError::ReadOnly);
         }
         self.check(offset, data.len())?;
-        match &self.backing {
-            Backing::File {
+        match &self.storage {
+            Storage::File {
                 sync_file: Some(f), ..
             } => f.write_all_at(data, offset)?,
-            Backing::File { file, .. } if !self.map.writable() => {
+            Storage::File { file, .. } if !self.map.writable() => {
                 file.write_all_at(data, offset)?;
                 self.dirty.store(true, Ordering::Release);
             }
-            Backing::File { .. } | Backing::Memory => {
+            Storage::File { .. } | Storage::Memory => {
                 if !self.map.write(offset as usize, data) {
                     return Err(StoreError::Shrunk);
                 }
@@ -237,7 +248,7 @@ impl Image {
 
     /// Make every acknowledged write stable (`fdatasync`).
     pub fn flush(&self) -> Result<(), StoreError> {
-        if let Backing::File { file, .. } = &self.backing {
+        if let Storage::File { file, .. } = &self.storage {
             // Clear first: a write racing with the sync sets it again and is caught next time.
             self.dirty.store(false, Ordering::Release);
             if let Err(e) = file.sync_data() {

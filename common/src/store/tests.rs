@@ -10,7 +10,7 @@ fn temp_image(len: u64) -> (tempdir::Dir, PathBuf) {
 }
 
 /// A scratch directory removed on drop (std only; no extra dependency).
-mod tempdir {
+pub(in crate::store) mod tempdir {
     use std::path::{Path, PathBuf};
     pub struct Dir(PathBuf);
     impl Dir {

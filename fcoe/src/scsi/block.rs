@@ -2,6 +2,8 @@
 //! READ CAPACITY(10/16). Every LBA goes through
 //! [`block_range`](super::cdb::block_range), the one checked helper.
 
+use l2san_common::store::{ClientKey, Volume};
+
 use super::cdb::{be32, be64, opcode, BlockCdb, BLOCK_SIZE, MAX_TRANSFER_BLOCKS};
 use super::lun::Lun;
 use super::sense::ScsiError;
@@ -71,13 +73,20 @@ pub(crate) fn verify(lun: &Lun, cdb: &[u8; 16]) -> Result<Command, ScsiError> {
 }
 
 /// SYNCHRONIZE CACHE(10/16): range check (0 blocks = to the end of the medium), then a real
-/// `fdatasync` of the whole image, IMMED or not: status GOOD means stable.
-pub(crate) fn synchronize_cache(lun: &Lun, cdb: &[u8; 16]) -> Result<Command, ScsiError> {
+/// `fdatasync` of the whole image, IMMED or not: status GOOD means stable. On an overlay LUN,
+/// `client`'s overlay (no client: every overlay of the LUN).
+pub(crate) fn synchronize_cache(
+    lun: &Lun,
+    cdb: &[u8; 16],
+    client: Option<&ClientKey>,
+) -> Result<Command, ScsiError> {
     let Some(s) = BlockCdb::parse(cdb) else {
         return Err(ScsiError::InvalidOpcode(cdb[0]));
     };
     lun.range(s.lba, u64::from(s.blocks))?;
-    lun.image().flush().map_err(|e| ScsiError::from_write(&e))?;
+    lun.volume(client)
+        .flush()
+        .map_err(|e| ScsiError::from_write(&e))?;
     Ok(Command::NoData)
 }
 

@@ -1,4 +1,5 @@
-//! Logical units: an image, a LUN number and a stable identity.
+//! Logical units: an image (or a base image with per-client overlays), a LUN number and a
+//! stable identity.
 //!
 //! LUN numbers run from 0 to [`MAX_LUNS`] − 1. On the wire they use SAM-5 single-level LUN
 //! addressing (§4.7): peripheral device addressing `00 LL 00 00 00 00 00 00`, which is what
@@ -23,6 +24,7 @@
 
 use std::sync::Arc;
 
+use l2san_common::store::{Backing, ClientKey, ClientVolume, Volume};
 use l2san_common::Image;
 
 use super::cdb::{block_range, BLOCK_SIZE};
@@ -86,19 +88,21 @@ pub fn naa_designator(target_id: u64, number: u16) -> [u8; 16] {
     d
 }
 
-/// A logical unit: an image exported under a LUN number.
+/// A logical unit: an image, or a base image with an overlay per client, exported under a
+/// LUN number.
 #[derive(Debug)]
 pub struct Lun {
     number: u16,
-    image: Arc<Image>,
+    backing: Backing,
     naa: [u8; 16],
     serial: [u8; 32],
 }
 
 impl Lun {
     /// LUN `number` of the target identified by `target_id` (the transport's port name, e.g.
-    /// the FC WWPN: any value stable across restarts), exporting `image`.
-    pub fn new(target_id: u64, number: u16, image: Arc<Image>) -> Lun {
+    /// the FC WWPN: any value stable across restarts), exporting `backing` (an
+    /// `Arc<Image>` or an `Arc<OverlaySet>`).
+    pub fn new(target_id: u64, number: u16, backing: impl Into<Backing>) -> Lun {
         let naa = naa_designator(target_id, number);
         let mut serial = [0u8; 32];
         const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -108,7 +112,7 @@ impl Lun {
         }
         Lun {
             number,
-            image,
+            backing: backing.into(),
             naa,
             serial,
         }
@@ -118,8 +122,23 @@ impl Lun {
         self.number
     }
 
+    /// The image, or the base image of an overlay LUN.
     pub fn image(&self) -> &Arc<Image> {
-        &self.image
+        self.backing.image()
+    }
+
+    pub fn backing(&self) -> &Backing {
+        &self.backing
+    }
+
+    /// The volume a request from `client` runs on: the image, or that client's overlay view
+    /// (its writes create its overlay). With no client, an overlay LUN is its base,
+    /// read-only.
+    pub fn volume(&self, client: Option<&ClientKey>) -> ClientVolume<'_> {
+        match client {
+            Some(c) => self.backing.volume(c),
+            None => self.backing.shared_volume(),
+        }
     }
 
     /// The NAA 6 designator reported in VPD page 83h.
@@ -134,11 +153,17 @@ impl Lun {
 
     /// Capacity in logical blocks ([`BLOCK_SIZE`] bytes each).
     pub fn capacity_blocks(&self) -> u64 {
-        self.image.len_bytes() / u64::from(BLOCK_SIZE)
+        self.backing.len_bytes() / u64::from(BLOCK_SIZE)
     }
 
+    /// Whether WRITE gets DATA PROTECT (an overlay LUN takes writes, into the overlays).
     pub fn read_only(&self) -> bool {
-        self.image.read_only()
+        self.backing.read_only()
+    }
+
+    /// MODE SENSE page 08h WCE: acknowledged writes may still be volatile.
+    pub fn write_cache_enabled(&self) -> bool {
+        self.backing.write_cache_enabled()
     }
 
     /// The byte range of `blocks` blocks at `lba`, checked against the capacity.
@@ -148,9 +173,19 @@ impl Lun {
 
     /// Data-in phase of a [`Command::Read`](super::Command::Read): copy `buf.len()` bytes at
     /// `offset_bytes` of the image straight into `buf` (the transport's frame payload).
-    /// A store failure becomes MEDIUM ERROR 03/11/00.
+    /// A store failure becomes MEDIUM ERROR 03/11/00. No client: see [`Lun::volume`].
     pub fn read_data(&self, offset_bytes: u64, buf: &mut [u8]) -> Result<(), Sense> {
-        self.image
+        self.read_data_as(None, offset_bytes, buf)
+    }
+
+    /// As [`read_data`](Self::read_data), for `client` (its overlay on an overlay LUN).
+    pub fn read_data_as(
+        &self,
+        client: Option<&ClientKey>,
+        offset_bytes: u64,
+        buf: &mut [u8],
+    ) -> Result<(), Sense> {
+        self.volume(client)
             .read_at(offset_bytes, buf)
             .map_err(|e| ScsiError::from_read(&e).sense())
     }
@@ -159,7 +194,18 @@ impl Lun {
     /// transport's frame payload) at `offset_bytes`. A store failure becomes MEDIUM ERROR
     /// 03/0C/00; a read-only image DATA PROTECT 07/27/00.
     pub fn write_data(&self, offset_bytes: u64, data: &[u8]) -> Result<(), Sense> {
-        self.image
+        self.write_data_as(None, offset_bytes, data)
+    }
+
+    /// As [`write_data`](Self::write_data), for `client` (into its overlay on an overlay
+    /// LUN, created by its first write).
+    pub fn write_data_as(
+        &self,
+        client: Option<&ClientKey>,
+        offset_bytes: u64,
+        data: &[u8],
+    ) -> Result<(), Sense> {
+        self.volume(client)
             .write_at(offset_bytes, data)
             .map_err(|e| ScsiError::from_write(&e).sense())
     }
@@ -168,8 +214,15 @@ impl Lun {
     /// access) on a write-back image, make the write stable before status GOOD goes back.
     /// Without `fua`, or on a write-through image, nothing to do.
     pub fn commit_write(&self, fua: bool) -> Result<(), Sense> {
-        if fua && self.image.write_cache_enabled() {
-            self.image
+        self.commit_write_as(None, fua)
+    }
+
+    /// As [`commit_write`](Self::commit_write), for `client` (flushes its overlay; with no
+    /// client, every overlay of the LUN).
+    pub fn commit_write_as(&self, client: Option<&ClientKey>, fua: bool) -> Result<(), Sense> {
+        let volume = self.volume(client);
+        if fua && volume.write_cache_enabled() {
+            volume
                 .flush()
                 .map_err(|e| ScsiError::from_write(&e).sense())?;
         }
@@ -211,8 +264,9 @@ impl LunTable {
         self.target_id
     }
 
-    /// Export `image` as LUN `number`.
-    pub fn insert(&mut self, number: u16, image: Arc<Image>) -> Result<&Lun, LunError> {
+    /// Export `backing` (an `Arc<Image>` or an `Arc<OverlaySet>`) as LUN `number`.
+    pub fn insert(&mut self, number: u16, backing: impl Into<Backing>) -> Result<&Lun, LunError> {
+        let backing = backing.into();
         let slot = self
             .luns
             .get_mut(usize::from(number))
@@ -220,11 +274,11 @@ impl LunTable {
         if slot.is_some() {
             return Err(LunError::Duplicate(number));
         }
-        if image.len_bytes() < u64::from(BLOCK_SIZE) {
+        if backing.len_bytes() < u64::from(BLOCK_SIZE) {
             return Err(LunError::EmptyImage(number));
         }
         self.present |= 1 << number;
-        Ok(slot.insert(Lun::new(self.target_id, number, image)))
+        Ok(slot.insert(Lun::new(self.target_id, number, backing)))
     }
 
     /// LUN `number`, if configured.

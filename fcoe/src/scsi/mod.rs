@@ -45,6 +45,15 @@
 //! A transport may hide LUNs from a nexus ([`ScsiTarget::execute_visible`], FCoE allow-lists):
 //! to that nexus a hidden LUN is exactly a LUN that is not configured.
 //!
+//! A LUN may be a base image with a copy-on-write overlay per client
+//! (`l2san_common::store::OverlaySet`). The transport then names the client of each request
+//! (FCP: the initiator's WWPN, `ClientKey::wwpn`) through the `_as` forms:
+//! [`ScsiTarget::execute_as`], [`read_data_as`](ScsiTarget::read_data_as),
+//! [`write_data_as`](ScsiTarget::write_data_as) and
+//! [`commit_write_as`](ScsiTarget::commit_write_as). Without a client, an overlay LUN reads
+//! as its base and refuses writes (DATA PROTECT is not reported up front: WRITE's data phase
+//! fails).
+//!
 //! A LUN that is not configured answers INQUIRY with peripheral qualifier 011b / type 1Fh,
 //! REPORT LUNS normally, REQUEST SENSE with 05/25/00 as data (SPC-4 §6.29), and everything
 //! else with CHECK CONDITION 05/25/00.
@@ -72,6 +81,8 @@ mod tests;
 
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
+
+pub use l2san_common::store::ClientKey;
 
 pub use cdb::{
     block_range, data_direction, expected_len, ByteRange, DataDirection, BLOCK_SIZE,
@@ -235,7 +246,21 @@ impl ScsiTarget {
         nexus: NexusId,
         visible: u64,
     ) -> Command {
-        match self.dispatch(lun, cdb, nexus, visible) {
+        self.execute_as(lun, cdb, nexus, visible, None)
+    }
+
+    /// As [`execute_visible`](Self::execute_visible) for a request from `client` (the
+    /// initiator's WWPN): SYNCHRONIZE CACHE on an overlay LUN flushes that client's overlay.
+    /// Follow it with the `_as` data-phase calls for the same client.
+    pub fn execute_as(
+        &self,
+        lun: &[u8; 8],
+        cdb: &[u8; 16],
+        nexus: NexusId,
+        visible: u64,
+        client: Option<&ClientKey>,
+    ) -> Command {
+        match self.dispatch(lun, cdb, nexus, visible, client) {
             Ok(command) => command,
             Err(e) => {
                 tracing::trace!(opcode = cdb[0], nexus = nexus.0, "CHECK CONDITION: {e}");
@@ -250,6 +275,7 @@ impl ScsiTarget {
         cdb: &[u8; 16],
         nexus: NexusId,
         visible: u64,
+        client: Option<&ClientKey>,
     ) -> Result<Command, ScsiError> {
         let op = cdb[0];
         let lun = self.visible_lun(sam, visible);
@@ -289,7 +315,7 @@ impl ScsiTarget {
             }
             opcode::VERIFY_10 | opcode::VERIFY_16 => block::verify(lun, cdb),
             opcode::SYNCHRONIZE_CACHE_10 | opcode::SYNCHRONIZE_CACHE_16 => {
-                block::synchronize_cache(lun, cdb)
+                block::synchronize_cache(lun, cdb, client)
             }
             opcode::READ_CAPACITY_10 => block::read_capacity_10(lun, cdb).map(Command::DataIn),
             opcode::SERVICE_ACTION_IN_16 => match cdb[1] & 0x1f {
@@ -359,17 +385,51 @@ impl ScsiTarget {
     /// Data-in of a [`Command::Read`]: copy image bytes at `offset_bytes` into `buf` (a frame
     /// payload). Errors are the sense for CHECK CONDITION.
     pub fn read_data(&self, lun: &[u8; 8], offset_bytes: u64, buf: &mut [u8]) -> Result<(), Sense> {
-        self.lun_or_sense(lun)?.read_data(offset_bytes, buf)
+        self.read_data_as(lun, None, offset_bytes, buf)
+    }
+
+    /// As [`read_data`](Self::read_data) for `client`: on an overlay LUN, its own view.
+    pub fn read_data_as(
+        &self,
+        lun: &[u8; 8],
+        client: Option<&ClientKey>,
+        offset_bytes: u64,
+        buf: &mut [u8],
+    ) -> Result<(), Sense> {
+        self.lun_or_sense(lun)?
+            .read_data_as(client, offset_bytes, buf)
     }
 
     /// Data-out of a [`Command::Write`]: write `data` (a frame payload) at `offset_bytes`.
     pub fn write_data(&self, lun: &[u8; 8], offset_bytes: u64, data: &[u8]) -> Result<(), Sense> {
-        self.lun_or_sense(lun)?.write_data(offset_bytes, data)
+        self.write_data_as(lun, None, offset_bytes, data)
+    }
+
+    /// As [`write_data`](Self::write_data) for `client`: on an overlay LUN, into its overlay.
+    pub fn write_data_as(
+        &self,
+        lun: &[u8; 8],
+        client: Option<&ClientKey>,
+        offset_bytes: u64,
+        data: &[u8],
+    ) -> Result<(), Sense> {
+        self.lun_or_sense(lun)?
+            .write_data_as(client, offset_bytes, data)
     }
 
     /// End of a [`Command::Write`] data phase: honour FUA before status GOOD.
     pub fn commit_write(&self, lun: &[u8; 8], fua: bool) -> Result<(), Sense> {
-        self.lun_or_sense(lun)?.commit_write(fua)
+        self.commit_write_as(lun, None, fua)
+    }
+
+    /// As [`commit_write`](Self::commit_write) for `client`: FUA flushes its overlay.
+    pub fn commit_write_as(
+        &self,
+        lun: &[u8; 8],
+        client: Option<&ClientKey>,
+        fua: bool,
+    ) -> Result<(), Sense> {
+        self.lun_or_sense(lun)?.commit_write_as(client, fua)
     }
 
     fn lun_or_sense(&self, sam: &[u8; 8]) -> Result<&Lun, Sense> {

@@ -8,15 +8,13 @@
 //! long block descriptor (16):  number of blocks (8) | rsvd (4) | block length (4)   (MODE SENSE(10) with LLBAA)
 //! ```
 //!
-//! Pages: 08h caching (WCE = [`Image::write_cache_enabled`]: set for write-back images, so
+//! Pages: 08h caching (WCE = [`Lun::write_cache_enabled`]: set for write-back images, so
 //! Linux sends SYNCHRONIZE CACHE; clear for O_DSYNC and read-only images) and 0Ah control;
 //! 3Fh returns both, in page-code order. Nothing is changeable (PC 01b returns zero masks;
 //! MODE SELECT is not implemented); default and saved values equal the current ones.
 //!
 //! DPOFUA stays clear so Linux flushes with SYNCHRONIZE CACHE rather than FUA writes (both
 //! cost one `fdatasync` here); a FUA write is honoured anyway ([`Lun::commit_write`]).
-//!
-//! [`Image::write_cache_enabled`]: l2san_common::Image::write_cache_enabled
 
 use super::cdb::{be16, BLOCK_SIZE};
 use super::lun::Lun;
@@ -103,7 +101,7 @@ fn caching_page(lun: &Lun, changeable: bool, b: &mut [u8]) -> usize {
     b[..CACHING_LEN].fill(0);
     b[0] = PAGE_CACHING;
     b[1] = (CACHING_LEN - 2) as u8;
-    if !changeable && lun.image().write_cache_enabled() {
+    if !changeable && lun.write_cache_enabled() {
         b[2] |= 0x04; // WCE
     }
     CACHING_LEN

@@ -1689,3 +1689,88 @@ proptest! {
         prop_assert_eq!(decode_sam_lun(&encode_sam_lun(n)), Some(n));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Overlay LUNs: a read-only base with a copy-on-write overlay per initiator
+
+#[test]
+fn overlay_lun_gives_each_initiator_its_own_disk() {
+    use l2san_common::store::{OverlayOptions, OverlaySet};
+    let dir = TempDir::new();
+    let base_path = dir.path().join("base.img");
+    std::fs::write(&base_path, vec![0x33u8; MIB as usize]).unwrap();
+    let base = Arc::new(Image::open(&base_path, read_only()).unwrap());
+    let set = Arc::new(
+        OverlaySet::open(base, &dir.path().join("ov"), OverlayOptions::default()).unwrap(),
+    );
+    let mut table = LunTable::new(WWPN);
+    table.insert(0, set.clone()).unwrap();
+    let t = ScsiTarget::new(table);
+    ready_target(&t, 0);
+    clear_ua(&t, 0, N2);
+    let (a, b) = (
+        ClientKey::wwpn(0x2000_5254_0000_0001),
+        ClientKey::wwpn(0x2000_5254_0000_0002),
+    );
+    let lun = sam(0);
+    // Writable with a write cache although the base is read-only: MODE SENSE(6) WP clear,
+    // page 08h WCE set.
+    let mode = data(run(&t, 0, &[0x1a, 0x08, 0x08, 0, 0xff, 0]));
+    assert_eq!(mode[2] & 0x80, 0);
+    assert_ne!(mode[4 + 2] & 0x04, 0);
+    // WRITE(10) LBA 8, 2 blocks, FUA, from initiator a.
+    let Command::Write {
+        offset_bytes,
+        len_bytes,
+        fua,
+    } = t.execute_as(
+        &lun,
+        &cdb(&[0x2a, 0x08, 0, 0, 0, 8, 0, 0, 2, 0]),
+        N1,
+        u64::MAX,
+        Some(&a),
+    )
+    else {
+        panic!()
+    };
+    let payload = vec![0xa1u8; len_bytes as usize];
+    t.write_data_as(&lun, Some(&a), offset_bytes, &payload)
+        .unwrap();
+    t.commit_write_as(&lun, Some(&a), fua).unwrap();
+    let read = |client: Option<&ClientKey>| {
+        let mut back = vec![0u8; 1024];
+        t.read_data_as(&lun, client, 8 * 512, &mut back).unwrap();
+        back
+    };
+    assert_eq!(read(Some(&a)), payload);
+    assert!(read(Some(&b)).iter().all(|&x| x == 0x33), "b sees the base");
+    assert!(read(None).iter().all(|&x| x == 0x33), "no client: the base");
+    // Without a client an overlay LUN takes no write: DATA PROTECT, base untouched.
+    let e = t.write_data(&lun, 0, &[1; 512]).unwrap_err();
+    assert_eq!((e.key, e.asc, e.ascq), (SenseKey::DataProtect, 0x27, 0x00));
+    // SYNCHRONIZE CACHE from b (no overlay yet) and from a.
+    let sync_cache = cdb(&[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(
+        t.execute_as(&lun, &sync_cache, N2, u64::MAX, Some(&b)),
+        Command::NoData
+    );
+    t.write_data_as(&lun, Some(&a), 0, &[2; 512]).unwrap();
+    assert!(
+        set.flush_if_dirty().unwrap(),
+        "a's write left its overlay dirty"
+    );
+    t.write_data_as(&lun, Some(&a), 0, &[3; 512]).unwrap();
+    assert_eq!(
+        t.execute_as(&lun, &sync_cache, N1, u64::MAX, Some(&a)),
+        Command::NoData
+    );
+    assert!(
+        !set.flush_if_dirty().unwrap(),
+        "SYNCHRONIZE CACHE flushed a's overlay"
+    );
+    assert!(std::fs::read(&base_path)
+        .unwrap()
+        .iter()
+        .all(|&x| x == 0x33));
+    assert_eq!(set.list().len(), 1);
+}
