@@ -1,5 +1,5 @@
-//! A verified write workload in a Linux guest over AoE, for the crash, link-flap and frame-storm
-//! tests, and the host-side checks of what it left in the image.
+//! A verified write workload in a Linux guest over AoE or FCoE (VN2VN), for the crash, link-flap
+//! and frame-storm tests, and the host-side checks of what it left in the image.
 //!
 //! # Guest side
 //!
@@ -23,6 +23,10 @@
 //!    (`dmesg:`), then `DONE writes=<n> ioerrors=<n>` and powers off. A setup failure prints
 //!    `FAIL <reason>`.
 //!
+//! The FCoE variant ([`WorkloadGuest::start_fcoe`]) loads the open-fcoe initiator instead of aoe,
+//! creates a VN2VN controller on eth0 as [`crate::fcoe_guest`]'s scenario does, waits for the
+//! SCSI disk and runs steps 1-3 on it; its `dmesg:` lines are the FCoE and SCSI messages.
+//!
 //! # Host side
 //!
 //! [`WorkloadGuest`] starts and watches the guest ([`Progress`] parses its console);
@@ -41,8 +45,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
+use crate::fcoe_guest::FCOE_MODULES;
 use crate::linux::{base_initramfs, Kernel};
-use crate::rig::{l2san_bin, wait_until, Child, Netns, Qemu, Tap};
+use crate::rig::{l2san_bin, run_cmd, wait_until, Child, Netns, Qemu, Tap};
 
 /// Bytes per guest write (one `dd` each).
 pub const BLOCK: usize = 64 << 10;
@@ -239,6 +244,109 @@ poweroff -f
 sleep 10
 "#;
 
+/// The FCoE variant of the workload's `/init`: the VN2VN login of [`crate::fcoe_guest`]'s
+/// scenario (controller on eth0, wait for a SCSI disk), then the same generations, `ACK`,
+/// `IOERR`, `WRITTEN`, `VERIFY` and `DONE` lines on the SCSI disk; `dmesg:` lines are the FCoE
+/// and SCSI kernel messages.
+const FCOE_WORKLOAD_INIT: &str = r#"#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+say() { echo "L2SAN-WL $*"; }
+interesting() {
+    dmesg | grep -iE 'fcoe|host[0-9]|rport|sd [0-9]|scsi|I/O error|Sense|abort|reset|blk_update' \
+        | tail -n ${1:-60} | sed 's/^/L2SAN-WL dmesg: /'
+}
+fail() {
+    say "FAIL $*"
+    interesting 60
+    poweroff -f
+    sleep 10
+}
+ms() { read t rest < /proc/uptime; echo $((${t%.*} * 1000 + 1${t#*.} * 10 - 1000)); }
+say START
+MTU=1500; BLOCKS=64; BASE=16; GENS=2; ACK=4; SETS=@SETS@
+for a in $(cat /proc/cmdline); do
+    case "$a" in
+    l2san.mtu=*) MTU=${a#*=} ;;
+    l2san.blocks=*) BLOCKS=${a#*=} ;;
+    l2san.base=*) BASE=${a#*=} ;;
+    l2san.gens=*) GENS=${a#*=} ;;
+    l2san.ack=*) ACK=${a#*=} ;;
+    esac
+done
+# fq_codel drops frames that wait over 5 ms and FCoE never retransmits.
+echo pfifo_fast > /proc/sys/net/core/default_qdisc || fail "cannot set the default qdisc"
+for m in $(cat /modules/net.order); do
+    insmod /modules/$m || fail "insmod $m"
+done
+n=0
+while [ ! -e /sys/class/net/eth0 ]; do
+    n=$((n + 1)); [ $n -gt 100 ] && fail "no eth0 after 10 s"
+    usleep 100000
+done
+ip link set eth0 mtu $MTU || fail "cannot set MTU $MTU on eth0"
+ip link set eth0 up || fail "cannot set eth0 up"
+for m in $(cat /modules/fcoe.order); do
+    insmod /modules/$m || fail "insmod $m"
+done
+echo eth0 > /sys/bus/fcoe/ctlr_create || fail "ctlr_create"
+C=
+for c in /sys/bus/fcoe/devices/ctlr_*; do [ -e "$c/mode" ] && C=$c; done
+[ -n "$C" ] || fail "no ctlr_* after ctlr_create"
+echo vn2vn > $C/mode || fail "cannot set $C/mode to vn2vn"
+echo 1 > $C/enabled || fail "cannot enable $C"
+B=
+n=0
+while [ -z "$B" ]; do
+    for b in /sys/class/scsi_disk/*/device/block/*; do
+        [ -e "$b" ] && B=${b##*/}
+    done
+    [ -n "$B" ] && [ -b /dev/$B ] && [ "$(blockdev --getsize64 /dev/$B 2>/dev/null)" -gt 0 ] && break
+    B=
+    n=$((n + 1)); [ $n -gt 600 ] && fail "no SCSI disk after 60 s"
+    usleep 100000
+done
+D=/dev/$B
+say DEVICE $D $(blockdev --getsize64 $D)
+T0=$(ms)
+W=0; ERR=0; g=0
+while [ $g -lt $GENS ]; do
+    f=/set$((g % SETS)).bin
+    ok=1; b=0
+    while [ $b -lt $BLOCKS ]; do
+        if dd if=$f of=$D bs=65536 skip=$b seek=$((BASE + b)) count=1 oflag=direct conv=notrunc 2>/tmp/err; then
+            W=$((W + 1))
+        else
+            ERR=$((ERR + 1)); ok=0
+            say "IOERR gen=$g block=$b $(tail -n 1 /tmp/err)"
+        fi
+        b=$((b + 1))
+        if [ $ok = 1 ] && { [ $((b % ACK)) -eq 0 ] || [ $b -eq $BLOCKS ]; }; then
+            say "ACK gen=$g block=$((b - 1))"
+        fi
+    done
+    g=$((g + 1))
+done
+say "WRITTEN writes=$W ioerrors=$ERR ms=$(($(ms) - T0))"
+LAST=/set$(((GENS - 1) % SETS)).bin
+if ! dd if=$D of=/tmp/back bs=65536 skip=$BASE count=$BLOCKS iflag=direct 2>/tmp/err; then
+    ERR=$((ERR + 1))
+    say "IOERR read-back $(tail -n 1 /tmp/err)"
+fi
+if cmp -s /tmp/back $LAST; then
+    say "VERIFY OK blocks=$BLOCKS"
+else
+    say "VERIFY FAIL blocks=$BLOCKS"
+fi
+rm -f /tmp/back
+interesting 60
+say "DONE writes=$W ioerrors=$ERR"
+poweroff -f
+sleep 10
+"#;
+
 /// Builds the workload's initramfs (uncompressed newc cpio) for `kernel`: busybox, the virtio-net
 /// and aoe modules, the data sets for `blocks` blocks, and `/init`.
 pub fn workload_initramfs(kernel: &Kernel, blocks: u32) -> Result<Vec<u8>> {
@@ -247,6 +355,18 @@ pub fn workload_initramfs(kernel: &Kernel, blocks: u32) -> Result<Vec<u8>> {
         w.file(&format!("set{set}.bin"), 0o644, &set_data(set, blocks));
     }
     let init = WORKLOAD_INIT.replace("@SETS@", &SETS.to_string());
+    w.file("init", 0o755, init.as_bytes());
+    Ok(w.finish())
+}
+
+/// Builds the FCoE workload's initramfs for `kernel`: busybox, virtio-net, the FCoE initiator
+/// and SCSI disk modules, the data sets for `blocks` blocks, and `/init`.
+pub fn fcoe_workload_initramfs(kernel: &Kernel, blocks: u32) -> Result<Vec<u8>> {
+    let mut w = base_initramfs(kernel, FCOE_MODULES, "fcoe")?;
+    for set in 0..SETS {
+        w.file(&format!("set{set}.bin"), 0o644, &set_data(set, blocks));
+    }
+    let init = FCOE_WORKLOAD_INIT.replace("@SETS@", &SETS.to_string());
     w.file("init", 0o755, init.as_bytes());
     Ok(w.finish())
 }
@@ -340,7 +460,7 @@ pub struct WorkloadGuest {
 }
 
 impl WorkloadGuest {
-    /// Boots `kernel` with the workload on `tap` (inside `ns`); files go in `dir`.
+    /// Boots `kernel` with the AoE workload on `tap` (inside `ns`); files go in `dir`.
     pub fn start(
         ns: &Netns,
         tap: &Tap,
@@ -351,27 +471,67 @@ impl WorkloadGuest {
         ensure!(opts.gens >= 1 && opts.blocks >= 1 && opts.ack_every >= 1);
         let initramfs = dir.join("initramfs-workload.cpio");
         fs::write(&initramfs, workload_initramfs(kernel, opts.blocks)?)?;
+        Self::boot("workload", ns, tap, kernel, opts, &initramfs, &[], dir)
+    }
+
+    /// Boots `kernel` with the FCoE (VN2VN) workload on `tap` (inside `ns`), its NIC at
+    /// `guest_mac` (which makes its WWPN `20:00:<mac>` and its first port id the MAC's low 16
+    /// bits); files go in `dir`.
+    pub fn start_fcoe(
+        ns: &Netns,
+        tap: &Tap,
+        kernel: &Kernel,
+        opts: &WorkloadOpts,
+        guest_mac: &[u8; 6],
+        dir: &Path,
+    ) -> Result<WorkloadGuest> {
+        ensure!(opts.gens >= 1 && opts.blocks >= 1 && opts.ack_every >= 1);
+        let initramfs = dir.join("initramfs-fcoe-workload.cpio");
+        fs::write(&initramfs, fcoe_workload_initramfs(kernel, opts.blocks)?)?;
+        let mac = format!(
+            "virtio-net-pci.mac={}",
+            crate::fcoe_guest::fmt_mac(guest_mac)
+        );
+        let extra = [OsStr::new("-global"), OsStr::new(&mac)];
+        Self::boot(
+            "fcoe-workload",
+            ns,
+            tap,
+            kernel,
+            opts,
+            &initramfs,
+            &extra,
+            dir,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn boot(
+        name: &str,
+        ns: &Netns,
+        tap: &Tap,
+        kernel: &Kernel,
+        opts: &WorkloadOpts,
+        initramfs: &Path,
+        extra: &[&OsStr],
+        dir: &Path,
+    ) -> Result<WorkloadGuest> {
         let cmdline = format!(
             "console=ttyS0 quiet panic=-1 ipv6.disable=1 l2san.mtu={} l2san.dev=e{}.{} \
              l2san.blocks={} l2san.base={} l2san.gens={} l2san.ack={}",
             opts.mtu, opts.shelf, opts.slot, opts.blocks, opts.base, opts.gens, opts.ack_every
         );
+        let mut args = vec![
+            OsStr::new("-kernel"),
+            kernel.vmlinuz.as_os_str(),
+            OsStr::new("-initrd"),
+            initramfs.as_os_str(),
+            OsStr::new("-append"),
+            OsStr::new(&cmdline),
+        ];
+        args.extend_from_slice(extra);
         let start = Instant::now();
-        let qemu = Qemu::start(
-            "workload",
-            ns,
-            tap,
-            opts.memory_mb,
-            dir,
-            [
-                OsStr::new("-kernel"),
-                kernel.vmlinuz.as_os_str(),
-                OsStr::new("-initrd"),
-                initramfs.as_os_str(),
-                OsStr::new("-append"),
-                OsStr::new(&cmdline),
-            ],
-        )?;
+        let qemu = Qemu::start(name, ns, tap, opts.memory_mb, dir, args)?;
         Ok(WorkloadGuest {
             qemu,
             opts: opts.clone(),
@@ -420,11 +580,12 @@ impl WorkloadGuest {
         if met && cond(&last) {
             return Ok(last);
         }
+        let dmesg = last.dmesg.join("\n  ");
         if let Some(why) = &last.fail {
-            bail!("waiting for {what}: guest failed: {why}");
+            bail!("waiting for {what}: guest failed: {why}; guest dmesg:\n  {dmesg}");
         }
         if exited || last.ended() {
-            bail!("waiting for {what}: the guest ended first");
+            bail!("waiting for {what}: the guest ended first; guest dmesg:\n  {dmesg}");
         }
         bail!(
             "waiting for {what}: not within {timeout:?} (latest ACK {:?}, I/O errors {:?})",
@@ -634,6 +795,7 @@ pub struct L2sanProcess {
     log: PathBuf,
     iface: String,
     ifindex: u32,
+    /// Everything after `serve` on its command line.
     args: Vec<String>,
     bin: PathBuf,
 }
@@ -642,33 +804,60 @@ impl L2sanProcess {
     /// Starts `l2san serve -i <iface> <args>...` inside `ns` (`RUST_LOG=info` unless set), output
     /// appended to `log`, and waits until it has a packet socket on `iface`.
     pub fn start(ns: &Netns, iface: &str, args: &[String], log: &Path) -> Result<L2sanProcess> {
+        let mut serve = vec!["-i".to_string(), iface.to_string()];
+        serve.extend_from_slice(args);
+        Self::start_serve(ns, iface, serve, log)
+    }
+
+    /// Starts `l2san serve --config <config> <args>...` inside `ns`, like
+    /// [`L2sanProcess::start`]; waits until it has a packet socket on `iface` (one of the
+    /// file's interfaces).
+    pub fn start_config(
+        ns: &Netns,
+        iface: &str,
+        config: &Path,
+        args: &[String],
+        log: &Path,
+    ) -> Result<L2sanProcess> {
+        let mut serve = vec!["--config".to_string(), config.display().to_string()];
+        serve.extend_from_slice(args);
+        Self::start_serve(ns, iface, serve, log)
+    }
+
+    fn start_serve(
+        ns: &Netns,
+        iface: &str,
+        serve: Vec<String>,
+        log: &Path,
+    ) -> Result<L2sanProcess> {
         let ifindex = ns
             .run("cat", [format!("/sys/class/net/{iface}/ifindex")])?
             .trim()
             .parse()
             .context("bad ifindex")?;
         let bin = l2san_bin()?;
-        let child = Self::spawn(ns, &bin, iface, ifindex, args, log)?;
+        let child = Self::spawn(ns, &bin, iface, ifindex, &serve, log)?;
         Ok(L2sanProcess {
             child,
             log: log.to_path_buf(),
             iface: iface.to_string(),
             ifindex,
-            args: args.to_vec(),
+            args: serve,
             bin,
         })
     }
 
+    /// Runs `l2san serve <serve>...` and waits for its packet socket on `iface`.
     fn spawn(
         ns: &Netns,
         bin: &Path,
         iface: &str,
         ifindex: u32,
-        args: &[String],
+        serve: &[String],
         log: &Path,
     ) -> Result<Child> {
         let mut cmd = ns.command(bin);
-        cmd.args(["serve", "-i", iface]).args(args);
+        cmd.arg("serve").args(serve);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
@@ -757,6 +946,18 @@ impl L2sanProcess {
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
     }
 
+    /// l2san's counters and gauges as `l2san ctl --socket <socket> metrics` prints them (the
+    /// process must run with `--ctl-socket <socket>`), summed over their labels, by name.
+    pub fn ctl_metrics(&self, socket: &Path) -> Result<BTreeMap<String, f64>> {
+        let out = run_cmd(
+            std::process::Command::new(&self.bin)
+                .args(["ctl", "--socket"])
+                .arg(socket)
+                .arg("metrics"),
+        )?;
+        Ok(parse_metrics(&out))
+    }
+
     /// User plus system CPU time so far, in clock ticks (`/proc/<pid>/stat`, all threads).
     pub fn cpu_ticks(&self) -> Option<u64> {
         let text = fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
@@ -792,6 +993,21 @@ pub fn read_region(path: &Path, opts: &WorkloadOpts) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Prometheus text (`name{labels} value` lines; `#` lines skipped) as sums by name.
+pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.trim().rsplit_once(' ') else {
+            continue;
+        };
+        let name = series.split('{').next().unwrap_or(series);
+        if let Ok(v) = value.parse::<f64>() {
+            *out.entry(name.to_string()).or_insert(0.0) += v;
+        }
+    }
+    out
+}
+
 /// `l2san` log lines at WARN or ERROR level.
 pub fn warn_lines(log: &str) -> Vec<&str> {
     log.lines()
@@ -811,6 +1027,15 @@ mod tests {
         assert_ne!(a[64..], sector_data(0, 2, 2)[64..]);
         assert_ne!(a[64..], sector_data(0, 1, 3)[64..]);
         assert_eq!(block_data(2, 5).len(), BLOCK);
+    }
+
+    #[test]
+    fn metrics_parse() {
+        let text = "# HELP a x\n# TYPE a counter\na{port=\"0\"} 2\na{port=\"1\"} 3\nb 7\n\n";
+        let m = parse_metrics(text);
+        assert_eq!(m.get("a"), Some(&5.0));
+        assert_eq!(m.get("b"), Some(&7.0));
+        assert_eq!(m.len(), 2);
     }
 
     #[test]

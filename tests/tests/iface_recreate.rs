@@ -1,0 +1,643 @@
+//! The served interface deleted and created again under a running l2san.
+//!
+//! A namespace holds a veth pair `a`–`b`; l2san serves e6.1 over AoE and LUN 0 over FCoE (the
+//! same image) on `a` with two workers (a fanout group of two sockets), and the test talks to it
+//! through raw sockets on `b` ([`RawSocket`]), with hand-made frames: an AoE Query Config, an
+//! AoE READ and WRITE (checked against the image), and an iPXE-style point-to-point FCoE login
+//! (FLOGI, PLOGI, PRLI) followed by a SCSI READ(10) whose data is checked against the image.
+//!
+//! Then `a` is deleted (`ip link del`, which takes `b` with it), the test waits, and makes the
+//! pair again with the same names and `a`'s MAC (a new ifindex each time): once after 3 s away,
+//! once at once. After each, l2san must still run, must have logged the loss (rate-limited:
+//! at most one warning per worker per 10 s), must advertise e6.1 again by itself (its leader
+//! re-advertises whenever it opens a socket), must answer all of the above on the new interface,
+//! and must hold exactly its two packet sockets, both bound to the new `a` (no socket of the
+//! old interface left behind). At the end l2san exits 0 on SIGTERM and the image holds exactly
+//! what the test wrote.
+//!
+//! What l2san does (common/src/worker.rs): the deletion wakes every worker with ENETDOWN on its
+//! socket; each drops the socket and tries to open one again every second, looking the
+//! interface up anew by name, until the new `a` is there and up.
+//!
+//! The interface comes back with the MAC it had, as a VLAN or bond interface re-created on the
+//! same NIC would. l2san keeps the MAC it read at start (its AoE replies and FCoE names use it),
+//! so an interface that came back with another MAC is not covered here.
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use l2san_tests::fcoe_guest::crc32;
+use l2san_tests::rawsock::RawSocket;
+use l2san_tests::rig::{self, wait_until, Netns, Run, TargetKind};
+use l2san_tests::workload::{self, L2sanProcess};
+
+const ETH_AOE: u16 = 0x88a2;
+const ETH_FCOE: u16 = 0x8906;
+const SHELF: u16 = 6;
+const SLOT: u8 = 1;
+/// `a`'s MAC, kept across its re-creations.
+const A_MAC: [u8; 6] = [0x02, 0x4c, 0x32, 0x00, 0x66, 0x01];
+/// 4 MiB image.
+const SECTORS: usize = 8192;
+const SECTOR: usize = 512;
+/// l2san's workers: two, so that the fanout group is rebuilt too.
+const WORKERS: usize = 2;
+/// How long `a` stays away in the first round.
+const ABSENT: Duration = Duration::from_secs(3);
+/// How long l2san may take to serve again once `a` is back (it retries every second).
+const RECOVER: Duration = Duration::from_secs(15);
+const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+/// The point-to-point FLOGI address and our WWPN (higher than l2san's: we are 01.01.02).
+const FLOGI_MAC: [u8; 6] = [0x0e, 0xfc, 0x00, 0xff, 0xff, 0xfe];
+const OUR_WWPN: u64 = 0x2000_5254_0012_3456;
+const OUR_ID: u32 = 0x01_0102;
+const TARGET_ID: u32 = 0x01_0101;
+
+/// Byte `i` of sector `s` of the image: never zero, different in every sector.
+fn pattern(s: usize, i: usize) -> u8 {
+    ((s * 7 + i) % 251 + 1) as u8
+}
+
+fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let v: Vec<u8> = s
+        .trim()
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("bad MAC {s:?}"))?;
+    v.try_into().map_err(|_| anyhow::anyhow!("bad MAC {s:?}"))
+}
+
+fn ifindex(ns: &Netns, dev: &str) -> Result<u32> {
+    ns.run("cat", [format!("/sys/class/net/{dev}/ifindex")])?
+        .trim()
+        .parse()
+        .context("bad ifindex")
+}
+
+/// Makes the pair `a`–`b` with `a` at [`A_MAC`], IPv6 off, `b` up and `a` still down (so that
+/// sockets on `b` can be opened before l2san can send on `a`). Returns `a`'s ifindex.
+fn make_pair(ns: &Netns) -> Result<u32> {
+    ns.run(
+        "ip",
+        [
+            "link", "add", "name", "a", "type", "veth", "peer", "name", "b",
+        ],
+    )
+    .context("cannot create a veth pair (veth module?)")?;
+    let mac = A_MAC.map(|b| format!("{b:02x}")).join(":");
+    ns.run("ip", ["link", "set", "dev", "a", "address", &mac])?;
+    for dev in ["a", "b"] {
+        let _ = ns.run(
+            "sh",
+            [
+                "-c",
+                &format!("echo 1 > /proc/sys/net/ipv6/conf/{dev}/disable_ipv6"),
+            ],
+        );
+    }
+    ns.run("ip", ["link", "set", "dev", "b", "up"])?;
+    ifindex(ns, "a")
+}
+
+fn set_a_up(ns: &Netns) -> Result<()> {
+    ns.run("ip", ["link", "set", "dev", "a", "up"])?;
+    Ok(())
+}
+
+/// The packet sockets l2san holds (its fds that are in `/proc/<pid>/net/packet`), by the
+/// ifindex each is bound to.
+fn l2san_packet_sockets(pid: u32) -> Result<Vec<i64>> {
+    let table = fs::read_to_string(format!("/proc/{pid}/net/packet"))?;
+    let mut inodes = Vec::new();
+    for entry in fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let target = fs::read_link(entry?.path()).unwrap_or_default();
+        if let Some(inode) = target
+            .to_str()
+            .and_then(|t| t.strip_prefix("socket:["))
+            .and_then(|t| t.strip_suffix(']'))
+        {
+            inodes.push(inode.to_string());
+        }
+    }
+    // sk RefCnt Type Proto Iface R Rmem User Inode
+    Ok(table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let inode = w.get(8)?;
+            inodes
+                .iter()
+                .any(|i| i == inode)
+                .then(|| w.get(4)?.parse().ok())?
+        })
+        .collect())
+}
+
+/// Raw sockets on `b` and the state of our side of the conversation.
+struct Client {
+    aoe: RawSocket,
+    fcoe: RawSocket,
+    us: [u8; 6],
+    tag: u32,
+    ox: u16,
+}
+
+/// A received FCoE frame: FC header fields and payload.
+struct Fc {
+    r_ctl: u8,
+    f_ctl: u32,
+    ox_id: u16,
+    payload: Vec<u8>,
+}
+
+impl Client {
+    fn open(ns: &Netns) -> Result<Client> {
+        let us = parse_mac(&ns.run("cat", ["/sys/class/net/b/address"])?)?;
+        Ok(Client {
+            aoe: RawSocket::open_in_netns(ns.name(), "b", ETH_AOE)
+                .context("cannot open a raw AoE socket on b")?,
+            fcoe: RawSocket::open_in_netns(ns.name(), "b", ETH_FCOE)
+                .context("cannot open a raw FCoE socket on b")?,
+            us,
+            tag: 0x6000_0000,
+            ox: 0x0600,
+        })
+    }
+
+    /// An AoE request header to e6.1 at `dst`.
+    fn aoe_header(&mut self, dst: [u8; 6], command: u8) -> Vec<u8> {
+        self.tag += 1;
+        let mut f = Vec::with_capacity(1100);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&self.us);
+        f.extend_from_slice(&ETH_AOE.to_be_bytes());
+        f.extend_from_slice(&[0x10, 0]);
+        f.extend_from_slice(&SHELF.to_be_bytes());
+        f.extend_from_slice(&[SLOT, command]);
+        f.extend_from_slice(&self.tag.to_be_bytes());
+        f
+    }
+
+    /// The reply to the AoE request with our latest tag (others are skipped), within `timeout`.
+    fn aoe_reply(&self, timeout: Duration) -> Result<Option<Vec<u8>>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(f) = self.aoe.recv(left)? else {
+                return Ok(None);
+            };
+            if f.len() >= 24 && f[14] & 0x08 != 0 && f[20..24] == self.tag.to_be_bytes() {
+                ensure!(
+                    f[0..6] == self.us && f[6..12] == A_MAC,
+                    "AoE reply from {:02x?} to {:02x?}, expected from {A_MAC:02x?} to us",
+                    &f[6..12],
+                    &f[0..6]
+                );
+                ensure!(
+                    f[16..18] == SHELF.to_be_bytes() && f[18] == SLOT && f[15] == 0,
+                    "AoE reply for e{}.{} with error {}",
+                    u16::from_be_bytes([f[16], f[17]]),
+                    f[18],
+                    f[15]
+                );
+                return Ok(Some(f));
+            }
+        }
+    }
+
+    /// An unsolicited Query Config response (an advert) for e6.1 from `a`, within `timeout`.
+    fn advert(&self, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(f) = self.aoe.recv(left)? else {
+                return Ok(false);
+            };
+            if f.len() >= 24
+                && f[6..12] == A_MAC
+                && f[14] & 0x08 != 0
+                && f[19] == 1
+                && f[16..18] == SHELF.to_be_bytes()
+                && f[18] == SLOT
+            {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Query Config (broadcast) until e6.1 answers or `timeout` passes; the time it took.
+    fn query_until_answered(&mut self, timeout: Duration) -> Result<Option<Duration>> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            let mut f = self.aoe_header([0xff; 6], 1);
+            f.extend_from_slice(&[0; 8]);
+            self.aoe.send(&f)?;
+            if let Some(r) = self.aoe_reply(Duration::from_millis(250))? {
+                ensure!(r[19] == 1, "Query Config answered with command {}", r[19]);
+                return Ok(Some(start.elapsed()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// AoE READ SECTORS EXT of two sectors at `lba`.
+    fn aoe_read(&mut self, lba: u64) -> Result<Vec<u8>> {
+        let mut f = self.aoe_header(A_MAC, 0);
+        f.extend_from_slice(&[0x40, 0, 2, 0x24]);
+        f.extend_from_slice(&lba.to_le_bytes()[..6]);
+        f.extend_from_slice(&[0, 0]);
+        self.aoe.send(&f)?;
+        let r = self
+            .aoe_reply(REPLY_TIMEOUT)?
+            .with_context(|| format!("no answer to an AoE READ at LBA {lba}"))?;
+        ensure!(
+            r.len() >= 36 + 2 * SECTOR && r[27] & 0x01 == 0,
+            "AoE READ at LBA {lba}: status {:#04x}, {} bytes",
+            r.get(27).copied().unwrap_or(0),
+            r.len()
+        );
+        Ok(r[36..36 + 2 * SECTOR].to_vec())
+    }
+
+    /// AoE WRITE SECTORS EXT of `data` (two sectors) at `lba`.
+    fn aoe_write(&mut self, lba: u64, data: &[u8]) -> Result<()> {
+        let mut f = self.aoe_header(A_MAC, 0);
+        f.extend_from_slice(&[0x41, 0, 2, 0x34]);
+        f.extend_from_slice(&lba.to_le_bytes()[..6]);
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(data);
+        self.aoe.send(&f)?;
+        let r = self
+            .aoe_reply(REPLY_TIMEOUT)?
+            .with_context(|| format!("no answer to an AoE WRITE at LBA {lba}"))?;
+        ensure!(
+            r.len() >= 36 && r[27] & 0x01 == 0,
+            "AoE WRITE at LBA {lba}: status {:#04x}",
+            r.get(27).copied().unwrap_or(0)
+        );
+        Ok(())
+    }
+
+    /// One FCoE request (SOFi3, EOFt, good CRC): an FC header of ours with `payload`.
+    fn fc_send(
+        &mut self,
+        dst: [u8; 6],
+        r_ctl: u8,
+        (d_id, s_id): (u32, u32),
+        fc_type: u8,
+        payload: &[u8],
+    ) -> Result<u16> {
+        self.ox += 1;
+        let mut fc = Vec::with_capacity(24 + payload.len());
+        fc.push(r_ctl);
+        fc.extend_from_slice(&d_id.to_be_bytes()[1..]);
+        fc.push(0);
+        fc.extend_from_slice(&s_id.to_be_bytes()[1..]);
+        fc.push(fc_type);
+        fc.extend_from_slice(&[0x29, 0, 0]); // FIRST_SEQ | END_SEQ | SEQ_INIT
+        fc.extend_from_slice(&[self.ox as u8 | 1, 0, 0, 0]);
+        fc.extend_from_slice(&self.ox.to_be_bytes());
+        fc.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
+        fc.extend_from_slice(payload);
+        let mut f = Vec::with_capacity(fc.len() + 36);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&self.us);
+        f.extend_from_slice(&ETH_FCOE.to_be_bytes());
+        f.extend_from_slice(&[0; 13]);
+        f.push(0x2e);
+        f.extend_from_slice(&fc);
+        f.extend_from_slice(&crc32(&fc).to_le_bytes());
+        f.extend_from_slice(&[0x42, 0, 0, 0]);
+        self.fcoe.send(&f)?;
+        Ok(self.ox)
+    }
+
+    /// The frames of exchange `ox` up to the one that ends it.
+    fn fc_exchange(&self, ox: u16, what: &str) -> Result<Vec<Fc>> {
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(f) = self.fcoe.recv(left)? else {
+                bail!("{what}: no complete answer within {REPLY_TIMEOUT:?}");
+            };
+            if f.len() < 14 + 14 + 24 + 8 || f[0..6] != self.us {
+                continue;
+            }
+            ensure!(
+                f[6..12] == A_MAC,
+                "{what}: FCoE frame from {:02x?}",
+                &f[6..12]
+            );
+            let fc = &f[28..f.len() - 8];
+            let crc = u32::from_le_bytes([
+                f[f.len() - 8],
+                f[f.len() - 7],
+                f[f.len() - 6],
+                f[f.len() - 5],
+            ]);
+            ensure!(crc == crc32(fc), "{what}: bad CRC in l2san's frame");
+            let frame = Fc {
+                r_ctl: fc[0],
+                f_ctl: u32::from_be_bytes([0, fc[9], fc[10], fc[11]]),
+                ox_id: u16::from_be_bytes([fc[16], fc[17]]),
+                payload: fc[24..].to_vec(),
+            };
+            if frame.ox_id != ox {
+                continue;
+            }
+            // LAST_SEQ
+            let last = frame.f_ctl & 0x10_0000 != 0;
+            out.push(frame);
+            if last {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// An ELS request; its reply must be LS_ACC.
+    fn els(&mut self, dst: [u8; 6], ids: (u32, u32), payload: &[u8], what: &str) -> Result<()> {
+        let ox = self.fc_send(dst, 0x22, ids, 0x01, payload)?;
+        let reply = self.fc_exchange(ox, what)?;
+        ensure!(
+            reply.len() == 1 && reply[0].r_ctl == 0x23 && reply[0].payload.first() == Some(&0x02),
+            "{what}: expected an LS_ACC, got R_CTL {:02x?} payload {:02x?}",
+            reply.iter().map(|r| r.r_ctl).collect::<Vec<_>>(),
+            reply.first().map(|r| &r.payload[..r.payload.len().min(8)])
+        );
+        Ok(())
+    }
+
+    /// A SCSI command to LUN 0; returns the data in and the SCSI status.
+    fn scsi(&mut self, cdb: [u8; 16], fcp_dl: u32, what: &str) -> Result<(Vec<u8>, u8)> {
+        let mut cmnd = vec![0u8; 32];
+        cmnd[11] = 0x02; // RDDATA
+        cmnd[12..28].copy_from_slice(&cdb);
+        cmnd[28..32].copy_from_slice(&fcp_dl.to_be_bytes());
+        let ox = self.fc_send(A_MAC, 0x06, (TARGET_ID, OUR_ID), 0x08, &cmnd)?;
+        let frames = self.fc_exchange(ox, what)?;
+        let mut data = Vec::new();
+        for fr in &frames {
+            match fr.r_ctl {
+                0x01 => data.extend_from_slice(&fr.payload),
+                0x07 => {
+                    ensure!(fr.payload.len() >= 24, "{what}: short FCP_RSP");
+                    return Ok((data, fr.payload[11]));
+                }
+                other => bail!("{what}: unexpected R_CTL {other:#04x}"),
+            }
+        }
+        bail!("{what}: no FCP_RSP")
+    }
+
+    /// Point-to-point login (FLOGI, PLOGI, PRLI), TEST UNIT READY until GOOD (the first one
+    /// reports the power-on unit attention), then READ(10) of 8 blocks at `lba`.
+    fn fcoe_read(&mut self, lba: u32) -> Result<Vec<u8>> {
+        let login = |cmd: u8| {
+            let mut p = vec![0u8; 116];
+            p[0] = cmd;
+            p[4..8].copy_from_slice(&[0x20, 0x20, 0, 10]);
+            p[8..12].copy_from_slice(&[0x88, 0, 0x05, 0xac]);
+            p[16..20].copy_from_slice(&2000u32.to_be_bytes());
+            p[20..28].copy_from_slice(&OUR_WWPN.to_be_bytes());
+            p[28..36].copy_from_slice(&(OUR_WWPN ^ 0x3000 << 48).to_be_bytes());
+            p[68] = 0x80;
+            p[70..72].copy_from_slice(&[0x05, 0xac]);
+            p
+        };
+        self.els(FLOGI_MAC, (0xff_fffe, 0), &login(0x04), "FLOGI")?;
+        self.els(A_MAC, (TARGET_ID, OUR_ID), &login(0x03), "PLOGI")?;
+        let prli = [
+            0x20, 0x10, 0, 20, 0x08, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x22,
+        ];
+        self.els(A_MAC, (TARGET_ID, OUR_ID), &prli, "PRLI")?;
+        let mut ready = false;
+        for _ in 0..3 {
+            let (_, status) = self.scsi([0; 16], 0, "TEST UNIT READY")?;
+            if status == 0 {
+                ready = true;
+                break;
+            }
+        }
+        ensure!(ready, "TEST UNIT READY never GOOD");
+        let mut cdb = [0u8; 16];
+        cdb[0] = 0x28;
+        cdb[2..6].copy_from_slice(&lba.to_be_bytes());
+        cdb[8] = 8;
+        let (data, status) = self.scsi(cdb, 8 * SECTOR as u32, "READ(10)")?;
+        ensure!(
+            status == 0,
+            "READ(10) at LBA {lba}: SCSI status {status:#04x}"
+        );
+        Ok(data)
+    }
+}
+
+/// The image as it must be, and the checks of real requests against it.
+struct Expected {
+    image: Vec<u8>,
+    written: usize,
+}
+
+impl Expected {
+    fn sectors(&self, lba: usize, n: usize) -> &[u8] {
+        &self.image[lba * SECTOR..(lba + n) * SECTOR]
+    }
+
+    /// AoE READ, WRITE and read-back, and an FCoE login and READ: l2san serves on `a`.
+    fn check_serving(&mut self, c: &mut Client, round: usize, what: &str) -> Result<()> {
+        let lba = 100 + 10 * round;
+        let got = c.aoe_read(lba as u64)?;
+        ensure!(
+            got == self.sectors(lba, 2),
+            "{what}: AoE READ at LBA {lba} returned other data"
+        );
+        let data: Vec<u8> = (0..2 * SECTOR)
+            .map(|i| (i as u8) ^ (round as u8 + 0x40))
+            .collect();
+        let wlba = 2000 + 10 * round;
+        c.aoe_write(wlba as u64, &data)?;
+        self.image[wlba * SECTOR..(wlba + 2) * SECTOR].copy_from_slice(&data);
+        self.written += 2;
+        ensure!(
+            c.aoe_read(wlba as u64)? == data,
+            "{what}: AoE read-back at LBA {wlba} differs from what was written"
+        );
+        let flba = 3000 + 100 * round;
+        let got = c.fcoe_read(flba as u32)?;
+        ensure!(
+            got == self.sectors(flba, 8),
+            "{what}: FCoE READ(10) at LBA {flba} returned {} bytes of other data",
+            got.len()
+        );
+        Ok(())
+    }
+}
+
+fn iface_recreate(run: &Run) -> Result<()> {
+    if run.target_kind() != TargetKind::L2san {
+        rig::report(format_args!(
+            "SKIPPED {}: l2san only (target is {})",
+            run.name(),
+            run.target_kind()
+        ));
+        return Ok(());
+    }
+    let image_path = run.path("disk.img");
+    let mut image = vec![0u8; SECTORS * SECTOR];
+    for (s, sector) in image.chunks_mut(SECTOR).enumerate() {
+        for (i, b) in sector.iter_mut().enumerate() {
+            *b = pattern(s, i);
+        }
+    }
+    fs::write(&image_path, &image)?;
+    let mut expected = Expected { image, written: 0 };
+
+    let ns = Netns::new()?;
+    let mut index = make_pair(&ns)?;
+    let mut client = Client::open(&ns)?;
+    set_a_up(&ns)?;
+    let ctl = run.path("ctl.sock");
+    let log_path = run.path("l2san.log");
+    let mut l2san = L2sanProcess::start(
+        &ns,
+        "a",
+        &[
+            "--aoe".into(),
+            format!("{SHELF}.{SLOT}={}", image_path.display()),
+            "--fcoe".into(),
+            format!("0={}", image_path.display()),
+            "--workers".into(),
+            WORKERS.to_string(),
+            "--ctl-socket".into(),
+            ctl.display().to_string(),
+        ],
+        &log_path,
+    )?;
+    ensure!(
+        client.advert(Duration::from_secs(5))?,
+        "no advert of e{SHELF}.{SLOT} at start"
+    );
+    expected.check_serving(&mut client, 0, "at start")?;
+    let started = Instant::now();
+
+    for (round, absent) in [(1, ABSENT), (2, Duration::ZERO)] {
+        let what = format!("round {round} ({:.0} s away)", absent.as_secs_f64());
+        let warns_before = workload::warn_lines(&l2san.log_text()).len();
+        drop(client);
+        ns.run("ip", ["link", "del", "dev", "a"])?;
+        let deleted = Instant::now();
+        if !absent.is_zero() {
+            // l2san notices at once (ENETDOWN on its sockets) and says so.
+            let noticed = wait_until(ABSENT, || {
+                workload::warn_lines(&l2san.log_text()).len() > warns_before
+            });
+            ensure!(noticed, "{what}: l2san logged nothing when `a` was deleted");
+            // ... and keeps running while `a` is away.
+            let died = wait_until(absent.saturating_sub(deleted.elapsed()), || {
+                l2san.check_running().is_err()
+            });
+            ensure!(!died, "{what}: l2san exited while `a` was away");
+            let sockets = l2san_packet_sockets(l2san.pid())?;
+            rig::report(format_args!(
+                "{}: {what}: while `a` is away l2san holds packet sockets bound to {sockets:?}",
+                run.name()
+            ));
+        }
+        let old_index = index;
+        index = make_pair(&ns)?;
+        ensure!(
+            index != old_index,
+            "{what}: `a` came back with the same ifindex {index}"
+        );
+        client = Client::open(&ns)?;
+        set_a_up(&ns)?;
+        let back = Instant::now();
+        let advert = client.advert(RECOVER)?;
+        let advert_after = back.elapsed();
+        let answered = client.query_until_answered(RECOVER)?;
+        l2san
+            .check_running()
+            .with_context(|| format!("{what}: l2san exited"))?;
+        ensure!(
+            advert,
+            "{what}: no advert of e{SHELF}.{SLOT} within {RECOVER:?} of `a` coming back"
+        );
+        let Some(answered) = answered else {
+            bail!("{what}: no answer to Query Config within {RECOVER:?} of `a` coming back");
+        };
+        expected.check_serving(&mut client, round, &what)?;
+        // Every worker reopens on its own, once a second: wait for all of them.
+        let mut sockets = Vec::new();
+        wait_until(RECOVER.saturating_sub(back.elapsed()), || {
+            sockets = l2san_packet_sockets(l2san.pid()).unwrap_or_default();
+            sockets.len() == WORKERS && sockets.iter().all(|&i| i == i64::from(index))
+        });
+        let all_back = back.elapsed();
+        ensure!(
+            sockets.len() == WORKERS && sockets.iter().all(|&i| i == i64::from(index)),
+            "{what}: l2san's packet sockets are bound to {sockets:?}; expected {WORKERS} on the \
+             new `a` ({index})"
+        );
+        rig::report(format_args!(
+            "{}: {what}: `a` back as ifindex {index} (was {old_index}); l2san advertised e{SHELF}.{SLOT} \
+             {:.2} s later and answered Query Config after {:.2} s more; AoE read, write and \
+             read-back and an FCoE login and READ(10) checked; all {WORKERS} packet sockets on \
+             the new `a` {:.2} s after it came back",
+            run.name(),
+            advert_after.as_secs_f64(),
+            answered.as_secs_f64(),
+            all_back.as_secs_f64()
+        ));
+    }
+
+    let elapsed = started.elapsed();
+    let log = l2san.log_text();
+    let warns = workload::warn_lines(&log);
+    let io_errors = l2san
+        .ctl_metrics(&ctl)?
+        .get("l2san_worker_io_errors_total")
+        .copied()
+        .unwrap_or(0.0);
+    drop(client);
+    l2san.stop()?;
+    let after = fs::read(&image_path)?;
+    ensure!(
+        after == expected.image,
+        "the image does not hold exactly what was written ({} sectors)",
+        expected.written
+    );
+    // At most one warning per worker per 10 s, plus one each for the start of a window.
+    let bound = WORKERS * (elapsed.as_secs() as usize / 10 + 2);
+    rig::report(format_args!(
+        "{}: l2san kept running through both rounds and exited 0; {} warnings in {:.1} s (bound \
+         {bound}), {io_errors:.0} socket errors counted; the image holds exactly the {} sectors \
+         written{}",
+        run.name(),
+        warns.len(),
+        elapsed.as_secs_f64(),
+        expected.written,
+        warns
+            .iter()
+            .map(|l| format!("\n    {l}"))
+            .collect::<String>()
+    ));
+    ensure!(
+        warns.len() <= bound,
+        "{} warnings in {:.1} s: not rate-limited",
+        warns.len(),
+        elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+#[test]
+fn interface_deleted_and_recreated_while_serving() {
+    rig::e2e(
+        "interface_deleted_and_recreated_while_serving",
+        iface_recreate,
+    );
+}
