@@ -300,14 +300,13 @@ impl Overlay {
         ))
     }
 
-    /// Open an existing overlay from its map file, checking that it belongs to `expect`
-    /// (base path and size); `last_seen(last_write_unix_secs)` gives its last-seen time.
+    /// Open an existing overlay from its map file, checking that it belongs to the base at
+    /// `expect_base` of `expect_len` bytes. It counts as heard at the set's epoch.
     pub fn open(
         map_path: &Path,
         expect_base: &Path,
         expect_len: u64,
         durability: Durability,
-        last_seen: impl FnOnce(SystemTime) -> i64,
     ) -> Result<Overlay, OverlayError> {
         let io_err = |path: &Path| {
             let path = path.to_owned();
@@ -365,7 +364,7 @@ impl Overlay {
             expect_len,
             durability,
             header.created,
-            last_seen(mtime),
+            0,
         );
         ov.last_write.store(unix_secs(mtime), Ordering::Relaxed);
         // Load the bitmap: 64 KiB at a time, allocating only chunks with a bit set.

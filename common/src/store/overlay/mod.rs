@@ -46,12 +46,23 @@
 //!
 //! **Policies** ([`OverlayPolicy`]): `persistent` overlays live until an operator resets
 //! them, across restarts. `reset` overlays are discarded when their client boots again. The
-//! rule ([`OverlaySet::client_seen`]): the target reports every request of a client, saying
-//! whether it starts a boot (AoE: Query Config or IDENTIFY DEVICE; FCoE: FLOGI). A boot start
-//! after at least `reset_after` (default [`DEFAULT_RESET_AFTER`], 30 s) of silence from that
-//! client discards its overlay; one sooner does not, since iPXE's discovery is followed
-//! within seconds by the booted system's own. Across a restart of l2san, silence is counted
-//! from the client's last write (the data file's mtime). Writes also count as heard.
+//! rule ([`OverlaySet::client_seen`]): the target reports the client's requests, saying
+//! whether each starts a boot. A boot start after at least `reset_after` (default
+//! [`DEFAULT_RESET_AFTER`], 30 s) of silence from that client discards its overlay; one
+//! sooner does not (iPXE hands over to the booted system within seconds, and that system
+//! starts over with its own discovery). Writes count as heard too; at start-up every overlay
+//! counts as just heard, so a running client that logs in again after a restart of l2san
+//! keeps its disk (and a client that rebooted while l2san was down keeps its overlay if it
+//! boots within `reset_after` of the start). What the targets report:
+//! - AoE: every ATA command, with IDENTIFY DEVICE as the boot start; not Query Config.
+//!   Linux broadcasts a Query Config every 60 s whether its disk is in use or not, and sends
+//!   IDENTIFY only while the disk is not open (`aoecmd_cfg_rsp`: `if (d->nopen == 0)`), so a
+//!   Linux client running from its AoE disk never looks like a boot. One that has the disk
+//!   discovered but not open re-IDENTIFYs every minute, and loses its overlay after
+//!   `reset_after` without ATA traffic: `reset` is for boot disks.
+//! - FCoE: every FCP command, with a FLOGI as the boot start. A link down for longer than
+//!   `reset_after` makes Linux log in again with a FLOGI; reporting only iPXE's (point-to-
+//!   point) FLOGI as the boot start avoids discarding a running Linux client's disk then.
 //!
 //! **Reset** deletes the two files; a request that holds the old overlay finishes on the
 //! open (unlinked) files, and a write that begins after the reset creates a new overlay.
@@ -359,18 +370,9 @@ impl OverlaySet {
             if !name.ends_with(".map") {
                 continue;
             }
-            let wall = SystemTime::now();
-            let ov = Overlay::open(
-                &path,
-                &set.base_path,
-                set.base.len_bytes(),
-                opts.durability,
-                |mtime| {
-                    // Silence across the restart counts from the last write.
-                    let ago = wall.duration_since(mtime).unwrap_or_default();
-                    -i64::try_from(ago.as_nanos()).unwrap_or(i64::MAX)
-                },
-            )?;
+            // Every client counts as heard at start: a running one logs in again after a
+            // restart of l2san (FCoE FLOGI), which must not discard its disk.
+            let ov = Overlay::open(&path, &set.base_path, set.base.len_bytes(), opts.durability)?;
             set.shard(&ov.client)
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
