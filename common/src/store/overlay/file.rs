@@ -480,13 +480,24 @@ impl Overlay {
                     .unwrap_or_else(|e| e.into_inner());
                 let cur = self.bits.word(w);
                 let missing = mask & !cur;
-                if missing & (1 << (first % 64)) != 0 {
-                    self.copy_up(base, first * BLOCK_SIZE, pos)?;
+                let (start, end) = (first * BLOCK_SIZE, self.block_end(last));
+                if first == last && missing != 0 && (pos > start || run_end < end) {
+                    // The usual partial first write, inside one block: the base block with
+                    // the data over it, in one `pwrite` (one sync in `sync` mode, not three).
+                    let mut block = [0u8; BLOCK_SIZE as usize];
+                    let block = &mut block[..(end - start) as usize];
+                    base.read_at(start, block)?;
+                    block[(pos - start) as usize..(run_end - start) as usize].copy_from_slice(part);
+                    self.data.write_all_at(block, start)?;
+                } else {
+                    if missing & (1 << (first % 64)) != 0 {
+                        self.copy_up(base, start, pos)?;
+                    }
+                    if missing & (1 << (last % 64)) != 0 {
+                        self.copy_up(base, run_end, end)?;
+                    }
+                    self.data.write_all_at(part, pos)?;
                 }
-                if missing & (1 << (last % 64)) != 0 {
-                    self.copy_up(base, run_end, self.block_end(last))?;
-                }
-                self.data.write_all_at(part, pos)?;
                 if missing != 0 {
                     let new = cur | missing;
                     self.map
