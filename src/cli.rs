@@ -71,7 +71,10 @@ pub enum Command {
         l2san ctl stats\n  \
         l2san ctl --socket /run/l2san-eth1.sock stats\n  \
         l2san ctl metrics     (the Prometheus text that --metrics serves)\n  \
-        l2san ctl reload      (after editing the config file or growing an image)")]
+        l2san ctl reload      (after editing the config file or growing an image)\n  \
+        l2san ctl overlay list\n  \
+        l2san ctl overlay reset 52:54:00:12:34:56\n  \
+        l2san ctl overlay commit 52:54:00:12:34:56 /srv/l2san/golden-v2.img")]
     Ctl(CtlArgs),
 }
 
@@ -80,10 +83,15 @@ pub struct CtlArgs {
     /// The server's control socket (`serve --ctl-socket`).
     #[arg(long, value_name = "PATH", default_value = "/run/l2san.sock")]
     pub socket: PathBuf,
-    /// What to ask: stats, metrics, or reload (read the configuration again and serve it, as
-    /// SIGHUP does; prints what changed, or exits 1 with why nothing did).
-    #[arg(value_name = "COMMAND", value_parser = ["stats", "metrics", "reload"])]
+    /// What to ask: stats, metrics, reload (read the configuration again and serve it, as
+    /// SIGHUP does; prints what changed, or exits 1 with why nothing did), or overlay
+    /// (list | reset <client> [<export>] | commit <client> <new image> [<export>]).
+    #[arg(value_name = "COMMAND", value_parser = ["stats", "metrics", "reload", "overlay"])]
     pub command: String,
+    /// The words after `overlay`: list; reset <client> [<export>]; commit <client> <new image>
+    /// [<export>]. A client is an AoE MAC or an FCoE WWPN.
+    #[arg(value_name = "ARGS", trailing_var_arg = true)]
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Args)]

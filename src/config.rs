@@ -33,7 +33,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
+use l2san_common::store::overlay::{OverlayPolicy, DEFAULT_RESET_AFTER};
 use l2san_common::worker::Backend;
 use l2san_common::{Durability, Image, ImageOptions, Interface, MacAddr};
 use l2san_fcoe::wire::Wwn;
@@ -65,6 +67,8 @@ pub struct Plan {
     pub flush_interval: u64,
     /// Latency mode: how long a worker spins for the next frame (0: off).
     pub busy_poll_us: u64,
+    /// Silence after which a boot start discards a `reset` overlay.
+    pub overlay_reset_after: Duration,
     /// Where to serve Prometheus metrics over HTTP (off: None).
     pub metrics: Option<SocketAddr>,
     /// The control socket's path; empty: no control socket.
@@ -103,9 +107,18 @@ pub struct ExportPlan {
     pub buffer_count: u16,
     /// Initial AoE config string (a state file, if any, has the last word).
     pub config_string: Vec<u8>,
+    /// Per-client copy-on-write overlays over the image (opened read-only then).
+    pub overlay: Option<OverlayPlan>,
     /// Indexes into [`Plan::interfaces`].
     pub on: Vec<usize>,
     pub origin: Origin,
+}
+
+/// An export's overlays: the policy and the directory of their files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlayPlan {
+    pub policy: OverlayPolicy,
+    pub dir: PathBuf,
 }
 
 impl Plan {
@@ -174,6 +187,7 @@ impl Plan {
                 fcoe_allow: Vec::new(),
                 buffer_count,
                 config_string: Vec::new(),
+                overlay: None,
                 on: vec![0],
                 origin: label(&format!("--aoe {}.{}", a.shelf, a.slot), &a.image),
             });
@@ -186,6 +200,7 @@ impl Plan {
                 fcoe_allow: f.allow.clone(),
                 buffer_count,
                 config_string: Vec::new(),
+                overlay: None,
                 on: vec![0],
                 origin: label(&format!("--fcoe {}", f.lun), &f.image),
             });
@@ -207,6 +222,7 @@ impl Plan {
             workers: None,
             flush_interval: DEFAULT_FLUSH_INTERVAL,
             busy_poll_us: 0,
+            overlay_reset_after: DEFAULT_RESET_AFTER,
             metrics: None,
             ctl_socket: PathBuf::from(DEFAULT_CTL_SOCKET),
             origin: Origin::default(),
@@ -551,10 +567,41 @@ pub fn validate(plan: &Plan) -> Vec<Problem> {
                 ));
             }
         }
+        if let Some(o) = &e.overlay {
+            if let Some(other) = earlier
+                .iter()
+                .find(|x| x.overlay.as_ref().is_some_and(|p| image_key(&p.dir) == image_key(&o.dir)))
+            {
+                out.push(e.origin.problem(
+                    "overlay-dir",
+                    format!(
+                        "overlay-dir {} is already {}'s{}; give each overlay export a directory of its own",
+                        o.dir.display(),
+                        other.origin.label,
+                        other.origin.line_of("overlay-dir")
+                    ),
+                ));
+            }
+        }
         let key = image_key(&e.image.image);
         match images.get(&key) {
             None => {
                 images.insert(key, e);
+            }
+            Some(first) if first.overlay.is_some() != e.overlay.is_some() => {
+                // A base is opened read-only and must never change under its overlays.
+                let (base, other) = if e.overlay.is_some() { (e, *first) } else { (*first, e) };
+                if !other.image.read_only {
+                    out.push(e.origin.problem(
+                        "image",
+                        format!(
+                            "image {} is the base of {}'s overlays and written by {}; a base must never change: export it read-only there, or copy it",
+                            e.image.image.display(),
+                            base.origin.label,
+                            other.origin.label
+                        ),
+                    ));
+                }
             }
             Some(first) => {
                 let (a, b) = (&first.image, &e.image);
@@ -705,6 +752,7 @@ fn summary(name: &str, plan: &Plan) -> String {
 // The file.
 
 const GLOBAL_KEYS: &[&str] = &[
+    "overlay-reset-after",
     "state-file",
     "user",
     "backend",
@@ -729,6 +777,8 @@ const EXPORT_KEYS: &[&str] = &[
     "allow",
     "buffer-count",
     "config-string",
+    "overlay",
+    "overlay-dir",
 ];
 
 /// Parse a config file into a plan, not yet [`validate`]d, and every problem found with its
@@ -822,11 +872,7 @@ impl Parser<'_> {
                 }
                 None => {
                     let key = k.get_ref();
-                    let msg = if what == "an export" && key.starts_with("overlay") {
-                        format!("{key} is reserved for copy-on-write overlays, which l2san does not do yet; remove it")
-                    } else {
-                        format!("unknown key \"{key}\"; {what} takes {}", known.join(", "))
-                    };
+                    let msg = format!("unknown key \"{key}\"; {what} takes {}", known.join(", "));
                     let problem = Problem::new(Some(at), prefix(&origin.label, msg));
                     self.problems.push(problem);
                 }
@@ -958,6 +1004,9 @@ impl Parser<'_> {
             busy_poll_us: self
                 .int(&top, "busy-poll-us", "0-100000 microseconds")
                 .unwrap_or(0),
+            overlay_reset_after: self
+                .int::<u32>(&top, "overlay-reset-after", "1-86400 seconds")
+                .map_or(DEFAULT_RESET_AFTER, |s| Duration::from_secs(u64::from(s))),
             metrics: None,
             ctl_socket: self
                 .string(&top, "ctl-socket")
@@ -1128,6 +1177,44 @@ impl Parser<'_> {
             .string(&t, "config-string")
             .map(String::into_bytes)
             .unwrap_or_default();
+        let policy = self
+            .string(&t, "overlay")
+            .and_then(|p| p.parse::<OverlayPolicy>().map_err(|e| self.bad(&t, "overlay", e)).ok());
+        let overlay_dir = self.string(&t, "overlay-dir");
+        let overlay = match (policy, overlay_dir) {
+            (Some(policy), Some(dir)) => Some(OverlayPlan {
+                policy,
+                dir: PathBuf::from(dir),
+            }),
+            (Some(_), None) => {
+                if t.get("overlay-dir").is_none() {
+                    self.bad(
+                        &t,
+                        "overlay",
+                        "overlay needs overlay-dir = \"/var/lib/l2san/overlays/<export>\": where the clients' overlay files go",
+                    );
+                }
+                None
+            }
+            (None, Some(_)) => {
+                if t.get("overlay").is_none() {
+                    self.bad(
+                        &t,
+                        "overlay-dir",
+                        "overlay-dir without overlay; add overlay = \"persistent\" or \"reset\", or remove overlay-dir",
+                    );
+                }
+                None
+            }
+            (None, None) => None,
+        };
+        if overlay.is_some() && read_only {
+            self.bad(
+                &t,
+                "read-only",
+                "read-only and overlay contradict each other: with overlay the image is a read-only base and each client writes to its own overlay; remove read-only",
+            );
+        }
         if aoe.is_none() && t.get("aoe").is_none() {
             for key in ["allow", "buffer-count", "config-string"] {
                 if t.get(key).is_some() {
@@ -1188,6 +1275,7 @@ impl Parser<'_> {
             lun,
             fcoe_allow,
             buffer_count,
+            overlay,
             config_string,
             on,
             origin: t.origin,
@@ -1431,7 +1519,19 @@ mod tests {
             ),
             (
                 "aoe = \"1.0\"\noverlay = \"/var/cow\"",
-                "overlay is reserved",
+                "'/var/cow' is not an overlay policy: write \"persistent\" or \"reset\"",
+            ),
+            (
+                "aoe = \"1.0\"\noverlay = \"reset\"",
+                "overlay needs overlay-dir",
+            ),
+            (
+                "aoe = \"1.0\"\noverlay-dir = \"/var/cow\"",
+                "overlay-dir without overlay",
+            ),
+            (
+                "aoe = \"1.0\"\noverlay-dir = \"/c\"\noverlay = \"reset\"\nread-only = true",
+                "read-only and overlay contradict each other",
             ),
             (
                 "aoe = \"1.0\"\nsise = 3",
@@ -1492,6 +1592,28 @@ mod tests {
             ),
             12,
             "export \"b\": FCoE LUN 3 on eth1 is already export \"a\" (line 8)",
+        );
+        // A base of overlays written by another export; two overlay exports in one directory.
+        has_problem(
+            &two(
+                "image = \"/a\"\naoe = \"1.0\"\noverlay = \"reset\"\noverlay-dir = \"/c\"",
+                "image = \"/a\"\naoe = \"1.1\"",
+            ),
+            13,
+            "image /a is the base of export \"a\"'s overlays and written by export \"b\"",
+        );
+        load(&two(
+            "image = \"/a\"\naoe = \"1.0\"\noverlay = \"reset\"\noverlay-dir = \"/c\"",
+            "image = \"/a\"\naoe = \"1.1\"\nread-only = true",
+        ))
+        .unwrap();
+        has_problem(
+            &two(
+                "image = \"/a\"\naoe = \"1.0\"\noverlay = \"reset\"\noverlay-dir = \"/c\"",
+                "image = \"/b\"\naoe = \"1.1\"\noverlay = \"reset\"\noverlay-dir = \"/c\"",
+            ),
+            16,
+            "overlay-dir /c is already export \"a\"'s (line 10)",
         );
         // Each interface is its own FCoE port: LUN 3 on each is fine.
         load(&two(

@@ -3,7 +3,10 @@
 //!
 //! Requests: `stats` (a table of the counters), `metrics` (the Prometheus text of
 //! `--metrics`), `reload` (read the configuration again and serve it, as SIGHUP does; the
-//! reply says what changed). A reply that starts with `error: ` is a refusal.
+//! reply says what changed), and the copy-on-write overlays: `overlay list`,
+//! `overlay reset <client> [<export>]`, `overlay commit <client> <new image> [<export>]`.
+//! A reply that starts with `error: ` is a refusal. `commit` streams `progress <done>
+//! <total>` lines before its last line, which `l2san ctl` draws as a progress bar.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -15,6 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
+use l2san_common::store::{ClientKey, OverlaySet};
+use std::fmt::Write as _;
 
 use crate::cli::CtlArgs;
 use crate::metrics::{self, Sources};
@@ -132,6 +137,12 @@ fn answer(
     stream.set_write_timeout(Some(TIMEOUT))?;
     let mut line = String::new();
     BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line)?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    if let ["overlay", "commit", rest @ ..] = words.as_slice() {
+        let reply = commit(rest, sources, &mut stream);
+        stream.write_all(reply.as_bytes())?;
+        return stream.flush();
+    }
     let reply = reply(line.trim(), sources, reload);
     stream.write_all(reply.as_bytes())?;
     stream.flush()
@@ -152,10 +163,156 @@ fn reply(request: &str, sources: &Sources, reload: &Sender<ReloadRequest>) -> St
                 Err(_) => "error: no answer from the server within 30 s\n".into(),
             }
         }
-        other => format!(
-            "error: unknown request '{}'; the requests are stats, metrics and reload\n",
-            other.escape_debug()
-        ),
+        "overlay list" => overlay_list(sources),
+        other => match other.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["overlay", "reset", rest @ ..] => overlay_reset(rest, sources),
+            _ => format!(
+                "error: unknown request '{}'; the requests are stats, metrics, reload, \
+                 overlay list, overlay reset and overlay commit\n",
+                other.escape_debug()
+            ),
+        },
+    }
+}
+
+/// Every overlay of every overlay export, a line each.
+fn overlay_list(sources: &Sources) -> String {
+    let sets = sources.overlays();
+    if sets.is_empty() {
+        return "no overlay exports\n".into();
+    }
+    let mut rows = vec![[
+        "EXPORT",
+        "CLIENT",
+        "BLOCKS",
+        "WRITTEN-MIB",
+        "ALLOCATED-MIB",
+        "CREATED",
+        "LAST-WRITE",
+    ]
+    .map(String::from)];
+    let secs = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .to_string()
+    };
+    let mib = |b: u64| format!("{:.1}", b as f64 / (1 << 20) as f64);
+    for (export, set) in &sets {
+        for o in set.list() {
+            rows.push([
+                export.clone(),
+                o.client.to_string(),
+                o.blocks_written.to_string(),
+                mib(o.blocks_written * l2san_common::store::overlay::BLOCK_SIZE),
+                mib(o.bytes_allocated),
+                secs(o.created),
+                secs(o.last_write),
+            ]);
+        }
+    }
+    if rows.len() == 1 {
+        return format!("no overlays yet in {} overlay export(s)\n", sets.len());
+    }
+    let mut out = String::new();
+    metrics::push_table(&mut out, &rows);
+    out
+}
+
+/// The overlay exports that `args` names: `[<client>, <export>?]` after the fixed words.
+fn pick<'a>(
+    client: &str,
+    export: Option<&str>,
+    sources: &'a Sources,
+) -> Result<(ClientKey, Vec<(String, Arc<OverlaySet>)>), String> {
+    let key: ClientKey = client.parse().map_err(|e| format!("{e}"))?;
+    let sets: Vec<_> = sources
+        .overlays()
+        .into_iter()
+        .filter(|(name, set)| {
+            export.is_none_or(|e| e == name) && set.list().iter().any(|o| o.client == key)
+        })
+        .collect();
+    if sets.is_empty() {
+        return Err(match export {
+            Some(e) => format!("{key} has no overlay in export \"{e}\" (overlay list shows them)"),
+            None => format!("{key} has no overlay (overlay list shows them)"),
+        });
+    }
+    Ok((key, sets))
+}
+
+/// `overlay reset <client> [<export>]`: discard the client's overlay(s).
+fn overlay_reset(args: &[&str], sources: &Sources) -> String {
+    let (client, export) = match args {
+        [c] => (*c, None),
+        [c, e] => (*c, Some(*e)),
+        _ => return "error: overlay reset <client> [<export>]\n".into(),
+    };
+    let (key, sets) = match pick(client, export, sources) {
+        Ok(p) => p,
+        Err(e) => return format!("error: {e}\n"),
+    };
+    let mut out = String::new();
+    for (name, set) in sets {
+        match set.reset(&key) {
+            Ok(_) => {
+                tracing::info!("overlay of {key} in export \"{name}\" reset by ctl");
+                let _ = writeln!(out, "reset {key} in export \"{name}\"");
+            }
+            Err(e) => return format!("error: {e}\n"),
+        }
+    }
+    out
+}
+
+/// `overlay commit <client> <new image> [<export>]`: write base + overlay into a new image,
+/// sending `progress` lines as it goes.
+fn commit(args: &[&str], sources: &Sources, stream: &mut UnixStream) -> String {
+    let (client, path, export) = match args {
+        [c, p] => (*c, *p, None),
+        [c, p, e] => (*c, *p, Some(*e)),
+        _ => return "error: overlay commit <client> <new image> [<export>]\n".into(),
+    };
+    let path = Path::new(path);
+    if !path.is_absolute() {
+        return format!(
+            "error: {} is not an absolute path; the server resolves it\n",
+            path.display()
+        );
+    }
+    let (key, sets) = match pick(client, export, sources) {
+        Ok(p) => p,
+        Err(e) => return format!("error: {e}\n"),
+    };
+    let [(name, set)] = sets.as_slice() else {
+        let names: Vec<&str> = sets.iter().map(|(n, _)| n.as_str()).collect();
+        return format!(
+            "error: {key} has overlays in {}; name the export: overlay commit {client} {} <export>\n",
+            names.join(", "),
+            path.display()
+        );
+    };
+    let mut last = 0;
+    let mut send = |done: u64, total: u64| {
+        // About a hundred lines, whatever the size.
+        if done == total || done.saturating_sub(last) >= total / 100 {
+            last = done;
+            let _ = stream.write_all(format!("progress {done} {total}\n").as_bytes());
+        }
+    };
+    match set.commit(&key, path, &mut send) {
+        Ok(()) => {
+            tracing::info!(
+                "overlay of {key} in export \"{name}\" committed to {}",
+                path.display()
+            );
+            format!(
+                "committed {key} of export \"{name}\" to {} ({} bytes); the base and the overlay are unchanged\n",
+                path.display(),
+                set.len_bytes()
+            )
+        }
+        Err(e) => format!("error: {e}\n"),
     }
 }
 
@@ -171,13 +328,41 @@ pub fn run(args: CtlArgs) -> Result<ExitCode, Error> {
     stream
         .set_read_timeout(Some(RELOAD_TIMEOUT + Duration::from_secs(10)))
         .context("setting a timeout")?;
+    let mut words = vec![args.command.clone()];
+    for (i, a) in args.args.iter().enumerate() {
+        // commit's image path is the server's to resolve: make it absolute here.
+        let is_path = args.command == "overlay" && args.args.first().is_some_and(|c| c == "commit") && i == 2;
+        let p = Path::new(a);
+        if is_path && p.is_relative() {
+            let cwd = std::env::current_dir().context("the current directory")?;
+            words.push(cwd.join(p).display().to_string());
+        } else {
+            words.push(a.clone());
+        }
+    }
     stream
-        .write_all(format!("{}\n", args.command).as_bytes())
+        .write_all(format!("{}\n", words.join(" ")).as_bytes())
         .context("sending the request")?;
     let mut reply = String::new();
-    stream
-        .read_to_string(&mut reply)
-        .context("reading the reply")?;
+    let mut bar = false;
+    for line in BufReader::new(&stream).lines() {
+        let line = line.context("reading the reply")?;
+        if let Some(p) = line.strip_prefix("progress ") {
+            let mut n = p.split_whitespace().filter_map(|w| w.parse::<u64>().ok());
+            if let (Some(done), Some(total)) = (n.next(), n.next()) {
+                let pct = if total == 0 { 100 } else { done * 100 / total };
+                let filled = (pct / 2) as usize;
+                eprint!("\r[{}{}] {pct:3}%", "#".repeat(filled), " ".repeat(50 - filled.min(50)));
+                bar = true;
+            }
+            continue;
+        }
+        reply.push_str(&line);
+        reply.push('\n');
+    }
+    if bar {
+        eprintln!();
+    }
     if let Some(e) = reply.strip_prefix("error: ") {
         return Err(anyhow!("{}", e.trim_end()).into());
     }
@@ -200,6 +385,7 @@ mod tests {
         let sources = Arc::new(Sources {
             interfaces: Vec::new(),
             flush: metrics::FlushStats::default(),
+            overlays: Default::default(),
         });
         let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>();
         spawn(&socket, sources, reload_tx).unwrap();

@@ -10,10 +10,11 @@ use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use l2san_aoe::{AoeTarget, HistogramSnapshot, LATENCY_BOUNDS};
+use l2san_common::store::OverlaySet;
 use l2san_common::worker::WorkerStats;
 use l2san_fcoe::FcoeTarget;
 
@@ -44,6 +45,18 @@ pub struct FlushStats {
 pub struct Sources {
     pub interfaces: Vec<IfaceSources>,
     pub flush: FlushStats,
+    /// The overlay exports by name (replaced on reload), for `ctl overlay` and the metrics.
+    pub overlays: RwLock<Vec<(String, Arc<OverlaySet>)>>,
+}
+
+impl Sources {
+    /// The overlay exports now.
+    pub fn overlays(&self) -> Vec<(String, Arc<OverlaySet>)> {
+        self.overlays
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -675,6 +688,24 @@ pub fn collect(sources: &Sources) -> Exposition {
             );
         }
     }
+    for (export, set) in sources.overlays() {
+        for o in set.list() {
+            let client = o.client.to_string();
+            let l = [("export", export.as_str()), ("client", client.as_str())];
+            e.gauge(
+                "l2san_overlay_blocks",
+                "4 KiB blocks a client has written to its overlay.",
+                &l,
+                o.blocks_written,
+            );
+            e.gauge(
+                "l2san_overlay_allocated_bytes",
+                "Bytes the client's overlay files take on disk.",
+                &l,
+                o.bytes_allocated,
+            );
+        }
+    }
     e.counter(
         "l2san_image_flushes_total",
         "Flushes of written-back image data to stable storage.",
@@ -899,7 +930,7 @@ fn short(d: Duration) -> String {
 }
 
 /// Columns: the first two left-aligned, the numbers right-aligned.
-fn push_table<const N: usize>(out: &mut String, rows: &[[String; N]]) {
+pub fn push_table<const N: usize>(out: &mut String, rows: &[[String; N]]) {
     let mut widths = [0usize; N];
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -1054,6 +1085,7 @@ mod tests {
     #[test]
     fn routes_only_get_metrics() {
         let sources = Sources {
+            overlays: Default::default(),
             interfaces: vec![IfaceSources {
                 name: "eth1".into(),
                 workers: vec![Arc::new(WorkerStats::default())],

@@ -1098,7 +1098,7 @@ mod tests {
             mtu: 1500,
             wwpn,
             wwnn: wwn(0x1000, m),
-            luns: vec![(0, image("lun.img", 64))],
+            luns: vec![(0, image("lun.img", 64).into())],
             allow: Vec::new(),
         })
     }

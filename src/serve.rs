@@ -12,6 +12,7 @@ use anyhow::Context;
 use l2san_aoe::{AoeExport, AoeTarget};
 use l2san_common::io::sys::{privilege, signal};
 use l2san_common::worker::{self, FrameHandler, WorkerRole, WorkerStats};
+use l2san_common::store::{Backing, OverlayOptions, OverlayPolicy, OverlaySet};
 use l2san_common::{Durability, Image, ImageOptions, Interface, MacAddr};
 use l2san_fcoe::wire::Wwn;
 use l2san_fcoe::{FcoeAllow, FcoeConfig, FcoeTarget};
@@ -31,22 +32,63 @@ fn hostname() -> String {
 /// Opens every image once, however many exports name it, so that AoE and FCoE exports of one
 /// image, on any interface, share one map and see the same bytes. ([`config::validate`] has
 /// made sure that every export of one image has the same options.)
+/// Overlay exports get their base opened read-only, and one [`OverlaySet`] per overlay
+/// directory, shared by every interface the export is on.
 #[derive(Default)]
 struct Images {
     by_path: HashMap<PathBuf, Arc<Image>>,
+    /// By overlay directory: the export's name and its overlays.
+    overlays: HashMap<PathBuf, (String, Arc<OverlaySet>)>,
+}
+
+/// `pc1` of `export "pc1"`; the label itself for exports from flags.
+fn export_name(export: &ExportPlan) -> String {
+    let label = &export.origin.label;
+    label
+        .strip_prefix("export \"")
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap_or(label)
+        .to_string()
 }
 
 impl Images {
+    /// What `export` serves: its image, or its base with the clients' overlays.
+    fn backing(&mut self, export: &ExportPlan, reset_after: Duration) -> Result<Backing, Error> {
+        let image = self.open(export)?;
+        let Some(o) = &export.overlay else {
+            return Ok(Backing::Image(image));
+        };
+        let opts = OverlayOptions {
+            policy: o.policy,
+            durability: export.image.durability,
+            reset_after,
+        };
+        let key = config::image_key(&o.dir);
+        if let Some((_, set)) = self.overlays.get(&key) {
+            if Arc::ptr_eq(set.base(), &image) && set.options() == opts {
+                return Ok(Backing::Overlays(set.clone()));
+            }
+        }
+        let set = OverlaySet::open(image, &o.dir, opts)
+            .map_err(|e| Error::Usage(located(&export.origin, "overlay-dir", e)))?;
+        let set = Arc::new(set);
+        self.overlays
+            .insert(key, (export_name(export), set.clone()));
+        Ok(Backing::Overlays(set))
+    }
+
     fn open(&mut self, export: &ExportPlan) -> Result<Arc<Image>, Error> {
         let spec = &export.image;
+        // The base of overlays is never written.
+        let read_only = spec.read_only || export.overlay.is_some();
         let key = config::image_key(&spec.image);
         if let Some(image) = self.by_path.get(&key) {
-            if image.read_only() == spec.read_only && image.durability() == spec.durability {
+            if image.read_only() == read_only && image.durability() == spec.durability {
                 return Ok(image.clone());
             }
         }
         let opts = ImageOptions {
-            read_only: spec.read_only,
+            read_only,
             durability: spec.durability,
         };
         let image = Image::open(&spec.image, opts)
@@ -56,8 +98,21 @@ impl Images {
         Ok(image)
     }
 
-    fn all(&self) -> Vec<Arc<Image>> {
-        self.by_path.values().cloned().collect()
+    /// Everything there is to flush: the images, and the overlay sets.
+    fn all(&self) -> Vec<Backing> {
+        let images = self.by_path.values().cloned().map(Backing::Image);
+        let sets = self
+            .overlays
+            .values()
+            .map(|(_, set)| Backing::Overlays(set.clone()));
+        images.chain(sets).collect()
+    }
+
+    /// The overlay exports by name.
+    fn overlay_sets(&self) -> Vec<(String, Arc<OverlaySet>)> {
+        let mut v: Vec<_> = self.overlays.values().cloned().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     /// For a reload: the images that can go on as they are (same options, same size on
@@ -71,6 +126,8 @@ impl Images {
                 .filter(|(path, image)| file_len(path).ok() == Some(image.len_bytes()))
                 .map(|(p, i)| (p.clone(), i.clone()))
                 .collect(),
+            // Kept only where [`backing`](Self::backing) finds the same base and options.
+            overlays: self.overlays.clone(),
         }
     }
 }
@@ -90,17 +147,29 @@ fn located(origin: &Origin, key: &str, msg: impl std::fmt::Display) -> String {
     }
 }
 
-fn describe(image: &Image) -> String {
+fn describe(backing: &Backing) -> String {
+    let overlays = match backing.overlays() {
+        Some(set) => format!(
+            ", read-only base with {} overlays per client in {} ({} now)",
+            match set.options().policy {
+                OverlayPolicy::Persistent => "persistent",
+                OverlayPolicy::Reset => "reset-on-boot",
+            },
+            set.dir().display(),
+            set.list().len()
+        ),
+        None => String::new(),
+    };
     format!(
-        "{} ({} sectors, {}, {})",
-        image.path().display(),
-        image.sectors(),
-        if image.read_only() {
+        "{} ({} sectors, {}, {}{overlays})",
+        backing.image().path().display(),
+        backing.sectors(),
+        if backing.read_only() {
             "read-only"
         } else {
             "read-write"
         },
-        match image.durability() {
+        match backing.durability() {
             Durability::Writeback => "writeback",
             Durability::Sync => "sync",
         }
@@ -120,7 +189,7 @@ fn aoe_exports(plan: &Plan, i: usize, images: &mut Images) -> Result<Vec<AoeExpo
     let mut exports = Vec::new();
     for e in plan.exports_on(i) {
         let Some((shelf, slot)) = e.aoe else { continue };
-        let image = images.open(e)?;
+        let image = images.backing(e, plan.overlay_reset_after)?;
         let mut export = AoeExport::new(shelf, slot, image);
         export.buffer_count = e.buffer_count;
         export.allow = e.image.allow.clone();
@@ -131,14 +200,14 @@ fn aoe_exports(plan: &Plan, i: usize, images: &mut Images) -> Result<Vec<AoeExpo
 }
 
 /// The FCoE LUNs of interface `i` of the plan, and their allow-lists.
-type Luns = (Vec<(u64, Arc<Image>)>, Vec<(u64, Vec<FcoeAllow>)>);
+type Luns = (Vec<(u64, Backing)>, Vec<(u64, Vec<FcoeAllow>)>);
 
 fn fcoe_luns(plan: &Plan, i: usize, images: &mut Images) -> Result<Luns, Error> {
     let mut luns = Vec::new();
     let mut allow = Vec::new();
     for e in plan.exports_on(i) {
         let Some(lun) = e.lun else { continue };
-        let image = images.open(e)?;
+        let image = images.backing(e, plan.overlay_reset_after)?;
         if !e.fcoe_allow.is_empty() {
             allow.push((lun as u64, e.fcoe_allow.clone()));
         }
@@ -257,6 +326,7 @@ fn execute(args: &ServeArgs, plan: Plan) -> Result<ExitCode, Error> {
     let sources = Arc::new(Sources {
         interfaces: sources,
         flush: FlushStats::default(),
+        overlays: std::sync::RwLock::new(images.overlay_sets()),
     });
     // Bound before privileges are dropped (a port below 1024, a socket in /run), served after.
     let metrics_listener = match plan.metrics {
@@ -328,10 +398,10 @@ fn execute(args: &ServeArgs, plan: Plan) -> Result<ExitCode, Error> {
     while !signal::stop_requested() && !workers.iter().any(|w| w.is_finished()) {
         std::thread::sleep(Duration::from_millis(100));
         if signal::take_hangup() {
-            log_reload(&running.reload(args, &sources.flush));
+            log_reload(&running.reload(args, &sources));
         }
         while let Ok(request) = reload_rx.try_recv() {
-            let outcome = running.reload(args, &sources.flush);
+            let outcome = running.reload(args, &sources);
             log_reload(&outcome);
             let _ = request.reply.send(outcome);
         }
@@ -379,7 +449,7 @@ impl Running {
     /// Refused whole, with nothing changed, when the new plan has problems, an image does not
     /// open, or it changes what only a restart can (interfaces, FCoE names, workers...).
     /// Returns what changed, one line each.
-    fn reload(&mut self, args: &ServeArgs, flush: &FlushStats) -> Result<String, String> {
+    fn reload(&mut self, args: &ServeArgs, sources: &Sources) -> Result<String, String> {
         let plan = Plan::for_serve(args).map_err(|e| e.to_string())?;
         let restart = restart_only_changes(&self.plan, &plan);
         if !restart.is_empty() {
@@ -404,6 +474,13 @@ impl Running {
             let fcoe = fcoe_luns(&plan, i, &mut images).map_err(|e| e.to_string())?;
             new.push((aoe, fcoe));
         }
+        let new_backings: Vec<Backing> = new
+            .iter()
+            .flat_map(|(aoe, (luns, _))| {
+                let a = aoe.iter().map(|e| e.image.clone());
+                a.chain(luns.iter().map(|(_, b)| b.clone()))
+            })
+            .collect();
         let mut report = Vec::new();
         for (s, (aoe, (luns, allow))) in self.served.iter().zip(new) {
             let name = &s.iface.name;
@@ -443,15 +520,20 @@ impl Running {
         }
         // Images no longer served: flushed once more, then let go (a frame still being
         // handled holds its own reference).
-        let kept: Vec<Arc<Image>> = images.all();
-        let gone: Vec<Arc<Image>> = self
+        images.overlays.retain(|_, (_, set)| {
+            let used = |b: &Backing| b.overlays().is_some_and(|s| Arc::ptr_eq(s, set));
+            new_backings.iter().any(used)
+        });
+        let kept = images.all();
+        let gone: Vec<Backing> = self
             .images
             .all()
             .into_iter()
-            .filter(|old| !kept.iter().any(|k| Arc::ptr_eq(k, old)))
+            .filter(|old| !kept.iter().any(|k| k.same_as(old)))
             .collect();
-        flush_all(&gone, true, flush);
+        flush_all(&gone, true, &sources.flush);
         self.images = images;
+        *sources.overlays.write().unwrap_or_else(|e| e.into_inner()) = self.images.overlay_sets();
         if plan.flush_interval != self.plan.flush_interval {
             report.push(format!("flush interval {} s", plan.flush_interval));
         }
@@ -495,7 +577,7 @@ fn restart_only_changes(old: &Plan, new: &Plan) -> Vec<String> {
 
 /// Flush every writable image (`all`) or those written since the last flush. Errors are
 /// logged; they do not stop the service.
-fn flush_all(images: &[Arc<Image>], all: bool, stats: &FlushStats) -> bool {
+fn flush_all(images: &[Backing], all: bool, stats: &FlushStats) -> bool {
     let mut ok = true;
     for image in images.iter().filter(|i| !i.read_only()) {
         let r = if all {
@@ -516,7 +598,7 @@ fn flush_all(images: &[Arc<Image>], all: bool, stats: &FlushStats) -> bool {
             ok = false;
             tracing::warn!(
                 "flushing {} failed: {e}; data written since the last flush may not be on stable storage",
-                image.path().display()
+                image.image().path().display()
             );
         }
     }

@@ -53,7 +53,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use l2san_common::ether::{emit_header, HEADER_LEN as ETH_LEN};
 use l2san_common::io::MAX_FRAME_LEN;
 use l2san_common::sync::ReadMostly;
-use l2san_common::{EtherType, EthernetFrame, Image, MacAddr, Transmit};
+use l2san_common::store::{Backing, ClientKey};
+use l2san_common::{EtherType, EthernetFrame, MacAddr, Transmit};
 
 use crate::ata::{self, AtaCommand, AtaDevice, AtaError, AtaOp, Identity, Opcode};
 use crate::wire::header::{HEADER_LEN, VERSION};
@@ -94,7 +95,8 @@ const ARG_START: usize = ETH_LEN + HEADER_LEN;
 pub struct AoeExport {
     pub shelf: u16,
     pub slot: u8,
-    pub image: Arc<Image>,
+    /// An image, or a read-only base with a copy-on-write overlay per client (source MAC).
+    pub image: Backing,
     /// Advertised Buffer Count; default 64, clamped to at least 2.
     pub buffer_count: u16,
     /// Initial config string; at most 1024 bytes (longer is cut).
@@ -106,11 +108,11 @@ pub struct AoeExport {
 }
 
 impl AoeExport {
-    pub fn new(shelf: u16, slot: u8, image: Arc<Image>) -> AoeExport {
+    pub fn new(shelf: u16, slot: u8, image: impl Into<Backing>) -> AoeExport {
         AoeExport {
             shelf,
             slot,
-            image,
+            image: image.into(),
             buffer_count: DEFAULT_BUFFER_COUNT,
             config_string: Vec::new(),
             allow: Vec::new(),
@@ -189,7 +191,7 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 struct Export {
     shelf: u16,
     slot: u8,
-    image: Arc<Image>,
+    image: Backing,
     buffer_count: u16,
     identity: Identity,
     /// Capacity preallocated to 1024: setting it never allocates.
@@ -234,7 +236,7 @@ impl Export {
     /// Whether `e` asks for exactly what this export is.
     fn same_as(&self, e: &AoeExport) -> bool {
         let n = e.config_string.len().min(wire::config::MAX_CONFIG_STRING);
-        Arc::ptr_eq(&self.image, &e.image)
+        self.image.same_as(&e.image)
             && self.buffer_count == e.buffer_count.max(MIN_BUFFER_COUNT)
             && *self.allow == *e.allow
             && *self.initial_config == e.config_string[..n]
@@ -416,8 +418,8 @@ impl AoeTarget {
         done
     }
 
-    /// The images served now, by shelf.slot.
-    pub fn images(&self) -> Vec<(u16, u8, Arc<Image>)> {
+    /// What is served now, by shelf.slot.
+    pub fn images(&self) -> Vec<(u16, u8, Backing)> {
         self.exports
             .read()
             .iter()
@@ -793,8 +795,21 @@ impl AoeTarget {
             sector_count: arg.sector_count,
             lba: arg.lba,
         };
+        // The requester's own overlay, on an overlay export; a new boot (IDENTIFY after a
+        // silence) of a `reset` client discards it first.
+        let volume = ex.image.volume(&ClientKey::mac(req.src));
+        if let (Some(set), Some(now)) = (ex.image.overlays(), req.started) {
+            if set.client_seen(&ClientKey::mac(req.src), now, opcode == Opcode::IdentifyDevice) {
+                tracing::info!(
+                    "e{}.{}: {} booted again: its overlay was reset",
+                    ex.shelf,
+                    ex.slot,
+                    req.src
+                );
+            }
+        }
         let dev = AtaDevice {
-            image: &ex.image,
+            image: &volume,
             identity: &ex.identity,
         };
         let decoded = cmd.decode(dev.capacity(), self.sector_count(), packet.data().len());
@@ -887,7 +902,7 @@ impl AoeTarget {
                     "e{}.{}: I/O error on {} ({n} so far); check the disk and the kernel log",
                     ex.shelf,
                     ex.slot,
-                    ex.image.path().display()
+                    ex.image.image().path().display()
                 );
             }
         } else {

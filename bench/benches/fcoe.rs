@@ -60,7 +60,7 @@ fn dispatch(c: &mut Criterion) {
         mtu: MTU,
         wwpn: Wwn(0x2000_024c_0000_0001),
         wwnn: Wwn(0x1000_024c_0000_0001),
-        luns: vec![(0, image)],
+        luns: vec![(0, image.into())],
         allow: Vec::new(),
     }));
     let (th, tt) = (target.clone(), target.clone());

@@ -122,27 +122,32 @@ mod tests {
         // Each value is a pair that must stay equal; writers replace it while readers check.
         let cell = Arc::new(ReadMostly::new((0u64, 0u64)));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reads = Arc::new(AtomicUsize::new(0));
         let readers: Vec<_> = (0..3)
             .map(|_| {
-                let (cell, stop) = (cell.clone(), stop.clone());
+                let (cell, stop, reads) = (cell.clone(), stop.clone(), reads.clone());
                 std::thread::spawn(move || {
-                    let mut reads = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         let v = &*cell.read();
                         assert_eq!(v.0, v.1);
-                        reads += 1;
+                        reads.fetch_add(1, Ordering::Relaxed);
                     }
-                    reads
                 })
             })
             .collect();
-        for i in 1..=2000u64 {
+        // Replace while the readers are reading (however the threads are scheduled).
+        let mut i = 0u64;
+        while i < 2000 || reads.load(Ordering::Relaxed) < 1000 {
+            i += 1;
             cell.replace((i, i));
+            if i % 64 == 0 {
+                std::thread::yield_now();
+            }
         }
         stop.store(true, Ordering::Relaxed);
         for r in readers {
-            assert!(r.join().unwrap() > 0);
+            r.join().unwrap();
         }
-        assert_eq!(*cell.read(), (2000, 2000));
+        assert_eq!(*cell.read(), (i, i));
     }
 }

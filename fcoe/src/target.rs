@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use l2san_common::ether::{EtherType, EthernetFrame, MacAddr, MIN_FRAME_LEN};
 use l2san_common::io::Transmit;
-use l2san_common::store::Image;
+use l2san_common::store::Backing;
 use l2san_common::worker::FrameHandler;
 
 use crate::fc::access::Access;
@@ -40,8 +40,9 @@ pub struct FcoeConfig {
     pub mtu: u32,
     pub wwpn: Wwn,
     pub wwnn: Wwn,
-    /// LUN number and image.
-    pub luns: Vec<(u64, Arc<Image>)>,
+    /// LUN number and what it serves: an image, or a read-only base with a copy-on-write
+    /// overlay per initiator WWPN.
+    pub luns: Vec<(u64, Backing)>,
     /// Allow-lists by LUN number: initiator WWPNs and/or ENode MACs. A LUN not listed here,
     /// or listed with an empty list, is open to every initiator. An initiator sees only the
     /// LUNs that allow it (the others are absent to it, REPORT LUNS included), and its
@@ -88,7 +89,7 @@ impl Transmit for Counting<'_> {
 /// and left out.
 fn lun_table(
     wwpn: Wwn,
-    luns: Vec<(u64, Arc<Image>)>,
+    luns: Vec<(u64, Backing)>,
     allow: &[(u64, Vec<FcoeAllow>)],
 ) -> (LunTable, Access) {
     let mut table = LunTable::new(wwpn.0);
@@ -156,7 +157,7 @@ impl FcoeTarget {
     /// LOGICAL UNIT NOT SUPPORTED.
     pub fn reconfigure(
         &self,
-        luns: Vec<(u64, Arc<Image>)>,
+        luns: Vec<(u64, Backing)>,
         allow: Vec<(u64, Vec<FcoeAllow>)>,
     ) -> FcoeReconfigured {
         let mut inner = self.lock();
@@ -167,7 +168,7 @@ impl FcoeTarget {
             match old.luns().get(lun.number()) {
                 None => done.added.push(lun.number()),
                 Some(was)
-                    if !Arc::ptr_eq(was.image(), lun.image())
+                    if !was.backing().same_as(lun.backing())
                         || was.capacity_blocks() != lun.capacity_blocks() =>
                 {
                     done.resized.push(lun.number())
@@ -196,14 +197,14 @@ impl FcoeTarget {
         done
     }
 
-    /// The images served now, by LUN number.
-    pub fn images(&self) -> Vec<(u16, Arc<Image>)> {
+    /// What is served now, by LUN number.
+    pub fn images(&self) -> Vec<(u16, Backing)> {
         self.lock()
             .fc
             .scsi
             .luns()
             .iter()
-            .map(|l| (l.number(), l.image().clone()))
+            .map(|l| (l.number(), l.backing().clone()))
             .collect()
     }
 

@@ -106,7 +106,7 @@ fn rig(mac: MacAddr, mtu: u32, wwpn: Wwn, ro: bool) -> Rig {
         mtu,
         wwpn,
         wwnn: Wwn(wwpn.0 & !(0xf << 60) | (1 << 60)),
-        luns: vec![(0, images[0].clone()), (1, images[1].clone())],
+        luns: vec![(0, images[0].clone().into()), (1, images[1].clone().into())],
         allow: Vec::new(),
     });
     Rig { target, images }

@@ -3,7 +3,7 @@
 
 use super::*;
 use l2san_common::test_utils::{drain, frame};
-use l2san_common::{ImageOptions, TxBatch};
+use l2san_common::{Image, ImageOptions, TxBatch};
 
 mod replay;
 
@@ -1041,4 +1041,58 @@ fn clients_are_counted_by_source_mac() {
     let b = c.iter().find(|(m, _)| *m == Some(HOST_B)).unwrap().1;
     assert_eq!((b.requests, b.not_allowed), (0, 1));
     assert_eq!(t.export_stats()[0].2.latency.count(), 2);
+}
+
+/// An overlay export: each client reads its own writes over the base, the base is never
+/// written; with the `reset` policy an IDENTIFY after a silence (a new boot) discards the
+/// client's overlay, and one sooner does not.
+#[test]
+fn overlay_export_keeps_clients_apart_and_resets_on_boot() {
+    use l2san_common::store::{OverlayOptions, OverlayPolicy, OverlaySet};
+    use l2san_common::FrameHandler;
+    let dir = std::env::temp_dir().join(format!("l2san-aoe-overlay-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let base_path = dir.join("base.img");
+    std::fs::write(&base_path, vec![0x11u8; 64 * 512]).unwrap();
+    let opts = ImageOptions {
+        read_only: true,
+        ..Default::default()
+    };
+    let base = Arc::new(Image::open(&base_path, opts).unwrap());
+    let set = OverlaySet::open(
+        base,
+        &dir.join("overlays"),
+        OverlayOptions {
+            policy: OverlayPolicy::Reset,
+            reset_after: std::time::Duration::from_millis(300),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let t = target_with(vec![AoeExport::new(1, 2, Arc::new(set))]);
+    let mut tx = StaleTx::new();
+    let read = |t: &AoeTarget, host: MacAddr, tx: &mut StaleTx| {
+        t.handle(&ata_to(host, 1, 2, 0x40, 1, 0x24, 3, &[]), tx);
+        let r = tx.frames.pop().unwrap();
+        assert_eq!(regs(&r).0 & 0x01, 0, "read failed");
+        r[36..36 + 512].to_vec()
+    };
+    t.handle(&ata_to(HOST_A, 1, 2, 0x41, 1, 0x34, 3, &[0xaa; 512]), &mut tx);
+    assert_eq!(regs(&tx.frames.pop().unwrap()).0 & 0x01, 0, "write failed");
+    t.handle(&ata_to(HOST_B, 1, 2, 0x41, 1, 0x34, 3, &[0xbb; 512]), &mut tx);
+    assert_eq!(read(&t, HOST_A, &mut tx), [0xaa; 512]);
+    assert_eq!(read(&t, HOST_B, &mut tx), [0xbb; 512]);
+    let third = MacAddr([2, 0, 0, 0, 0, 3]);
+    assert_eq!(read(&t, third, &mut tx), [0x11; 512], "no overlay: the base");
+    // IDENTIFY soon after: not a new boot.
+    t.handle(&ata_to(HOST_A, 1, 2, 0, 1, 0xec, 0, &[]), &mut tx);
+    assert_eq!(read(&t, HOST_A, &mut tx), [0xaa; 512]);
+    // IDENTIFY after a silence: a new boot, the overlay is gone; B keeps its own.
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    t.handle(&ata_to(HOST_A, 1, 2, 0, 1, 0xec, 0, &[]), &mut tx);
+    assert_eq!(read(&t, HOST_A, &mut tx), [0x11; 512]);
+    assert_eq!(read(&t, HOST_B, &mut tx), [0xbb; 512]);
+    assert_eq!(std::fs::read(&base_path).unwrap(), vec![0x11u8; 64 * 512]);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -133,6 +133,15 @@ impl Backing {
         }
     }
 
+    /// Whether `other` is the very same image or overlays (not merely equal contents).
+    pub fn same_as(&self, other: &Backing) -> bool {
+        match (self, other) {
+            (Backing::Image(a), Backing::Image(b)) => Arc::ptr_eq(a, b),
+            (Backing::Overlays(a), Backing::Overlays(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
     /// The image, or the base image of an overlay export.
     pub fn image(&self) -> &Arc<Image> {
         match self {

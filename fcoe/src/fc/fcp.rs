@@ -23,6 +23,7 @@ use crate::wire::fcp::{
     XferRdyPacket, XferRdyRepr,
 };
 use crate::wire::{FcId, Wwn};
+use l2san_common::store::ClientKey;
 
 /// SAM status TASK SET FULL: the answer when a session holds too many writes.
 const TASK_SET_FULL: u8 = 0x28;
@@ -334,7 +335,12 @@ impl FcPort {
         }
         let scsi = self.scsi.clone();
         // LUNs the allow-lists hide from this session are absent to it.
-        let command = scsi.execute_visible(&cmnd.lun, &cmnd.cdb, nexus, visible);
+        // On an overlay LUN each initiator (by WWPN) reads and writes its own overlay.
+        let client = ClientKey::wwpn(wwpn.0);
+        if let Some(set) = scsi.lun(&cmnd.lun).and_then(|l| l.backing().overlays()) {
+            set.client_seen(&client, rx.now, false);
+        }
+        let command = scsi.execute_as(&cmnd.lun, &cmnd.cdb, nexus, visible, Some(&client));
         let ox_id = hdr.ox_id;
         // Counted by LUN only when the initiator may see it.
         let lun_no = scsi.visible_lun(&cmnd.lun, visible).map(|l| l.number());
@@ -346,7 +352,7 @@ impl FcPort {
                 let (xfer, flags, resid) = residual(u64::from(len_bytes), cmnd.fcp_dl);
                 let lun = cmnd.lun;
                 let res = self.send_data(tx, &link, ox_id, rx_id, xfer, |at, b| {
-                    scsi.read_data(&lun, offset_bytes + u64::from(at), b)
+                    scsi.read_data_as(&lun, Some(&client), offset_bytes + u64::from(at), b)
                 });
                 match res {
                     Ok(_) => {
@@ -388,7 +394,7 @@ impl FcPort {
             } => {
                 let (xfer, flags, resid) = residual(u64::from(len_bytes), cmnd.fcp_dl);
                 if xfer == 0 {
-                    let done = match scsi.commit_write(&cmnd.lun, fua) {
+                    let done = match scsi.commit_write_as(&cmnd.lun, Some(&client), fua) {
                         Ok(()) => {
                             self.send_status(
                                 tx,
@@ -513,6 +519,7 @@ impl FcPort {
             self.stats.drop_unknown_exchange += 1;
             return;
         };
+        let client = ClientKey::wwpn(s.wwpn.0);
         let Some(x) = s.exchanges.get_mut(&hdr.ox_id) else {
             self.stats.drop_unknown_exchange += 1;
             return;
@@ -530,7 +537,8 @@ impl FcPort {
         let len = payload.len() as u64;
         if u64::from(offset) + len <= u64::from(x.len) {
             if x.error.is_none() {
-                if let Err(sense) = scsi.write_data(&x.lun, x.offset + u64::from(offset), payload) {
+                let at = x.offset + u64::from(offset);
+                if let Err(sense) = scsi.write_data_as(&x.lun, Some(&client), at, payload) {
                     x.error = Some(sense);
                 }
             }
@@ -570,7 +578,7 @@ impl FcPort {
             let sense = Sense::new(SenseKey::AbortedCommand, 0x4b, 0x00);
             return self.send_check(tx, &link, hdr.ox_id, x.rx_id, sense, x.fcp_dl, 0);
         }
-        match scsi.commit_write(&x.lun, x.fua) {
+        match scsi.commit_write_as(&x.lun, Some(&client), x.fua) {
             Ok(()) => {
                 self.send_status(
                     tx,

@@ -304,6 +304,21 @@ impl FcPort {
         })
     }
 
+    /// `wwpn` starts a boot: every overlay LUN hears of it.
+    fn boot_start(&self, wwpn: Wwn, now: Instant) {
+        let client = l2san_common::store::ClientKey::wwpn(wwpn.0);
+        for lun in self.scsi.luns().iter() {
+            if let Some(set) = lun.backing().overlays() {
+                if set.client_seen(&client, now, true) {
+                    tracing::info!(
+                        "FCoE LUN {}: {wwpn} booted again: its overlay was reset",
+                        lun.number()
+                    );
+                }
+            }
+        }
+    }
+
     pub(crate) fn update_gauges(&mut self) {
         self.stats.sessions = self.sessions.len() as u64;
         self.stats.exchanges = self
@@ -846,6 +861,12 @@ impl FcPort {
         let Some(who) = self.admit(tx, rx, hdr, path, key, login.wwpn, rx.src_mac) else {
             return;
         };
+        // iPXE's point-to-point FLOGI starts a boot: a `reset` overlay of this initiator is
+        // discarded after a silence. Not a VN2VN FLOGI: Linux sends one again after a link
+        // outage, with its disk in use.
+        if rx.personality == Personality::PointToPoint {
+            self.boot_start(login.wwpn, rx.now);
+        }
         let max = login.max_payload(self.mfs as u16) as usize;
         if !self.open_session(
             rx, key, local_id, remote_id, login.wwpn, login.wwnn, max, who,

@@ -123,7 +123,7 @@ fn ipxe_boot_conformance() {
         mtu: 1500,
         wwpn: IPXE_TARGET_WWPN,
         wwnn: Wwn(0x1000_0025_b500_0001),
-        luns: vec![(0, img.clone())],
+        luns: vec![(0, img.clone().into())],
         allow: Vec::new(),
     });
     let mut tx = TxBatch::new(64);
@@ -322,7 +322,7 @@ fn vn2vn_target(wwpn: Wwn) -> FcoeTarget {
         mtu: 2500,
         wwpn,
         wwnn: Wwn(wwpn.0 & !0xf000_0000_0000_0000 | 0x1000_0000_0000_0000),
-        luns: vec![(0, image(160 << 20))],
+        luns: vec![(0, image(160 << 20).into())],
         allow: Vec::new(),
     })
 }
@@ -656,8 +656,8 @@ impl Rig {
     /// LUNs 0 to `luns` - 1 (LUN 0 on the image `img`), with these allow-lists.
     fn with(luns: u64, allow: Vec<(u64, Vec<FcoeAllow>)>) -> Rig {
         let img = image(1 << 20);
-        let mut all = vec![(0, img.clone())];
-        all.extend((1..luns).map(|n| (n, image(1 << 20))));
+        let mut all = vec![(0, img.clone().into())];
+        all.extend((1..luns).map(|n| (n, image(1 << 20).into())));
         Rig {
             t: FcoeTarget::new(FcoeConfig {
                 mac: TGT_MAC,
@@ -1037,7 +1037,7 @@ fn vn2vn_allow_list_matches_the_enode_mac() {
             mtu: 2500,
             wwpn: Wwn(0x2000_5254_004c_100a),
             wwnn: Wwn(0x1000_5254_004c_100a),
-            luns: vec![(0, image(1 << 20))],
+            luns: vec![(0, image(1 << 20).into())],
             allow: vec![(0, vec![FcoeAllow::Mac(allowed)])],
         })
     };
@@ -1290,7 +1290,7 @@ proptest! {
             mtu: 1500,
             wwpn: Wwn(0x2000_5254_004c_100a),
             wwnn: Wwn(0x1000_5254_004c_100a),
-            luns: vec![(0, image(16 << 20))],
+            luns: vec![(0, image(16 << 20).into())],
             allow: Vec::new(),
         });
         let mut tx = TxBatch::new(64);
@@ -1385,7 +1385,7 @@ fn plogi_retries_are_deterministic() {
             mtu: 2500,
             wwpn: Wwn(0x2000_5254_004c_100a),
             wwnn: Wwn(0x1000_5254_004c_100a),
-            luns: vec![(0, image(1 << 20))],
+            luns: vec![(0, image(1 << 20).into())],
             allow: Vec::new(),
         });
         let mut tx = TxBatch::new(64);
@@ -1434,8 +1434,10 @@ fn reconfigure_keeps_sessions_and_raises_unit_attentions() {
     let m = mac(1);
     g.login(m, INIT_WWPN);
     let lun1 = image(2 << 20);
-    let done =
-        g.t.reconfigure(vec![(0, g.img.clone()), (1, lun1.clone())], Vec::new());
+    let done = g.t.reconfigure(
+        vec![(0, g.img.clone().into()), (1, lun1.clone().into())],
+        Vec::new(),
+    );
     assert_eq!(done.added, [1]);
     assert!(done.removed.is_empty() && done.resized.is_empty());
     assert_eq!(g.t.session_count(), 1, "the session survives a reload");
@@ -1446,8 +1448,10 @@ fn reconfigure_keeps_sessions_and_raises_unit_attentions() {
 
     // Resize LUN 0: capacity changed, and READ CAPACITY tells the new size.
     let bigger = image(4 << 20);
-    let done =
-        g.t.reconfigure(vec![(0, bigger), (1, lun1.clone())], Vec::new());
+    let done = g.t.reconfigure(
+        vec![(0, bigger.into()), (1, lun1.clone().into())],
+        Vec::new(),
+    );
     assert_eq!(done.resized, [0]);
     let r = g.fcp(m, 0x22, &cmnd(0, &[0], 0, false, false, 0));
     assert_eq!(check_condition(&r), (6, 0x2a, 0x09));
@@ -1458,8 +1462,10 @@ fn reconfigure_keeps_sessions_and_raises_unit_attentions() {
 
     // Remove LUN 0 and keep LUN 1 for another initiator only.
     let other = Wwn(0x2000_0000_0000_0bad);
-    let done =
-        g.t.reconfigure(vec![(1, lun1)], vec![(1, vec![FcoeAllow::Wwpn(other)])]);
+    let done = g.t.reconfigure(
+        vec![(1, lun1.into())],
+        vec![(1, vec![FcoeAllow::Wwpn(other)])],
+    );
     assert_eq!(done.removed, [0]);
     assert!(done.access_changed);
     let r = g.fcp(m, 0x24, &cmnd(0, &[0], 0, false, false, 0));
@@ -1541,4 +1547,140 @@ fn io_is_counted_by_lun_and_initiator() {
     );
     // The login's own TEST UNIT READY absorbed LUN 0's unit attention: one error there too.
     assert_eq!(i.errors, 2);
+}
+
+/// A neighbour's VN2VN frame (claims from the ENode MAC, beacons from the VN MAC).
+fn vn2vn_frame(subcode: Vn2VnSubcode, id: FcId, enode: MacAddr, wwpn: Wwn) -> Vec<u8> {
+    use crate::fc::tx::send_fip;
+    use crate::wire::fip::{fpma, Fc4Features, Vn2VnRepr, VnPortId, VN2VN_FC_MAP};
+    let claim = subcode.is_claim();
+    let repr = FipRepr::Vn2Vn(Vn2VnRepr {
+        subcode,
+        flags: 0,
+        enode_mac: enode,
+        wwnn: Wwn(wwpn.0 ^ 0x3000_0000_0000_0000),
+        vn_port: VnPortId {
+            mac: fpma(VN2VN_FC_MAP, id),
+            fc_id: id,
+            wwpn,
+        },
+        fc4_features: claim.then(|| Fc4Features::fcp(Fc4Features::FCP_INITIATOR)),
+        max_fcoe_size: claim.then_some(2158),
+    });
+    let src = if subcode == Vn2VnSubcode::Beacon {
+        fpma(VN2VN_FC_MAP, id)
+    } else {
+        enode
+    };
+    let mut b = TxBatch::new(1);
+    send_fip(&mut b, ALL_VN2VN_MACS, src, &repr);
+    drain(&mut b).remove(0)
+}
+
+/// A flood of forged one-shot VN2VN claims (random ports, random MACs) fills the neighbour
+/// table; a real initiator that joins during the flood (claim, beacon, FIP FLOGI) gets its
+/// claim response, our beacon and its FLOGI LS_ACC at once, and once logged in it keeps its
+/// place in the table however long the flood goes on.
+#[test]
+fn a_vn2vn_claim_flood_does_not_lock_out_a_real_initiator() {
+    use crate::fip::vn2vn::MAX_PEERS;
+    let target = vn2vn_target(Wwn(0x2000_5254_004c_100a));
+    let mut tx = TxBatch::new(64);
+    let mut now = Instant::now();
+    bring_up(&target, &mut now, &mut tx);
+    let ours = target.vn2vn().1;
+    let our_vn = MacAddr([0x0e, 0xfd, 0x00, 0x00, 0x10, 0x0a]);
+    let real = FcId::new(0x56);
+    // fip_flogi sends from the ENode MAC 52:54:00:00:00:<id>.
+    let real_enode = MacAddr([0x52, 0x54, 0x00, 0x00, 0x00, 0x56]);
+    let real_wwpn = Wwn(0x2000_0000_0000_0056);
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut forged = || loop {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let id = (x & 0xffff) as u32;
+        if id == 0 || id == 0xffff || id == ours.get() || id == real.get() {
+            continue;
+        }
+        let b = (x >> 16).to_be_bytes();
+        let enode = MacAddr([0x02, b[3], b[4], b[5], b[6], b[7]]);
+        let wwpn = Wwn(0x2000_0000_0000_0000 | (x >> 16) & 0xffff_ffff_ffff);
+        return vn2vn_frame(Vn2VnSubcode::ClaimNotification, FcId::new(id), enode, wwpn);
+    };
+    let sent = |tx: &mut TxBatch| -> Vec<(Vn2VnSubcode, MacAddr, MacAddr)> {
+        drain(tx)
+            .iter()
+            .filter_map(|f| match fip_of(f) {
+                Some(FipRepr::Vn2Vn(v)) => {
+                    let e = EthernetFrame::new_checked(&f[..]).unwrap();
+                    Some((v.subcode, e.src(), e.dst()))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    while target.stats().vn2vn_peers < MAX_PEERS as u64 {
+        target.handle_frame(&forged(), now, &mut tx);
+        now += Duration::from_millis(1);
+    }
+    drain(&mut tx);
+
+    let claim = vn2vn_frame(Vn2VnSubcode::ClaimNotification, real, real_enode, real_wwpn);
+    target.handle_frame(&claim, now, &mut tx);
+    assert_eq!(
+        sent(&mut tx),
+        [(Vn2VnSubcode::ClaimResponse, LIO_ENODE, real_enode)],
+        "a real claim into a full neighbour table must be answered"
+    );
+    // The flood goes on, a claim every 5 ms; the initiator beacons once its claim is done,
+    // and logs in on our next beacon after that.
+    let claimed = now;
+    let mut beaconed = false;
+    for ms in (5..3200).step_by(5) {
+        now = claimed + Duration::from_millis(ms);
+        target.handle_frame(&forged(), now, &mut tx);
+        if ms == 400 {
+            let b = vn2vn_frame(Vn2VnSubcode::Beacon, real, real_enode, real_wwpn);
+            target.handle_frame(&b, now, &mut tx);
+        }
+        target.tick(now, &mut tx);
+        let ours_out = sent(&mut tx);
+        assert!(
+            !ours_out.contains(&(Vn2VnSubcode::ClaimNotification, LIO_ENODE, ALL_VN2VN_MACS)),
+            "the initiator's beacon was not recognised: it was replaced in the table"
+        );
+        if ms >= 550 && ours_out.contains(&(Vn2VnSubcode::Beacon, our_vn, ALL_VN2VN_MACS)) {
+            beaconed = true;
+            break;
+        }
+    }
+    assert!(
+        beaconed,
+        "no beacon of ours during the flood: Linux would never log in"
+    );
+    target.handle_frame(&fip_flogi(real, ours, real_wwpn, 1), now, &mut tx);
+    let out = drain(&mut tx);
+    let Some(FipRepr::ElsReply(els)) = out.iter().find_map(|f| fip_of(f)) else {
+        panic!("no FLOGI LS_ACC");
+    };
+    assert_eq!(els.fc_frame[24], 0x02, "FLOGI not accepted");
+    assert_eq!(target.session_count(), 1);
+
+    // Logged in: however many forged claims follow, it stays a known neighbour (its beacon
+    // makes us claim nothing) and keeps its session.
+    for _ in 0..4 * MAX_PEERS {
+        target.handle_frame(&forged(), now, &mut tx);
+        now += Duration::from_millis(1);
+    }
+    drain(&mut tx);
+    let b = vn2vn_frame(Vn2VnSubcode::Beacon, real, real_enode, real_wwpn);
+    target.handle_frame(&b, now, &mut tx);
+    assert_eq!(
+        sent(&mut tx),
+        [],
+        "the logged-in initiator lost its place in the table"
+    );
+    assert_eq!(target.session_count(), 1);
+    assert_eq!(target.stats().vn2vn_peers, MAX_PEERS as u64);
 }

@@ -23,7 +23,7 @@ fn target(mtu: u32) -> (Arc<FcoeTarget>, Arc<Image>) {
         mtu,
         wwpn: Wwn(0x2000_024c_0000_1234),
         wwnn: Wwn(0x1000_024c_0000_1234),
-        luns: vec![(0, image.clone())],
+        luns: vec![(0, image.clone().into())],
         allow: Vec::new(),
     });
     (Arc::new(t), image)

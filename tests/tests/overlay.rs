@@ -1,0 +1,315 @@
+//! Per-client copy-on-write overlays on the running binary: l2san serves one base image as
+//! e0.0 with `overlay = "persistent"` from `--config`; 20 simulated AoE clients (each its own
+//! source MAC, from a raw socket on the other end of a veth) write their own data at the same
+//! LBAs, partly over half-written 4 KiB blocks, then read back. The test checks that
+//!
+//! - every client reads exactly its own writes, and the base's bytes everywhere else;
+//! - a client that never wrote reads the base; the base file is byte-for-byte unchanged;
+//! - `l2san ctl overlay list` shows the 20 overlays; `overlay reset` discards one (that
+//!   client reads the base again); `overlay commit` writes base + one client's overlay into a
+//!   new image (checked byte for byte) with a progress bar, and changes neither;
+//! - after a restart the persistent overlays are all still there.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use l2san_tests::rawsock::RawSocket;
+use l2san_tests::rig::{self, Child, Netns, Run};
+
+const ETHERTYPE_AOE: u16 = 0x88a2;
+const SECTOR: usize = 512;
+const SECTORS: usize = 4096;
+const CLIENTS: u8 = 20;
+
+fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let bytes: Vec<u8> = s
+        .trim()
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("bad MAC {s:?}"))?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("bad MAC {s:?}"))
+}
+
+fn client_mac(i: u8) -> [u8; 6] {
+    [0x02, 0x4c, 0x32, 0x0c, 0x00, i]
+}
+
+fn mac_text(m: [u8; 6]) -> String {
+    m.map(|b| format!("{b:02x}")).join(":")
+}
+
+/// The base image: each sector filled with its number's low byte, XOR 0x5a.
+fn base_bytes() -> Vec<u8> {
+    (0..SECTORS * SECTOR)
+        .map(|i| ((i / SECTOR) as u8) ^ 0x5a)
+        .collect()
+}
+
+/// What client `i` writes: (LBA, sector count, fill byte), at most 2 sectors a frame at MTU
+/// 1500. The same LBAs for everyone: a whole 4 KiB block at 64, 3 sectors in the middle of
+/// the block at 128 (partial first writes: the rest of that block must stay the base's), and
+/// one sector of its own at 1000+i.
+fn writes_of(i: u8) -> Vec<(u64, u8, u8)> {
+    vec![
+        (64, 2, 0x80 | i),
+        (66, 2, 0x80 | i),
+        (68, 2, 0x80 | i),
+        (70, 2, 0x80 | i),
+        (130, 2, 0x40 | i),
+        (132, 1, 0x40 | i),
+        (1000 + u64::from(i), 1, i + 1),
+    ]
+}
+
+/// The disk client `i` must see: the base with its writes applied.
+fn disk_of(i: u8) -> Vec<u8> {
+    let mut d = base_bytes();
+    for (lba, n, fill) in writes_of(i) {
+        let at = lba as usize * SECTOR;
+        d[at..at + n as usize * SECTOR].fill(fill);
+    }
+    d
+}
+
+struct Peer {
+    sock: RawSocket,
+    them: [u8; 6],
+    tag: u32,
+}
+
+impl Peer {
+    /// One ATA command from `src` to e0.0; its reply (status, data).
+    fn ata(
+        &mut self,
+        src: [u8; 6],
+        op: u8,
+        count: u8,
+        lba: u64,
+        data: &[u8],
+    ) -> Result<(u8, Vec<u8>)> {
+        self.tag += 1;
+        let mut f = Vec::new();
+        f.extend_from_slice(&self.them);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&ETHERTYPE_AOE.to_be_bytes());
+        f.extend_from_slice(&[0x10, 0, 0, 0, 0, 0]);
+        f.extend_from_slice(&self.tag.to_be_bytes());
+        let write = if data.is_empty() { 0 } else { 0x01 };
+        f.extend_from_slice(&[0x40 | write, 0, count, op]);
+        f.extend_from_slice(&lba.to_le_bytes()[..6]);
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(data);
+        if f.len() < 60 {
+            f.resize(60, 0);
+        }
+        for _attempt in 0..3 {
+            self.sock.send(&f)?;
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while let Some(r) = self
+                .sock
+                .recv(deadline.saturating_duration_since(Instant::now()))?
+            {
+                if r.len() >= 36 && r[..6] == src && r[14] & 0x08 != 0 && r[20..24] == f[20..24] {
+                    return Ok((r[27], r[36..].to_vec()));
+                }
+            }
+        }
+        bail!("no reply to {} from e0.0", mac_text(src))
+    }
+
+    /// Reads `count` sectors at `lba` as `src`.
+    fn read(&mut self, src: [u8; 6], lba: u64, count: u8) -> Result<Vec<u8>> {
+        let (status, data) = self.ata(src, 0x24, count, lba, &[])?;
+        ensure!(status & 0x01 == 0, "read failed: status {status:#x}");
+        ensure!(data.len() >= count as usize * SECTOR, "short read reply");
+        Ok(data[..count as usize * SECTOR].to_vec())
+    }
+}
+
+/// Checks what `src` reads at every place any client wrote (and around them).
+fn check_disk(peer: &mut Peer, src: [u8; 6], want: &[u8]) -> Result<()> {
+    let ranges = [(60u64, 16u64), (124, 16), (1000, 22)];
+    let reads = ranges
+        .iter()
+        .flat_map(|&(from, n)| (from..from + n).step_by(2).map(|lba| (lba, 2u8)));
+    for (lba, count) in reads {
+        let got = peer.read(src, lba, count)?;
+        let at = lba as usize * SECTOR;
+        let expected = &want[at..at + got.len()];
+        if got != expected {
+            let first = got.iter().zip(expected).position(|(a, b)| a != b).unwrap_or(0);
+            bail!(
+                "{} reads {:#04x} at byte {} of LBA {lba}+{count}, expected {:#04x}",
+                mac_text(src),
+                got[first],
+                first,
+                expected[first]
+            );
+        }
+    }
+    Ok(())
+}
+
+fn ctl(socket: &Path, args: &[&str]) -> Result<(bool, String, String)> {
+    let out = Command::new(rig::l2san_bin()?)
+        .args(["ctl", "--socket"])
+        .arg(socket)
+        .args(args)
+        .output()?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+fn start(ns: &Netns, config: &Path, socket: &Path, log: &Path) -> Result<Child> {
+    let _ = fs::remove_file(socket);
+    let mut cmd = ns.command(rig::l2san_bin()?);
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(config)
+        .arg("--ctl-socket")
+        .arg(socket)
+        .env("RUST_LOG", "info");
+    let child = Child::spawn_logged("l2san", &mut cmd, log)?;
+    ensure!(
+        rig::wait_until(Duration::from_secs(10), || socket.exists()),
+        "no control socket; log:\n{}",
+        fs::read_to_string(log).unwrap_or_default()
+    );
+    Ok(child)
+}
+
+#[test]
+fn twenty_clients_write_their_own_overlays_of_one_base() {
+    rig::e2e("overlay", |run: &Run| {
+        let base = run.path("golden.img");
+        fs::write(&base, base_bytes())?;
+        let dir = run.path("overlays");
+        let config = run.path("l2san.toml");
+        fs::write(
+            &config,
+            format!(
+                "[[interface]]\nname = \"a\"\n\n[[export]]\nname = \"golden\"\nimage = \"{}\"\n\
+                 aoe = \"0.0\"\noverlay = \"persistent\"\noverlay-dir = \"{}\"\n",
+                base.display(),
+                dir.display()
+            ),
+        )?;
+        let ns = Netns::new()?;
+        ns.run(
+            "ip",
+            [
+                "link", "add", "name", "a", "type", "veth", "peer", "name", "b",
+            ],
+        )
+        .context("cannot create a veth pair (veth module?)")?;
+        for dev in ["a", "b"] {
+            ns.run("ip", ["link", "set", "dev", dev, "up"])?;
+        }
+        let them = parse_mac(&ns.run("cat", ["/sys/class/net/a/address"])?)?;
+        let mut peer = Peer {
+            sock: RawSocket::open_in_netns(ns.name(), "b", ETHERTYPE_AOE)?,
+            them,
+            tag: 0x4f56_0000,
+        };
+        let socket = run.path("ctl.sock");
+        let log = run.path("l2san.log");
+        let mut l2san = start(&ns, &config, &socket, &log)?;
+
+        let t0 = Instant::now();
+        for i in 0..CLIENTS {
+            for (lba, n, fill) in writes_of(i) {
+                let data = vec![fill; n as usize * SECTOR];
+                let (status, _) = peer.ata(client_mac(i), 0x34, n, lba, &data)?;
+                ensure!(status & 0x01 == 0, "client {i}: write at {lba} failed");
+            }
+        }
+        for i in 0..CLIENTS {
+            check_disk(&mut peer, client_mac(i), &disk_of(i))?;
+        }
+        let stranger = [0x02, 0x4c, 0x32, 0x0c, 0x01, 0x01];
+        check_disk(&mut peer, stranger, &base_bytes())?;
+        ensure!(fs::read(&base)? == base_bytes(), "the base image changed");
+        rig::report(format_args!(
+            "overlay: {CLIENTS} clients wrote {} sectors each and read back only their own \
+             ({:.1} s)",
+            writes_of(0).iter().map(|w| u32::from(w.1)).sum::<u32>(),
+            t0.elapsed().as_secs_f64()
+        ));
+
+        let (ok, list, err) = ctl(&socket, &["overlay", "list"])?;
+        ensure!(ok, "overlay list: {err}");
+        let lines: Vec<&str> = list.lines().filter(|l| l.starts_with("golden")).collect();
+        ensure!(lines.len() == CLIENTS as usize, "overlay list:\n{list}");
+        for i in 0..CLIENTS {
+            let mac = mac_text(client_mac(i));
+            let line = lines
+                .iter()
+                .find(|l| l.split_whitespace().nth(1) == Some(mac.as_str()))
+                .with_context(|| format!("{mac} not listed:\n{list}"))?;
+            // Blocks at 64 (LBA 64-71), 128-135 and the one holding LBA 1000+i.
+            let blocks: u64 = line.split_whitespace().nth(2).unwrap_or("").parse()?;
+            ensure!(blocks == 3, "{mac}: {blocks} blocks:\n{list}");
+        }
+
+        // Reset client 0: it reads the base again; the others keep theirs.
+        let c0 = mac_text(client_mac(0));
+        let (ok, out, err) = ctl(&socket, &["overlay", "reset", &c0])?;
+        ensure!(ok && out.contains("reset"), "overlay reset: {out}{err}");
+        check_disk(&mut peer, client_mac(0), &base_bytes())?;
+        check_disk(&mut peer, client_mac(5), &disk_of(5))?;
+        let (_, list, _) = ctl(&socket, &["overlay", "list"])?;
+        ensure!(
+            list.lines().filter(|l| l.starts_with("golden")).count() == CLIENTS as usize - 1,
+            "after the reset:\n{list}"
+        );
+        let (ok, _, err) = ctl(&socket, &["overlay", "reset", &c0])?;
+        ensure!(!ok && err.contains("has no overlay"), "second reset: {err}");
+
+        // Commit client 1 into a new image.
+        let committed = run.path("golden-pc1.img");
+        let c1 = mac_text(client_mac(1));
+        let (ok, out, err) = ctl(
+            &socket,
+            &["overlay", "commit", &c1, committed.to_str().context("path")?],
+        )?;
+        ensure!(ok && out.contains("committed"), "overlay commit: {out}{err}");
+        ensure!(err.contains("100%"), "no progress bar on stderr: {err:?}");
+        ensure!(
+            fs::read(&committed)? == disk_of(1),
+            "the committed image is not base + client 1's writes"
+        );
+        let (ok, _, err) = ctl(
+            &socket,
+            &["overlay", "commit", &c1, committed.to_str().context("path")?],
+        )?;
+        ensure!(!ok && err.contains("already exists"), "commit over a file: {err}");
+        check_disk(&mut peer, client_mac(1), &disk_of(1))?;
+        ensure!(fs::read(&base)? == base_bytes(), "the base image changed");
+
+        // Persistent: all there after a restart.
+        let status = l2san.stop(Duration::from_secs(20))?;
+        ensure!(status.success(), "l2san exit status {status}");
+        let mut l2san = start(&ns, &config, &socket, &log)?;
+        check_disk(&mut peer, client_mac(0), &base_bytes())?;
+        for i in 1..CLIENTS {
+            check_disk(&mut peer, client_mac(i), &disk_of(i))?;
+        }
+        let status = l2san.stop(Duration::from_secs(20))?;
+        ensure!(status.success(), "l2san exit status {status}");
+        ensure!(fs::read(&base)? == base_bytes(), "the base image changed");
+        rig::report(format_args!(
+            "overlay: list, reset and commit checked; {} overlays survived a restart",
+            CLIENTS - 1
+        ));
+        Ok(())
+    });
+}
