@@ -568,10 +568,11 @@ pub fn validate(plan: &Plan) -> Vec<Problem> {
             }
         }
         if let Some(o) = &e.overlay {
-            if let Some(other) = earlier
-                .iter()
-                .find(|x| x.overlay.as_ref().is_some_and(|p| image_key(&p.dir) == image_key(&o.dir)))
-            {
+            if let Some(other) = earlier.iter().find(|x| {
+                x.overlay
+                    .as_ref()
+                    .is_some_and(|p| image_key(&p.dir) == image_key(&o.dir))
+            }) {
                 out.push(e.origin.problem(
                     "overlay-dir",
                     format!(
@@ -590,7 +591,11 @@ pub fn validate(plan: &Plan) -> Vec<Problem> {
             }
             Some(first) if first.overlay.is_some() != e.overlay.is_some() => {
                 // A base is opened read-only and must never change under its overlays.
-                let (base, other) = if e.overlay.is_some() { (e, *first) } else { (*first, e) };
+                let (base, other) = if e.overlay.is_some() {
+                    (e, *first)
+                } else {
+                    (*first, e)
+                };
                 if !other.image.read_only {
                     out.push(e.origin.problem(
                         "image",
@@ -1177,9 +1182,11 @@ impl Parser<'_> {
             .string(&t, "config-string")
             .map(String::into_bytes)
             .unwrap_or_default();
-        let policy = self
-            .string(&t, "overlay")
-            .and_then(|p| p.parse::<OverlayPolicy>().map_err(|e| self.bad(&t, "overlay", e)).ok());
+        let policy = self.string(&t, "overlay").and_then(|p| {
+            p.parse::<OverlayPolicy>()
+                .map_err(|e| self.bad(&t, "overlay", e))
+                .ok()
+        });
         let overlay_dir = self.string(&t, "overlay-dir");
         let overlay = match (policy, overlay_dir) {
             (Some(policy), Some(dir)) => Some(OverlayPlan {

@@ -331,7 +331,8 @@ pub fn run(args: CtlArgs) -> Result<ExitCode, Error> {
     let mut words = vec![args.command.clone()];
     for (i, a) in args.args.iter().enumerate() {
         // commit's image path is the server's to resolve: make it absolute here.
-        let is_path = args.command == "overlay" && args.args.first().is_some_and(|c| c == "commit") && i == 2;
+        let is_path =
+            args.command == "overlay" && args.args.first().is_some_and(|c| c == "commit") && i == 2;
         let p = Path::new(a);
         if is_path && p.is_relative() {
             let cwd = std::env::current_dir().context("the current directory")?;
@@ -352,7 +353,11 @@ pub fn run(args: CtlArgs) -> Result<ExitCode, Error> {
             if let (Some(done), Some(total)) = (n.next(), n.next()) {
                 let pct = if total == 0 { 100 } else { done * 100 / total };
                 let filled = (pct / 2) as usize;
-                eprint!("\r[{}{}] {pct:3}%", "#".repeat(filled), " ".repeat(50 - filled.min(50)));
+                eprint!(
+                    "\r[{}{}] {pct:3}%",
+                    "#".repeat(filled),
+                    " ".repeat(50 - filled.min(50))
+                );
                 bar = true;
             }
             continue;

@@ -52,8 +52,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use l2san_common::ether::{emit_header, HEADER_LEN as ETH_LEN};
 use l2san_common::io::MAX_FRAME_LEN;
-use l2san_common::sync::ReadMostly;
 use l2san_common::store::{Backing, ClientKey};
+use l2san_common::sync::ReadMostly;
 use l2san_common::{EtherType, EthernetFrame, MacAddr, Transmit};
 
 use crate::ata::{self, AtaCommand, AtaDevice, AtaError, AtaOp, Identity, Opcode};
@@ -799,7 +799,11 @@ impl AoeTarget {
         // silence) of a `reset` client discards it first.
         let volume = ex.image.volume(&ClientKey::mac(req.src));
         if let (Some(set), Some(now)) = (ex.image.overlays(), req.started) {
-            if set.client_seen(&ClientKey::mac(req.src), now, opcode == Opcode::IdentifyDevice) {
+            if set.client_seen(
+                &ClientKey::mac(req.src),
+                now,
+                opcode == Opcode::IdentifyDevice,
+            ) {
                 tracing::info!(
                     "e{}.{}: {} booted again: its overlay was reset",
                     ex.shelf,

@@ -143,7 +143,11 @@ fn check_disk(peer: &mut Peer, src: [u8; 6], want: &[u8]) -> Result<()> {
         let at = lba as usize * SECTOR;
         let expected = &want[at..at + got.len()];
         if got != expected {
-            let first = got.iter().zip(expected).position(|(a, b)| a != b).unwrap_or(0);
+            let first = got
+                .iter()
+                .zip(expected)
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
             bail!(
                 "{} reads {:#04x} at byte {} of LBA {lba}+{count}, expected {:#04x}",
                 mac_text(src),
@@ -279,9 +283,17 @@ fn twenty_clients_write_their_own_overlays_of_one_base() {
         let c1 = mac_text(client_mac(1));
         let (ok, out, err) = ctl(
             &socket,
-            &["overlay", "commit", &c1, committed.to_str().context("path")?],
+            &[
+                "overlay",
+                "commit",
+                &c1,
+                committed.to_str().context("path")?,
+            ],
         )?;
-        ensure!(ok && out.contains("committed"), "overlay commit: {out}{err}");
+        ensure!(
+            ok && out.contains("committed"),
+            "overlay commit: {out}{err}"
+        );
         ensure!(err.contains("100%"), "no progress bar on stderr: {err:?}");
         ensure!(
             fs::read(&committed)? == disk_of(1),
@@ -289,9 +301,17 @@ fn twenty_clients_write_their_own_overlays_of_one_base() {
         );
         let (ok, _, err) = ctl(
             &socket,
-            &["overlay", "commit", &c1, committed.to_str().context("path")?],
+            &[
+                "overlay",
+                "commit",
+                &c1,
+                committed.to_str().context("path")?,
+            ],
         )?;
-        ensure!(!ok && err.contains("already exists"), "commit over a file: {err}");
+        ensure!(
+            !ok && err.contains("already exists"),
+            "commit over a file: {err}"
+        );
         check_disk(&mut peer, client_mac(1), &disk_of(1))?;
         ensure!(fs::read(&base)? == base_bytes(), "the base image changed");
 

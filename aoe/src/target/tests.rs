@@ -1078,13 +1078,23 @@ fn overlay_export_keeps_clients_apart_and_resets_on_boot() {
         assert_eq!(regs(&r).0 & 0x01, 0, "read failed");
         r[36..36 + 512].to_vec()
     };
-    t.handle(&ata_to(HOST_A, 1, 2, 0x41, 1, 0x34, 3, &[0xaa; 512]), &mut tx);
+    t.handle(
+        &ata_to(HOST_A, 1, 2, 0x41, 1, 0x34, 3, &[0xaa; 512]),
+        &mut tx,
+    );
     assert_eq!(regs(&tx.frames.pop().unwrap()).0 & 0x01, 0, "write failed");
-    t.handle(&ata_to(HOST_B, 1, 2, 0x41, 1, 0x34, 3, &[0xbb; 512]), &mut tx);
+    t.handle(
+        &ata_to(HOST_B, 1, 2, 0x41, 1, 0x34, 3, &[0xbb; 512]),
+        &mut tx,
+    );
     assert_eq!(read(&t, HOST_A, &mut tx), [0xaa; 512]);
     assert_eq!(read(&t, HOST_B, &mut tx), [0xbb; 512]);
     let third = MacAddr([2, 0, 0, 0, 0, 3]);
-    assert_eq!(read(&t, third, &mut tx), [0x11; 512], "no overlay: the base");
+    assert_eq!(
+        read(&t, third, &mut tx),
+        [0x11; 512],
+        "no overlay: the base"
+    );
     // IDENTIFY soon after: not a new boot.
     t.handle(&ata_to(HOST_A, 1, 2, 0, 1, 0xec, 0, &[]), &mut tx);
     assert_eq!(read(&t, HOST_A, &mut tx), [0xaa; 512]);
