@@ -29,7 +29,7 @@ use crate::fip::vn2vn::{Vn2VnPort, VnEvent};
 use crate::scsi::{LunTable, ScsiTarget};
 use crate::wire::fc::FcPacket;
 use crate::wire::fcoe::{FcoePacket, FcoeRepr, MAX_LEN, MIN_LEN};
-use crate::wire::fip::{FipPacket, FipRepr};
+use crate::wire::fip::{fpma, FipPacket, FipRepr, VN2VN_FC_MAP};
 use crate::wire::{Error as WireError, FcId, Wwn};
 
 /// What the binary configures.
@@ -332,7 +332,14 @@ impl Inner {
         };
         match FipRepr::parse(&packet) {
             Ok(FipRepr::Vn2Vn(v)) => {
-                let events = self.vn.handle(&v, now, tx);
+                // A neighbour with a VN2VN login keeps its place in a full neighbour table.
+                let fc = &self.fc;
+                let established = |id: FcId| {
+                    fc.sessions
+                        .get(&fpma(VN2VN_FC_MAP, id))
+                        .is_some_and(|s| s.personality == Personality::Vn2Vn)
+                };
+                let events = self.vn.handle(&v, now, tx, &established);
                 self.apply(events);
             }
             Ok(FipRepr::ElsRequest(els)) => {
