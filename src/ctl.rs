@@ -218,12 +218,15 @@ fn overlay_list(sources: &Sources) -> String {
     out
 }
 
-/// The overlay exports that `args` names: `[<client>, <export>?]` after the fixed words.
-fn pick<'a>(
+/// Overlay exports by name.
+type Sets = Vec<(String, Arc<OverlaySet>)>;
+
+/// The client `client`, and the overlay exports (all, or `export`) where it has an overlay.
+fn pick(
     client: &str,
     export: Option<&str>,
-    sources: &'a Sources,
-) -> Result<(ClientKey, Vec<(String, Arc<OverlaySet>)>), String> {
+    sources: &Sources,
+) -> Result<(ClientKey, Sets), String> {
     let key: ClientKey = client.parse().map_err(|e| format!("{e}"))?;
     let sets: Vec<_> = sources
         .overlays()
@@ -351,7 +354,7 @@ pub fn run(args: CtlArgs) -> Result<ExitCode, Error> {
         if let Some(p) = line.strip_prefix("progress ") {
             let mut n = p.split_whitespace().filter_map(|w| w.parse::<u64>().ok());
             if let (Some(done), Some(total)) = (n.next(), n.next()) {
-                let pct = if total == 0 { 100 } else { done * 100 / total };
+                let pct = (done * 100).checked_div(total).unwrap_or(100);
                 let filled = (pct / 2) as usize;
                 eprint!(
                     "\r[{}{}] {pct:3}%",
