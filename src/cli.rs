@@ -179,10 +179,10 @@ pub struct ServeArgs {
     /// 127.0.0.1:9560).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<std::net::SocketAddr>,
-    /// The control socket for `l2san ctl` (root only, mode 0600); an empty path turns it off
-    /// [default: /run/l2san.sock].
-    #[arg(long, value_name = "PATH")]
-    pub ctl_socket: Option<PathBuf>,
+    /// The control socket for `l2san ctl` (root only, mode 0600); an empty path
+    /// (`--ctl-socket ""`) turns it off [default: /run/l2san.sock].
+    #[arg(long, value_name = "PATH", value_parser = clap::builder::ValueParser::os_string())]
+    pub ctl_socket: Option<std::ffi::OsString>,
 }
 
 #[derive(Debug, Args)]

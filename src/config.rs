@@ -261,7 +261,7 @@ impl Plan {
             self.metrics = Some(m);
         }
         if let Some(p) = &args.ctl_socket {
-            self.ctl_socket = p.clone();
+            self.ctl_socket = PathBuf::from(p);
         }
     }
 }
@@ -1384,6 +1384,17 @@ mod tests {
         assert_eq!(plan.exports[3].on, [1]);
         assert_eq!(plan.exports[3].image.allow.len(), 2);
         assert_eq!(plan.exports_on(1).count(), 2);
+    }
+
+    #[test]
+    fn an_empty_ctl_socket_turns_it_off() {
+        let args = serve_args(&["-i", "eth0", "--aoe", "0.0=/a.img", "--ctl-socket", ""]);
+        let mut plan = Plan::from_flags(&args).unwrap();
+        plan.apply_global_flags(&args);
+        assert_eq!(plan.ctl_socket, Path::new(""));
+        let args = serve_args(&["-i", "eth0", "--aoe", "0.0=/a.img"]);
+        let plan = Plan::from_flags(&args).unwrap();
+        assert_eq!(plan.ctl_socket, Path::new(DEFAULT_CTL_SOCKET));
     }
 
     #[test]
