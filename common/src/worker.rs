@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::ether::EthernetFrame;
+use crate::ether::{EthernetFrame, MacAddr};
 use crate::io::sys::xdp::{self, XdpConfig, XdpRx, XdpTx};
 use crate::io::sys::{packet, signal, PacketRx, PacketTx};
 use crate::io::{FrameRx, FrameTx, Transmit, TxBatch};
@@ -32,6 +32,40 @@ pub trait FrameHandler: Send + Sync {
     /// Whether the handler must hear frames addressed to MACs other than the interface's.
     fn needs_promiscuous(&self) -> bool {
         false
+    }
+    /// The interface came back (deleted and made again) with another MAC: answer from `mac`
+    /// from now on. `Err` says what keeps using the old MAC instead; the worker then logs an
+    /// error that names the fix. The leader calls [`link_changed`](Self::link_changed) next.
+    fn mac_changed(&self, _mac: MacAddr) -> Result<(), String> {
+        Err("it cannot change its MAC while serving".into())
+    }
+}
+
+/// Tell `handlers` that the interface `name` came back with the MAC `now` instead of `was`.
+/// Returns the line to log: `Ok` (a warning) if every handler answers from `now`, `Err` (an
+/// error naming the fix) if one keeps `was`.
+fn tell_new_mac(
+    handlers: &[Arc<dyn FrameHandler>],
+    name: &str,
+    was: MacAddr,
+    now: MacAddr,
+) -> Result<String, String> {
+    let kept: Vec<String> = handlers
+        .iter()
+        .filter_map(|h| h.mac_changed(now).err())
+        .collect();
+    if kept.is_empty() {
+        Ok(format!(
+            "interface {name} came back with another MAC ({now}, was {was}); answering from \
+             {now} now and advertising again"
+        ))
+    } else {
+        Err(format!(
+            "interface {name} came back with another MAC ({now}, was {was}), but {}: requests \
+             to {now} go unanswered there. Restart l2san, or give {name} its old MAC back with \
+             `ip link set dev {name} address {was}`",
+            kept.join("; ")
+        ))
     }
 }
 
@@ -275,9 +309,14 @@ pub fn run_with(
             last_warn = Some(Instant::now());
         }
     };
+    // The MAC the handlers answer from: the one read at start until the interface comes back
+    // with another.
+    let mut mac = iface.mac;
     'reopen: while !signal::stop_requested() {
-        // The index changes when an interface is deleted and made again: look it up anew.
-        let index = Interface::by_name(&iface.name).map_or(iface.index, |i| i.index);
+        // The index (and maybe the MAC) changes when an interface is deleted and made again:
+        // look it up anew.
+        let found = Interface::by_name(&iface.name).ok();
+        let index = found.as_ref().map_or(iface.index, |i| i.index);
         let mut mtu = iface.mtu().unwrap_or(1500);
         let xdp = if backend == Backend::Packet {
             None
@@ -329,6 +368,18 @@ pub fn run_with(
                 continue;
             }
         };
+        if let Some(now_mac) = found.map(|i| i.mac).filter(|&m| m != mac) {
+            // Every worker tells the handlers (whichever serves frames first must answer from
+            // the new MAC); the leader logs it, once per change.
+            let said = tell_new_mac(handlers, &iface.name, mac, now_mac);
+            if role.leader() {
+                match said {
+                    Ok(line) => tracing::warn!(iface = %iface.name, "{line}"),
+                    Err(line) => tracing::error!(iface = %iface.name, "{line}"),
+                }
+            }
+            mac = now_mac;
+        }
         if handlers.iter().any(|h| h.needs_promiscuous()) {
             if let Err(e) = halves.set_promiscuous(index) {
                 warn(&format_args!(
@@ -458,5 +509,60 @@ mod tests {
         }
         assert!("af_xdp".parse::<Backend>().is_err());
         assert_eq!(Backend::default(), Backend::Packet);
+    }
+
+    /// A handler that records the MAC it was told, and follows it or not.
+    struct Told {
+        follows: bool,
+        mac: std::sync::Mutex<Option<MacAddr>>,
+    }
+
+    impl FrameHandler for Told {
+        fn ethertypes(&self) -> &[u16] {
+            &[0x88b5]
+        }
+        fn handle(&self, _frame: &[u8], _tx: &mut dyn Transmit) {}
+        fn link_changed(&self, _mtu: u32, _tx: &mut dyn Transmit) {}
+        fn mac_changed(&self, mac: MacAddr) -> Result<(), String> {
+            *self.mac.lock().unwrap() = Some(mac);
+            if self.follows {
+                Ok(())
+            } else {
+                Err("the test handler keeps the old one".into())
+            }
+        }
+    }
+
+    /// An interface back with another MAC: every handler is told; if one keeps the old MAC
+    /// the line is an error that names both fixes, otherwise a warning.
+    #[test]
+    fn a_new_mac_is_told_to_every_handler() {
+        let was: MacAddr = "02:00:00:00:00:01".parse().unwrap();
+        let now: MacAddr = "02:00:00:00:00:02".parse().unwrap();
+        let told = |follows| {
+            Arc::new(Told {
+                follows,
+                mac: Default::default(),
+            })
+        };
+        let (a, b) = (told(true), told(false));
+        let handlers: Vec<Arc<dyn FrameHandler>> = vec![a.clone(), b.clone()];
+        let line = tell_new_mac(&handlers, "eth1", was, now).unwrap_err();
+        assert_eq!(*a.mac.lock().unwrap(), Some(now));
+        assert_eq!(*b.mac.lock().unwrap(), Some(now));
+        assert!(
+            line.contains("the test handler keeps the old one"),
+            "{line}"
+        );
+        assert!(line.contains("Restart l2san"), "{line}");
+        assert!(
+            line.contains("`ip link set dev eth1 address 02:00:00:00:00:01`"),
+            "{line}"
+        );
+
+        let handlers: Vec<Arc<dyn FrameHandler>> = vec![a.clone()];
+        let line = tell_new_mac(&handlers, "eth1", now, was).unwrap();
+        assert_eq!(*a.mac.lock().unwrap(), Some(was));
+        assert!(line.contains("answering from 02:00:00:00:00:01"), "{line}");
     }
 }
