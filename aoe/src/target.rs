@@ -297,7 +297,9 @@ struct Request<'a> {
 /// `Arc` among workers.
 #[derive(Debug)]
 pub struct AoeTarget {
-    mac: MacAddr,
+    /// Our interface MAC, the source of every reply, in the low 48 bits: it changes when the
+    /// interface comes back with another ([`l2san_common::FrameHandler::mac_changed`]).
+    mac: AtomicU64,
     mtu: AtomicU32,
     sector_count: AtomicU8,
     /// Replaced whole by [`reconfigure`](AoeTarget::reconfigure).
@@ -354,6 +356,19 @@ impl l2san_common::FrameHandler for AoeTarget {
             self.advertise(tx);
         }
     }
+    /// The interface came back with another MAC: answer from it (the leader advertises next,
+    /// in `link_changed`; Linux takes the new MAC as another path to each export).
+    fn mac_changed(&self, mac: MacAddr) -> Result<(), String> {
+        self.mac.store(mac_bits(mac), Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// A MAC in the low 48 bits of a `u64`.
+fn mac_bits(mac: MacAddr) -> u64 {
+    let mut b = [0u8; 8];
+    b[2..].copy_from_slice(&mac.0);
+    u64::from_be_bytes(b)
 }
 
 impl AoeTarget {
@@ -361,7 +376,7 @@ impl AoeTarget {
     /// `host`: hostname for the IDENTIFY serial.
     pub fn new(mac: MacAddr, mtu: u32, host: &str, exports: Vec<AoeExport>) -> AoeTarget {
         AoeTarget {
-            mac,
+            mac: AtomicU64::new(mac_bits(mac)),
             mtu: AtomicU32::new(mtu),
             sector_count: AtomicU8::new(sector_count_for_mtu(mtu)),
             exports: ReadMostly::new(
@@ -428,7 +443,7 @@ impl AoeTarget {
     }
 
     pub fn mac(&self) -> MacAddr {
-        self.mac
+        MacAddr::from_bytes(&self.mac.load(Ordering::Relaxed).to_be_bytes()[2..])
     }
 
     pub fn mtu(&self) -> u32 {
@@ -513,7 +528,7 @@ impl AoeTarget {
         // A frame for another station (a bridge port, a promiscuous NIC, a veth or tap hands
         // those up too) is not ours to answer, whatever its shelf.slot says.
         let dst = eth.dst();
-        if dst != self.mac && !dst.is_broadcast() {
+        if dst != self.mac() && !dst.is_broadcast() {
             bump(&self.stats.not_addressed);
             return;
         }
@@ -613,7 +628,7 @@ impl AoeTarget {
 
     /// Log, loudly but rate-limited, a response from another MAC for one of our addresses.
     fn check_conflict(&self, src: MacAddr, header: &HeaderRepr) {
-        if src == self.mac {
+        if src == self.mac() {
             return;
         }
         for ex in self.exports.read().iter() {
@@ -728,7 +743,7 @@ impl AoeTarget {
         len: usize,
     ) -> &'t mut [u8] {
         let buf = &mut tx.buffer(len)[..len];
-        emit_header(buf, dst, self.mac, EtherType::Aoe);
+        emit_header(buf, dst, self.mac(), EtherType::Aoe);
         let header = HeaderRepr::response(ex.shelf, ex.slot, command, tag, error);
         header.emit(&mut HeaderPacket::new_unchecked(
             &mut buf[AOE_START..ARG_START],

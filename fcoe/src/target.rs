@@ -458,4 +458,17 @@ impl FrameHandler for FcoeTarget {
     fn needs_promiscuous(&self) -> bool {
         true
     }
+    /// Not followed: the MAC names our ENode, our point-to-point address and (by default) our
+    /// WWPN, and Linux keys its logins by them; moving them means a new VN2VN port, which is
+    /// what a restart of l2san makes.
+    fn mac_changed(&self, mac: MacAddr) -> Result<(), String> {
+        let ours = self.lock().mac;
+        if mac == ours {
+            return Ok(());
+        }
+        Err(format!(
+            "FCoE keeps {ours} as its ENode and point-to-point address (its WWPN may be named \
+             after it too)"
+        ))
+    }
 }

@@ -21,10 +21,14 @@
 //! interface up anew by name, until the new `a` is there and up.
 //!
 //! The interface comes back with the MAC it had, as a VLAN or bond interface re-created on the
-//! same NIC would. l2san keeps the MAC it read at start (its AoE replies and FCoE names use it):
-//! an interface that comes back with another MAC is answered from the old one (seen by hand: a
-//! Query Config response still came from the old MAC), which a real NIC's unicast filter then
-//! drops; that case is not covered here.
+//! same NIC would.
+//!
+//! `interface_recreated_with_another_mac`: `a` comes back with another MAC, then with its first
+//! one again. The worker reads the MAC when it reopens and tells the handlers: AoE answers and
+//! advertises from the new MAC (checked as above, with the MAC each time), while FCoE keeps the
+//! MAC it started with (its ENode and point-to-point address; it still serves there, the
+//! interface being promiscuous), so l2san logs one error that names the fix (restart, or
+//! `ip link set dev a address <old>`); the way back to the first MAC is a warning.
 
 use std::fs;
 use std::time::{Duration, Instant};
@@ -41,6 +45,8 @@ const SHELF: u16 = 6;
 const SLOT: u8 = 1;
 /// `a`'s MAC, kept across its re-creations.
 const A_MAC: [u8; 6] = [0x02, 0x4c, 0x32, 0x00, 0x66, 0x01];
+/// Another MAC for `a` (`interface_recreated_with_another_mac`).
+const B_MAC: [u8; 6] = [0x02, 0x4c, 0x32, 0x00, 0x66, 0x02];
 /// 4 MiB image.
 const SECTORS: usize = 8192;
 const SECTOR: usize = 512;
@@ -79,9 +85,13 @@ fn ifindex(ns: &Netns, dev: &str) -> Result<u32> {
         .context("bad ifindex")
 }
 
-/// Makes the pair `a`–`b` with `a` at [`A_MAC`], IPv6 off, `b` up and `a` still down (so that
+fn mac_text(mac: [u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
+}
+
+/// Makes the pair `a`–`b` with `a` at `mac`, IPv6 off, `b` up and `a` still down (so that
 /// sockets on `b` can be opened before l2san can send on `a`). Returns `a`'s ifindex.
-fn make_pair(ns: &Netns) -> Result<u32> {
+fn make_pair(ns: &Netns, mac: [u8; 6]) -> Result<u32> {
     ns.run(
         "ip",
         [
@@ -89,8 +99,7 @@ fn make_pair(ns: &Netns) -> Result<u32> {
         ],
     )
     .context("cannot create a veth pair (veth module?)")?;
-    let mac = A_MAC.map(|b| format!("{b:02x}")).join(":");
-    ns.run("ip", ["link", "set", "dev", "a", "address", &mac])?;
+    ns.run("ip", ["link", "set", "dev", "a", "address", &mac_text(mac)])?;
     for dev in ["a", "b"] {
         let _ = ns.run(
             "sh",
@@ -144,6 +153,8 @@ struct Client {
     aoe: RawSocket,
     fcoe: RawSocket,
     us: [u8; 6],
+    /// Where l2san's AoE answers from: `a`'s MAC.
+    aoe_mac: [u8; 6],
     tag: u32,
     ox: u16,
 }
@@ -165,6 +176,7 @@ impl Client {
             fcoe: RawSocket::open_in_netns(ns.name(), "b", ETH_FCOE)
                 .context("cannot open a raw FCoE socket on b")?,
             us,
+            aoe_mac: A_MAC,
             tag: 0x6000_0000,
             ox: 0x0600,
         })
@@ -194,10 +206,11 @@ impl Client {
             };
             if f.len() >= 24 && f[14] & 0x08 != 0 && f[20..24] == self.tag.to_be_bytes() {
                 ensure!(
-                    f[0..6] == self.us && f[6..12] == A_MAC,
-                    "AoE reply from {:02x?} to {:02x?}, expected from {A_MAC:02x?} to us",
+                    f[0..6] == self.us && f[6..12] == self.aoe_mac,
+                    "AoE reply from {:02x?} to {:02x?}, expected from {:02x?} to us",
                     &f[6..12],
-                    &f[0..6]
+                    &f[0..6],
+                    self.aoe_mac
                 );
                 ensure!(
                     f[16..18] == SHELF.to_be_bytes() && f[18] == SLOT && f[15] == 0,
@@ -220,7 +233,7 @@ impl Client {
                 return Ok(false);
             };
             if f.len() >= 24
-                && f[6..12] == A_MAC
+                && f[6..12] == self.aoe_mac
                 && f[14] & 0x08 != 0
                 && f[19] == 1
                 && f[16..18] == SHELF.to_be_bytes()
@@ -248,7 +261,7 @@ impl Client {
 
     /// AoE READ SECTORS EXT of two sectors at `lba`.
     fn aoe_read(&mut self, lba: u64) -> Result<Vec<u8>> {
-        let mut f = self.aoe_header(A_MAC, 0);
+        let mut f = self.aoe_header(self.aoe_mac, 0);
         f.extend_from_slice(&[0x40, 0, 2, 0x24]);
         f.extend_from_slice(&lba.to_le_bytes()[..6]);
         f.extend_from_slice(&[0, 0]);
@@ -267,7 +280,7 @@ impl Client {
 
     /// AoE WRITE SECTORS EXT of `data` (two sectors) at `lba`.
     fn aoe_write(&mut self, lba: u64, data: &[u8]) -> Result<()> {
-        let mut f = self.aoe_header(A_MAC, 0);
+        let mut f = self.aoe_header(self.aoe_mac, 0);
         f.extend_from_slice(&[0x41, 0, 2, 0x34]);
         f.extend_from_slice(&lba.to_le_bytes()[..6]);
         f.extend_from_slice(&[0, 0]);
@@ -480,6 +493,43 @@ impl Expected {
     }
 }
 
+/// The image, every sector of it [`pattern`]ed, and what it must hold.
+fn write_image(run: &Run) -> Result<(std::path::PathBuf, Expected)> {
+    let image_path = run.path("disk.img");
+    let mut image = vec![0u8; SECTORS * SECTOR];
+    for (s, sector) in image.chunks_mut(SECTOR).enumerate() {
+        for (i, b) in sector.iter_mut().enumerate() {
+            *b = pattern(s, i);
+        }
+    }
+    fs::write(&image_path, &image)?;
+    Ok((image_path, Expected { image, written: 0 }))
+}
+
+/// l2san serving e6.1 and LUN 0 of `image` on `a` with [`WORKERS`] workers.
+fn start_l2san(
+    ns: &Netns,
+    run: &Run,
+    image: &std::path::Path,
+    ctl: &std::path::Path,
+) -> Result<L2sanProcess> {
+    L2sanProcess::start(
+        ns,
+        "a",
+        &[
+            "--aoe".into(),
+            format!("{SHELF}.{SLOT}={}", image.display()),
+            "--fcoe".into(),
+            format!("0={}", image.display()),
+            "--workers".into(),
+            WORKERS.to_string(),
+            "--ctl-socket".into(),
+            ctl.display().to_string(),
+        ],
+        &run.path("l2san.log"),
+    )
+}
+
 fn iface_recreate(run: &Run) -> Result<()> {
     if run.target_kind() != TargetKind::L2san {
         rig::report(format_args!(
@@ -489,37 +539,13 @@ fn iface_recreate(run: &Run) -> Result<()> {
         ));
         return Ok(());
     }
-    let image_path = run.path("disk.img");
-    let mut image = vec![0u8; SECTORS * SECTOR];
-    for (s, sector) in image.chunks_mut(SECTOR).enumerate() {
-        for (i, b) in sector.iter_mut().enumerate() {
-            *b = pattern(s, i);
-        }
-    }
-    fs::write(&image_path, &image)?;
-    let mut expected = Expected { image, written: 0 };
-
+    let (image_path, mut expected) = write_image(run)?;
     let ns = Netns::new()?;
-    let mut index = make_pair(&ns)?;
+    let mut index = make_pair(&ns, A_MAC)?;
     let mut client = Client::open(&ns)?;
     set_a_up(&ns)?;
     let ctl = run.path("ctl.sock");
-    let log_path = run.path("l2san.log");
-    let mut l2san = L2sanProcess::start(
-        &ns,
-        "a",
-        &[
-            "--aoe".into(),
-            format!("{SHELF}.{SLOT}={}", image_path.display()),
-            "--fcoe".into(),
-            format!("0={}", image_path.display()),
-            "--workers".into(),
-            WORKERS.to_string(),
-            "--ctl-socket".into(),
-            ctl.display().to_string(),
-        ],
-        &log_path,
-    )?;
+    let mut l2san = start_l2san(&ns, run, &image_path, &ctl)?;
     ensure!(
         client.advert(Duration::from_secs(5))?,
         "no advert of e{SHELF}.{SLOT} at start"
@@ -551,7 +577,7 @@ fn iface_recreate(run: &Run) -> Result<()> {
             ));
         }
         let old_index = index;
-        index = make_pair(&ns)?;
+        index = make_pair(&ns, A_MAC)?;
         ensure!(
             index != old_index,
             "{what}: `a` came back with the same ifindex {index}"
@@ -643,4 +669,108 @@ fn interface_deleted_and_recreated_while_serving() {
         "interface_deleted_and_recreated_while_serving",
         iface_recreate,
     );
+}
+
+/// `a` comes back with another MAC, then with its first one: AoE follows both times (advert,
+/// Query Config, READ, WRITE and read-back at the MAC `a` has), FCoE keeps the first MAC and
+/// serves there (promiscuous), and l2san logs one error naming the fix, then one warning.
+fn iface_new_mac(run: &Run) -> Result<()> {
+    if run.target_kind() != TargetKind::L2san {
+        rig::report(format_args!(
+            "SKIPPED {}: l2san only (target is {})",
+            run.name(),
+            run.target_kind()
+        ));
+        return Ok(());
+    }
+    let (image_path, mut expected) = write_image(run)?;
+    let ns = Netns::new()?;
+    make_pair(&ns, A_MAC)?;
+    let mut client = Client::open(&ns)?;
+    set_a_up(&ns)?;
+    let mut l2san = start_l2san(&ns, run, &image_path, &run.path("ctl.sock"))?;
+    ensure!(
+        client.advert(Duration::from_secs(5))?,
+        "no advert of e{SHELF}.{SLOT} at start"
+    );
+    expected.check_serving(&mut client, 0, "at start")?;
+    let changed = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains("came back with another MAC"))
+            .map(str::to_string)
+            .collect()
+    };
+
+    for (round, mac, was) in [(1, B_MAC, A_MAC), (2, A_MAC, B_MAC)] {
+        let what = format!("round {round} (`a` back as {})", mac_text(mac));
+        drop(client);
+        ns.run("ip", ["link", "del", "dev", "a"])?;
+        make_pair(&ns, mac)?;
+        client = Client::open(&ns)?;
+        client.aoe_mac = mac;
+        set_a_up(&ns)?;
+        let back = Instant::now();
+        let advert = client.advert(RECOVER)?;
+        let advert_after = back.elapsed();
+        l2san
+            .check_running()
+            .with_context(|| format!("{what}: l2san exited"))?;
+        ensure!(
+            advert,
+            "{what}: no advert of e{SHELF}.{SLOT} from {} within {RECOVER:?}",
+            mac_text(mac)
+        );
+        client
+            .query_until_answered(RECOVER)?
+            .with_context(|| format!("{what}: no answer to Query Config from the new MAC"))?;
+        expected.check_serving(&mut client, round, &what)?;
+        let lines = changed(&l2san.log_text());
+        ensure!(
+            lines.len() == round,
+            "{what}: {} log lines about the MAC change, expected {round} (once per change, \
+             by the leader): {lines:#?}",
+            lines.len()
+        );
+        let line = &lines[round - 1];
+        let (mac, was) = (mac_text(mac), mac_text(was));
+        if round == 1 {
+            // FCoE does not follow: an error with both fixes.
+            ensure!(
+                line.contains("ERROR")
+                    && line.contains(&format!("({mac}, was {was})"))
+                    && line.contains("FCoE keeps")
+                    && line.contains("Restart l2san")
+                    && line.contains(&format!("`ip link set dev a address {was}`")),
+                "{what}: the log line does not name the fix: {line}"
+            );
+        } else {
+            // Back to the MAC FCoE has: everyone follows, a warning.
+            ensure!(
+                line.contains("WARN")
+                    && line.contains(&format!("({mac}, was {was}); answering from {mac}")),
+                "{what}: unexpected log line: {line}"
+            );
+        }
+        rig::report(format_args!(
+            "{}: {what}: l2san advertised e{SHELF}.{SLOT} from {mac} {:.2} s after `a` came \
+             back; AoE READ, WRITE and read-back at {mac} and an FCoE login and READ(10) at \
+             {} checked; logged: {line}",
+            run.name(),
+            advert_after.as_secs_f64(),
+            mac_text(A_MAC)
+        ));
+    }
+    drop(client);
+    l2san.stop()?;
+    ensure!(
+        fs::read(&image_path)? == expected.image,
+        "the image does not hold exactly what was written ({} sectors)",
+        expected.written
+    );
+    Ok(())
+}
+
+#[test]
+fn interface_recreated_with_another_mac() {
+    rig::e2e("interface_recreated_with_another_mac", iface_new_mac);
 }

@@ -1106,3 +1106,30 @@ fn overlay_export_keeps_clients_apart_and_resets_on_boot() {
     assert_eq!(std::fs::read(&base_path).unwrap(), vec![0x11u8; 64 * 512]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The interface came back with another MAC: the target answers from it, ignores frames to
+/// the old one, and its advert (the worker's `link_changed` next) comes from it.
+#[test]
+fn a_new_interface_mac_is_followed() {
+    use l2san_common::FrameHandler;
+    const NEW: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x42]);
+    let (t, img) = target();
+    fill_pattern(&img);
+    assert_eq!(t.mac_changed(NEW), Ok(()));
+    assert_eq!(t.mac(), NEW);
+    let mut to_new = ata(1, 0x24, 3, &[]);
+    to_new[0..6].copy_from_slice(&NEW.0);
+    let r = send_one(&t, &to_new);
+    assert_eq!(&r[0..6], &HOST_A.0);
+    assert_eq!(&r[6..12], &NEW.0, "reply from the new MAC");
+    assert_eq!(&r[36..], &image_bytes(&img)[3 * 512..4 * 512]);
+    assert!(
+        send(&t, &ata(1, 0x24, 3, &[])).is_empty(),
+        "a frame to the old MAC is for another station now"
+    );
+    let mut tx = StaleTx::new();
+    t.link_changed(1500, &mut tx);
+    assert_eq!(tx.frames.len(), 1);
+    assert_eq!(&tx.frames[0][0..6], &[0xff; 6]);
+    assert_eq!(&tx.frames[0][6..12], &NEW.0, "advert from the new MAC");
+}

@@ -1684,3 +1684,14 @@ fn a_vn2vn_claim_flood_does_not_lock_out_a_real_initiator() {
     assert_eq!(target.session_count(), 1);
     assert_eq!(target.stats().vn2vn_peers, MAX_PEERS as u64);
 }
+
+/// The interface came back with another MAC: FCoE does not follow (its ENode and
+/// point-to-point address stay) and says what it keeps; its own MAC back is fine.
+#[test]
+fn fcoe_keeps_its_mac_and_says_so() {
+    use l2san_common::FrameHandler;
+    let t = vn2vn_target(Wwn(0x2000_5254_004c_100a));
+    assert_eq!(t.mac_changed(LIO_ENODE), Ok(()));
+    let why = t.mac_changed(mac(9)).unwrap_err();
+    assert!(why.contains(&LIO_ENODE.to_string()), "{why}");
+}
