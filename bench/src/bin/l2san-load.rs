@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use l2san_bench::load::{self, aoe, fcoe, LoadConfig, Op, Pattern, Protocol, Session};
 use l2san_common::io::sys::packet;
-use l2san_common::io::sys::{PacketRx, PacketTx};
+use l2san_common::io::sys::{PacketRx, PacketSocket, PacketTx};
 use l2san_common::{EtherType, Interface, MacAddr};
 use l2san_fcoe::wire::Wwn;
 
@@ -181,7 +181,12 @@ fn run(args: Args) -> Result<()> {
         ProtocolArg::Aoe => &[l2san_aoe::wire::ETHERTYPE],
         ProtocolArg::Fcoe => &[EtherType::FCOE, EtherType::FIP],
     };
-    let (mut rx, mut tx) = packet::open(iface.index, ethertypes)
+    // Ring slots for the interface's MTU, and room for thousands of frames in flight (64
+    // clients with 8 jumbo writes each are 2560 data frames at once).
+    let mtu = iface.mtu().unwrap_or(1500);
+    let slot = packet::ring_slot_size(mtu);
+    let (mut rx, mut tx) = PacketSocket::open(ethertypes)
+        .and_then(|s| s.bind_ring(iface.index, slot, (slot * 8192).clamp(16 << 20, 64 << 20)))
         .with_context(|| format!("cannot open a packet socket on {} (root?)", iface.name))?;
     // Simulated clients use source MACs the NIC does not own: a real NIC drops the replies to
     // them unless it is promiscuous (the kernel undoes it when the socket closes).
@@ -208,7 +213,7 @@ fn run(args: Args) -> Result<()> {
                 lun: args.lun,
                 target_wwpn: args.fcoe_wwpn,
                 id_base: args.fcoe_id_base,
-                mtu: iface.mtu().unwrap_or(1500),
+                mtu,
                 cdb16: args.cdb16,
                 check_crc: cfg.op == Op::Verify,
                 mac_base: cfg.mac_base,

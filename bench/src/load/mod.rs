@@ -497,7 +497,17 @@ impl Engine<'_> {
                 if !data.is_empty() {
                     self.data(s, 0, data);
                 }
-                self.complete(s, ok, now)
+                let slot = &self.slots[s as usize];
+                let short =
+                    !slot.write && (slot.received as usize) < self.cfg.sectors as usize * 512;
+                if ok && short && slot.tries < self.cfg.max_tries {
+                    // Good status, but data frames were lost on the way (a full receive
+                    // ring): ask again, as an FCP initiator does on an underrun.
+                    self.r.retransmits += 1;
+                    self.send(proto, s, now);
+                } else {
+                    self.complete(s, ok, now)
+                }
             }
             Event::Data { offset, data } => self.data(s, offset, data),
             Event::WriteReady {

@@ -143,14 +143,26 @@ impl PacketSocket {
     /// Attach a receive ring of `slot_size`-byte slots (a power of two, at least 2 KiB),
     /// bind to the interface and split into halves.
     pub fn bind(self, ifindex: u32, slot_size: u32) -> io::Result<(PacketRx, PacketTx)> {
+        self.bind_ring(ifindex, slot_size, RING_BYTES)
+    }
+
+    /// [`bind`](Self::bind) with a ring of `ring_bytes` (a multiple of the slot size and of
+    /// 4 KiB) instead of the 16 MiB the workers use: for the load generator, which keeps
+    /// thousands of jumbo frames in flight.
+    pub fn bind_ring(
+        self,
+        ifindex: u32,
+        slot_size: u32,
+        ring_bytes: u32,
+    ) -> io::Result<(PacketRx, PacketTx)> {
         let raw = self.fd.as_raw_fd();
-        let slots = RING_BYTES / slot_size;
+        let slots = ring_bytes / slot_size;
         // Blocks are whole pages; slots are packed into them back to back, so slot i still
         // sits at i * slot_size in the mapping.
         let block_size = slot_size.max(4096);
         let req = libc::tpacket_req {
             tp_block_size: block_size,
-            tp_block_nr: RING_BYTES / block_size,
+            tp_block_nr: ring_bytes / block_size,
             tp_frame_size: slot_size,
             tp_frame_nr: slots,
         };
