@@ -18,6 +18,9 @@ pub const BATCH: usize = 64;
 const POLL: Duration = Duration::from_millis(100);
 /// How often the MTU and link state are looked at.
 const LINK_CHECK: Duration = Duration::from_secs(1);
+/// How often the leader runs the handlers' timers while frames keep it awake (and after
+/// every idle `POLL` otherwise): well within the 100 ms [`FrameHandler::tick`] promises.
+const TICK: Duration = Duration::from_millis(5);
 
 /// A protocol target as a worker sees it.
 pub trait FrameHandler: Send + Sync {
@@ -82,6 +85,12 @@ pub struct WorkerStats {
     pub io_errors: AtomicU64,
 }
 
+/// Add one to a counter that only this worker writes: a plain load and store, without the
+/// locked read-modify-write of `fetch_add` on every frame.
+fn bump(counter: &AtomicU64) {
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
 /// Route `frame` to the handler of its ethertype; count what has none.
 pub fn dispatch(
     handlers: &[Arc<dyn FrameHandler>],
@@ -89,7 +98,7 @@ pub fn dispatch(
     tx: &mut dyn Transmit,
     stats: &WorkerStats,
 ) {
-    stats.frames.fetch_add(1, Ordering::Relaxed);
+    bump(&stats.frames);
     let Ok(eth) = EthernetFrame::new_checked(frame) else {
         stats.runts.fetch_add(1, Ordering::Relaxed);
         return;
@@ -263,6 +272,21 @@ fn open_xdp(
     xdp::open(index, ethertypes, config).map_err(|e| e.to_string())
 }
 
+/// How many workers an interface gets when the configuration does not say: one per core,
+/// except on a machine of two cores or fewer, which gets one.
+///
+/// Measured on the 2-vCPU CI machine (DESIGN.md, "Workers on small machines"): a second worker
+/// there cost more CPU per I/O than it added throughput, because the two workers and the
+/// kernel's own network processing take turns on two cores, and each worker then sleeps and
+/// wakes (about 2 µs of CPU each time under nested virtualisation) for smaller batches.
+pub fn default_count(cores: usize) -> usize {
+    if cores <= 2 {
+        1
+    } else {
+        cores
+    }
+}
+
 /// A fanout group id for `ifindex`, unlikely to meet another process's group.
 pub fn fanout_group(ifindex: u32) -> u16 {
     (std::process::id() as u16) ^ ((ifindex as u16) << 11) ^ 0x4c32
@@ -395,6 +419,7 @@ pub fn run_with(
             t.flush();
         }
         let mut last_check = Instant::now();
+        let mut last_tick: Option<Instant> = None;
         while !signal::stop_requested() {
             let result = {
                 let (rx, tx) = halves.split();
@@ -402,10 +427,15 @@ pub fn run_with(
                 let r = rx.recv_batch(POLL, BATCH, &mut |frame| {
                     dispatch(handlers, frame, &mut t, stats);
                 });
+                // Timers at most every TICK, not after every batch: under load a batch ends
+                // every few microseconds, and the FCoE tick takes a lock and walks sessions.
                 if role.leader() {
                     let now = Instant::now();
-                    for h in handlers {
-                        h.tick(now, &mut t);
+                    if last_tick.is_none_or(|t| now.saturating_duration_since(t) >= TICK) {
+                        last_tick = Some(now);
+                        for h in handlers {
+                            h.tick(now, &mut t);
+                        }
                     }
                 }
                 t.flush();
@@ -421,7 +451,7 @@ pub fn run_with(
             stats.tx_dropped.store(batch.dropped, Ordering::Relaxed);
             match result {
                 Ok(n) if n > 0 => {
-                    stats.batches.fetch_add(1, Ordering::Relaxed);
+                    bump(&stats.batches);
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -500,6 +530,13 @@ mod tests {
         // More workers than queues: the extra ones stay on AF_PACKET.
         assert_eq!(xdp_queue(Backend::Auto, role(0, 2), 1), Ok(0));
         assert!(xdp_queue(Backend::Auto, role(1, 2), 1).is_err());
+    }
+
+    #[test]
+    fn one_worker_on_two_cores_or_fewer() {
+        assert_eq!(default_count(1), 1);
+        assert_eq!(default_count(2), 1);
+        assert_eq!(default_count(4), 4);
     }
 
     #[test]
