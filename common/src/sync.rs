@@ -140,7 +140,7 @@ mod tests {
         while i < 2000 || reads.load(Ordering::Relaxed) < 1000 {
             i += 1;
             cell.replace((i, i));
-            if i % 64 == 0 {
+            if i.is_multiple_of(64) {
                 std::thread::yield_now();
             }
         }
