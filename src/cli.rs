@@ -168,7 +168,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MICROSECONDS", value_parser = clap::value_parser!(u64).range(0..=100_000))]
     pub busy_poll_us: Option<u64>,
     /// Worker threads per interface, each with its own receive ring and transmit path
-    /// [default: one per core].
+    /// [default: one per core; one on machines of two cores or fewer].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
     /// Seconds between flushes of written-back data to stable storage (writeback exports)

@@ -62,7 +62,7 @@ pub struct Plan {
     pub state_file: Option<PathBuf>,
     pub user: Option<String>,
     pub backend: Backend,
-    /// Worker threads per interface (default: one per core).
+    /// Worker threads per interface (default: one per core; one on two cores or fewer).
     pub workers: Option<u16>,
     pub flush_interval: u64,
     /// Latency mode: how long a worker spins for the next frame (0: off).

@@ -303,7 +303,7 @@ fn execute(args: &ServeArgs, plan: Plan) -> Result<ExitCode, Error> {
     let mut images = Images::default();
     let mut served = Vec::new();
     let count = plan.workers.map_or_else(
-        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        || worker::default_count(std::thread::available_parallelism().map_or(1, |n| n.get())),
         |n| n as usize,
     );
     for i in 0..plan.interfaces.len() {
