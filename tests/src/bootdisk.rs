@@ -100,7 +100,9 @@ fn resolve_reads(sectors: u64) -> impl Iterator<Item = (u64, u16)> {
 /// If `len_bytes` is out of range: that is a bug in the calling test.
 pub fn build(len_bytes: usize) -> Vec<u8> {
     assert!(
-        len_bytes % SECTOR == 0 && len_bytes >= MIN_LEN_BYTES && (len_bytes as u64) < (1 << 41),
+        len_bytes.is_multiple_of(SECTOR)
+            && len_bytes >= MIN_LEN_BYTES
+            && (len_bytes as u64) < (1 << 41),
         "bootdisk::build: bad image length {len_bytes}"
     );
     let sectors = (len_bytes / SECTOR) as u64;
@@ -210,7 +212,7 @@ pub fn first_difference(actual: &[u8], expected: &[u8]) -> Option<String> {
 /// written sectors hold the complemented pattern and every other byte is as [`build`] made it.
 pub fn check_written(image: &[u8]) -> Result<()> {
     ensure!(
-        image.len() % SECTOR == 0 && image.len() >= MIN_LEN_BYTES,
+        image.len().is_multiple_of(SECTOR) && image.len() >= MIN_LEN_BYTES,
         "image of {} bytes was not made by bootdisk::build",
         image.len()
     );
@@ -223,7 +225,7 @@ pub fn check_written(image: &[u8]) -> Result<()> {
 /// Checks that `image` is byte for byte what [`build`] made (nothing was written).
 pub fn check_unchanged(image: &[u8]) -> Result<()> {
     ensure!(
-        image.len() % SECTOR == 0 && image.len() >= MIN_LEN_BYTES,
+        image.len().is_multiple_of(SECTOR) && image.len() >= MIN_LEN_BYTES,
         "image of {} bytes was not made by bootdisk::build",
         image.len()
     );

@@ -659,7 +659,7 @@ impl Generator {
         // storm mostly right ones, over an FC frame of whole words, so that its frames reach
         // the FC layer.
         if self.fcoe.is_some() && self.rng.below(4) != 0 {
-            while (f.len() - 28) % 4 != 0 {
+            while !(f.len() - 28).is_multiple_of(4) {
                 f.push(0);
             }
             let crc = crc32(&f[28..]);
@@ -807,7 +807,11 @@ impl FcoeMix {
             {
                 continue;
             }
-            let high: u64 = if fakes.len() % 2 == 0 { 0x2100 } else { 0x1f00 };
+            let high: u64 = if fakes.len().is_multiple_of(2) {
+                0x2100
+            } else {
+                0x1f00
+            };
             let wwpn = high << 48 | u64::from(port);
             fakes.push(Fake {
                 enode,
@@ -924,7 +928,7 @@ const F_CTL_DATA: u32 = 0x09_0008;
 
 /// An FCoE frame around `fc` (padded to whole words), with a correct CRC, SOFi3 and EOFt.
 fn fcoe_frame(dst: [u8; 6], src: [u8; 6], mut fc: Vec<u8>) -> Vec<u8> {
-    while fc.len() % 4 != 0 {
+    while !fc.len().is_multiple_of(4) {
         fc.push(0);
     }
     let mut f = Vec::with_capacity(14 + 14 + fc.len() + 8);
