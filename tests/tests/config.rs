@@ -104,7 +104,10 @@ overlay = \"/var/cow\"
         (23, "export \"pc3\": e1.0 is already export \"pc2\" (line 14)"),
         (24, "export \"pc3\": durability \"fast\" is not writeback or sync"),
         (25, "export \"pc3\": interface \"eth9\" is not configured"),
-        (26, "export \"pc3\": overlay is reserved"),
+        (
+            26,
+            "export \"pc3\": '/var/cow' is not an overlay policy: write \"persistent\" or \"reset\"",
+        ),
     ] {
         has_line(&all, &format!("l2san.toml:{line}:"), says);
     }
