@@ -60,29 +60,7 @@ pub const VN2VN_FC_MAP: [u8; 3] = [0x0e, 0xfd, 0x00];
 /// The All-VN2VN multicast MAC that probes, claims and beacons go to.
 pub const ALL_VN2VN: [u8; 6] = [0x01, 0x10, 0x18, 0x01, 0x00, 0x04];
 
-/// A MAC address.
-pub type Mac = [u8; 6];
-
-/// `aa:bb:cc:dd:ee:ff`.
-pub fn fmt_mac(mac: &Mac) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// Parses `aa:bb:cc:dd:ee:ff`.
-pub fn parse_mac(text: &str) -> Result<Mac> {
-    let bytes: Vec<u8> = text
-        .trim()
-        .split(':')
-        .map(|b| u8::from_str_radix(b, 16))
-        .collect::<std::result::Result<_, _>>()
-        .with_context(|| format!("bad MAC {text:?}"))?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow!("bad MAC {text:?}: not 6 bytes"))
-}
+pub use crate::fixture::{fmt_mac, parse_mac, Mac};
 
 /// The WWPN Linux (`fcoe_wwn_from_mac`, scheme 2, port 0) and l2san derive from a MAC:
 /// `20:00:<mac>`.

@@ -10,6 +10,9 @@
 //!   scenario ([`linux::run_aoe`]).
 //! - [`fcoe_guest`]: the same kernel as a VN2VN FCoE initiator ([`fcoe_guest::run_fcoe`]), with
 //!   tcpdump captures of the segment and checks of the frames in them.
+//! - [`fixture`]: MAC text, a veth pair `a`–`b` with raw sockets on `b`, `l2san serve
+//!   --config` with a control socket, and `l2san ctl`: the setup of the tests that send
+//!   hand-made frames.
 //! - [`cpio`]: the newc archive writer behind the initramfs.
 //! - [`rawsock`]: a raw AF_PACKET socket for tests that send hand-made frames.
 //! - [`workload`]: a verified O_DIRECT write workload in a Linux guest over AoE, with host-side
@@ -22,6 +25,7 @@
 pub mod bootdisk;
 pub mod cpio;
 pub mod fcoe_guest;
+pub mod fixture;
 pub mod linux;
 pub mod rawsock;
 pub mod rig;

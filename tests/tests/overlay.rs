@@ -11,37 +11,20 @@
 //! - after a restart the persistent overlays are all still there.
 
 use std::fs;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use l2san_tests::fixture::{ctl, fmt_mac, serve_config, VethOpts, VethPair};
 use l2san_tests::rawsock::RawSocket;
-use l2san_tests::rig::{self, Child, Netns, Run};
+use l2san_tests::rig::{self, Netns, Run};
 
 const ETHERTYPE_AOE: u16 = 0x88a2;
 const SECTOR: usize = 512;
 const SECTORS: usize = 4096;
 const CLIENTS: u8 = 20;
 
-fn parse_mac(s: &str) -> Result<[u8; 6]> {
-    let bytes: Vec<u8> = s
-        .trim()
-        .split(':')
-        .map(|p| u8::from_str_radix(p, 16))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("bad MAC {s:?}"))?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("bad MAC {s:?}"))
-}
-
 fn client_mac(i: u8) -> [u8; 6] {
     [0x02, 0x4c, 0x32, 0x0c, 0x00, i]
-}
-
-fn mac_text(m: [u8; 6]) -> String {
-    m.map(|b| format!("{b:02x}")).join(":")
 }
 
 /// The base image: each sector filled with its number's low byte, XOR 0x5a.
@@ -120,7 +103,7 @@ impl Peer {
                 }
             }
         }
-        bail!("no reply to {} from e0.0", mac_text(src))
+        bail!("no reply to {} from e0.0", fmt_mac(&src))
     }
 
     /// Reads `count` sectors at `lba` as `src`.
@@ -150,7 +133,7 @@ fn check_disk(peer: &mut Peer, src: [u8; 6], want: &[u8]) -> Result<()> {
                 .unwrap_or(0);
             bail!(
                 "{} reads {:#04x} at byte {} of LBA {lba}+{count}, expected {:#04x}",
-                mac_text(src),
+                fmt_mac(&src),
                 got[first],
                 first,
                 expected[first]
@@ -158,37 +141,6 @@ fn check_disk(peer: &mut Peer, src: [u8; 6], want: &[u8]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn ctl(socket: &Path, args: &[&str]) -> Result<(bool, String, String)> {
-    let out = Command::new(rig::l2san_bin()?)
-        .args(["ctl", "--socket"])
-        .arg(socket)
-        .args(args)
-        .output()?;
-    Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
-}
-
-fn start(ns: &Netns, config: &Path, socket: &Path, log: &Path) -> Result<Child> {
-    let _ = fs::remove_file(socket);
-    let mut cmd = ns.command(rig::l2san_bin()?);
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(config)
-        .arg("--ctl-socket")
-        .arg(socket)
-        .env("RUST_LOG", "info");
-    let child = Child::spawn_logged("l2san", &mut cmd, log)?;
-    ensure!(
-        rig::wait_until(Duration::from_secs(10), || socket.exists()),
-        "no control socket; log:\n{}",
-        fs::read_to_string(log).unwrap_or_default()
-    );
-    Ok(child)
 }
 
 #[test]
@@ -208,25 +160,16 @@ fn twenty_clients_write_their_own_overlays_of_one_base() {
             ),
         )?;
         let ns = Netns::new()?;
-        ns.run(
-            "ip",
-            [
-                "link", "add", "name", "a", "type", "veth", "peer", "name", "b",
-            ],
-        )
-        .context("cannot create a veth pair (veth module?)")?;
-        for dev in ["a", "b"] {
-            ns.run("ip", ["link", "set", "dev", dev, "up"])?;
-        }
-        let them = parse_mac(&ns.run("cat", ["/sys/class/net/a/address"])?)?;
+        let veth = VethPair::create(&ns, VethOpts::default())?;
         let mut peer = Peer {
-            sock: RawSocket::open_in_netns(ns.name(), "b", ETHERTYPE_AOE)?,
-            them,
+            sock: veth.socket(&ns, ETHERTYPE_AOE)?,
+            them: veth.them,
             tag: 0x4f56_0000,
         };
         let socket = run.path("ctl.sock");
         let log = run.path("l2san.log");
-        let mut l2san = start(&ns, &config, &socket, &log)?;
+        let bin = rig::l2san_bin()?;
+        let mut l2san = serve_config(&ns, &config, &socket, &log)?;
 
         let t0 = Instant::now();
         for i in 0..CLIENTS {
@@ -249,12 +192,12 @@ fn twenty_clients_write_their_own_overlays_of_one_base() {
             t0.elapsed().as_secs_f64()
         ));
 
-        let (ok, list, err) = ctl(&socket, &["overlay", "list"])?;
+        let (ok, list, err) = ctl(&bin, &socket, &["overlay", "list"])?;
         ensure!(ok, "overlay list: {err}");
         let lines: Vec<&str> = list.lines().filter(|l| l.starts_with("golden")).collect();
         ensure!(lines.len() == CLIENTS as usize, "overlay list:\n{list}");
         for i in 0..CLIENTS {
-            let mac = mac_text(client_mac(i));
+            let mac = fmt_mac(&client_mac(i));
             let line = lines
                 .iter()
                 .find(|l| l.split_whitespace().nth(1) == Some(mac.as_str()))
@@ -265,23 +208,24 @@ fn twenty_clients_write_their_own_overlays_of_one_base() {
         }
 
         // Reset client 0: it reads the base again; the others keep theirs.
-        let c0 = mac_text(client_mac(0));
-        let (ok, out, err) = ctl(&socket, &["overlay", "reset", &c0])?;
+        let c0 = fmt_mac(&client_mac(0));
+        let (ok, out, err) = ctl(&bin, &socket, &["overlay", "reset", &c0])?;
         ensure!(ok && out.contains("reset"), "overlay reset: {out}{err}");
         check_disk(&mut peer, client_mac(0), &base_bytes())?;
         check_disk(&mut peer, client_mac(5), &disk_of(5))?;
-        let (_, list, _) = ctl(&socket, &["overlay", "list"])?;
+        let (_, list, _) = ctl(&bin, &socket, &["overlay", "list"])?;
         ensure!(
             list.lines().filter(|l| l.starts_with("golden")).count() == CLIENTS as usize - 1,
             "after the reset:\n{list}"
         );
-        let (ok, _, err) = ctl(&socket, &["overlay", "reset", &c0])?;
+        let (ok, _, err) = ctl(&bin, &socket, &["overlay", "reset", &c0])?;
         ensure!(!ok && err.contains("has no overlay"), "second reset: {err}");
 
         // Commit client 1 into a new image.
         let committed = run.path("golden-pc1.img");
-        let c1 = mac_text(client_mac(1));
+        let c1 = fmt_mac(&client_mac(1));
         let (ok, out, err) = ctl(
+            &bin,
             &socket,
             &[
                 "overlay",
@@ -300,6 +244,7 @@ fn twenty_clients_write_their_own_overlays_of_one_base() {
             "the committed image is not base + client 1's writes"
         );
         let (ok, _, err) = ctl(
+            &bin,
             &socket,
             &[
                 "overlay",
@@ -318,7 +263,7 @@ fn twenty_clients_write_their_own_overlays_of_one_base() {
         // Persistent: all there after a restart.
         let status = l2san.stop(Duration::from_secs(20))?;
         ensure!(status.success(), "l2san exit status {status}");
-        let mut l2san = start(&ns, &config, &socket, &log)?;
+        let mut l2san = serve_config(&ns, &config, &socket, &log)?;
         check_disk(&mut peer, client_mac(0), &base_bytes())?;
         for i in 1..CLIENTS {
             check_disk(&mut peer, client_mac(i), &disk_of(i))?;

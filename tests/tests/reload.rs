@@ -18,30 +18,18 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use l2san_tests::bootdisk;
+use l2san_tests::fixture::{ctl, fmt_mac, serve_config, VethOpts, VethPair};
 use l2san_tests::linux::Kernel;
 use l2san_tests::rawsock::RawSocket;
-use l2san_tests::rig::{self, Child, Netns, Run, TargetKind};
+use l2san_tests::rig::{self, Netns, Run, TargetKind};
 use l2san_tests::workload::{self, WorkloadGuest, WorkloadOpts};
 
 const ETHERTYPE_AOE: u16 = 0x88a2;
 const SECTOR: usize = 512;
-
-fn parse_mac(s: &str) -> Result<[u8; 6]> {
-    let bytes: Vec<u8> = s
-        .trim()
-        .split(':')
-        .map(|p| u8::from_str_radix(p, 16))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("bad MAC {s:?}"))?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("bad MAC {s:?}"))
-}
 
 struct Peer {
     sock: RawSocket,
@@ -165,25 +153,6 @@ fn write_config_on(path: &Path, iface: &str, workers: u16, exports: &str) -> Res
     Ok(())
 }
 
-/// `l2san serve --config <config> --ctl-socket <socket>` inside `ns`; returns once the control
-/// socket is there.
-fn start_l2san(ns: &Netns, config: &Path, socket: &Path, log: &Path) -> Result<Child> {
-    let mut cmd = ns.command(rig::l2san_bin()?);
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(config)
-        .arg("--ctl-socket")
-        .arg(socket)
-        .env("RUST_LOG", "info");
-    let child = Child::spawn_logged("l2san", &mut cmd, log)?;
-    ensure!(
-        rig::wait_until(Duration::from_secs(10), || socket.exists()),
-        "no control socket; log:\n{}",
-        fs::read_to_string(log).unwrap_or_default()
-    );
-    Ok(child)
-}
-
 fn export(name: &str, image: &Path, aoe: &str, extra: &str) -> String {
     format!(
         "[[export]]\nname = \"{name}\"\nimage = \"{}\"\naoe = \"{aoe}\"\n{extra}\n",
@@ -191,20 +160,10 @@ fn export(name: &str, image: &Path, aoe: &str, extra: &str) -> String {
     )
 }
 
+/// `l2san ctl reload`: whether it succeeded, and what it printed.
 fn ctl_reload(bin: &Path, socket: &Path) -> Result<(bool, String)> {
-    let out = Command::new(bin)
-        .args(["ctl", "--socket"])
-        .arg(socket)
-        .arg("reload")
-        .output()?;
-    Ok((
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    ))
+    let (ok, out, err) = ctl(bin, socket, &["reload"])?;
+    Ok((ok, format!("{out}{err}")))
 }
 
 fn wait_for_log(log: &Path, needle: &str, after: usize) -> Result<String> {
@@ -231,32 +190,21 @@ fn reload_adds_resizes_and_removes_exports_without_a_restart() {
         fs::write(&private, vec![0x33u8; 64 * SECTOR])?;
 
         let ns = Netns::new()?;
-        ns.run(
-            "ip",
-            [
-                "link", "add", "name", "a", "type", "veth", "peer", "name", "b",
-            ],
-        )
-        .context("cannot create a veth pair (veth module?)")?;
-        for dev in ["a", "b"] {
-            ns.run("ip", ["link", "set", "dev", dev, "up"])?;
-        }
-        let them = parse_mac(&ns.run("cat", ["/sys/class/net/a/address"])?)?;
-        let us = parse_mac(&ns.run("cat", ["/sys/class/net/b/address"])?)?;
+        let veth = VethPair::create(&ns, VethOpts::default())?;
         let mut peer = Peer {
-            sock: RawSocket::open_in_netns(ns.name(), "b", ETHERTYPE_AOE)?,
-            us,
-            them,
+            sock: veth.socket(&ns, ETHERTYPE_AOE)?,
+            us: veth.us,
+            them: veth.them,
             tag: 0x524c_0000,
         };
-        let us_text = us.map(|b| format!("{b:02x}")).join(":");
+        let us_text = fmt_mac(&veth.us);
 
         let config = run.path("l2san.toml");
         write_config(&config, 1, &export("golden", &golden, "0.0", ""))?;
         let socket = run.path("ctl.sock");
         let log = run.path("target.log");
         let bin = rig::l2san_bin()?;
-        let mut l2san = start_l2san(&ns, &config, &socket, &log)?;
+        let mut l2san = serve_config(&ns, &config, &socket, &log)?;
         // The start-up advert may still be on its way: discovery settles it.
         rig::wait_until(Duration::from_secs(5), || {
             peer.discover().is_ok_and(|d| d == [(0, 0)])
@@ -378,7 +326,7 @@ fn reload_under_a_guest_workload() {
         let socket = run.path("ctl.sock");
         let log = run.path("l2san.log");
         let bin = rig::l2san_bin()?;
-        let mut l2san = start_l2san(&ns, &config, &socket, &log)?;
+        let mut l2san = serve_config(&ns, &config, &socket, &log)?;
         let mut guest = WorkloadGuest::start(&ns, &tap, &kernel, &opts, run.dir())?;
         guest.wait_for("the first writes", BOOT_TIMEOUT, |p| {
             p.writes_acked(opts.blocks) >= 8

@@ -12,14 +12,15 @@
 //! the host, with the host's MD5; the session is never lost.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use l2san_tests::fcoe_guest::{self, FcoeMode, FcoeScenario};
+use l2san_tests::fixture::{ctl, serve_config};
 use l2san_tests::linux::{self, Kernel, LinuxOutcome};
-use l2san_tests::rig::{self, Child, Netns, Run, TargetKind};
+use l2san_tests::rig::{self, Child, Netns, Run, Tap, TargetKind};
 
 const SECTOR: usize = 512;
 const OLD_SECTORS: usize = 8192;
@@ -113,24 +114,6 @@ fn md5_hex(data: &[u8]) -> Result<String> {
         .to_string())
 }
 
-/// `l2san serve --config <cfg> --ctl-socket <socket>` in `ns`, ready once the socket is there.
-fn start_l2san(ns: &Netns, cfg: &Path, socket: &Path, log: &Path) -> Result<Child> {
-    let mut cmd = ns.command(rig::l2san_bin()?);
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(cfg)
-        .arg("--ctl-socket")
-        .arg(socket)
-        .env("RUST_LOG", "info");
-    let child = Child::spawn_logged("l2san", &mut cmd, log)?;
-    ensure!(
-        rig::wait_until(Duration::from_secs(10), || socket.exists()),
-        "no control socket; log:\n{}",
-        fs::read_to_string(log).unwrap_or_default()
-    );
-    Ok(child)
-}
-
 /// Runs `boot` (a guest, to its end) on a thread; when the guest's serial log at `serial`
 /// shows `L2SAN-LINUX SIZE1`, runs `reload`. Returns the guest's outcome.
 fn guest_with_reload(
@@ -159,28 +142,30 @@ fn guest_with_reload(
 
 /// `l2san ctl reload`; its report, or an error with its complaint.
 fn ctl_reload(socket: &Path) -> Result<String> {
-    let out = Command::new(rig::l2san_bin()?)
-        .args(["ctl", "--socket"])
-        .arg(socket)
-        .arg("reload")
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "ctl reload: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .replace('\n', "; "))
+    let (ok, out, err) = ctl(&rig::l2san_bin()?, socket, &["reload"])?;
+    ensure!(ok, "ctl reload: {err}");
+    Ok(out.trim().replace('\n', "; "))
 }
 
-#[test]
-fn linux_aoe_sees_a_resize_and_a_new_export() {
-    rig::e2e("linux_aoe_reload", |run: &Run| {
-        if run.target_kind() != TargetKind::L2san {
-            rig::report(format_args!("SKIPPED {}: l2san only", run.name()));
-            return Ok(());
-        }
+/// What both tests share: l2san serving `disk` (`OLD_SECTORS`) on `tap0` from `cfg`, with
+/// `extra` (`EXTRA_SECTORS` of known bytes) ready to be added.
+/// Fields drop in this order: l2san before the tap, the tap before its namespace.
+struct Fx {
+    l2san: Child,
+    log: PathBuf,
+    socket: PathBuf,
+    tap: Tap,
+    ns: Netns,
+    cfg: PathBuf,
+    extra_data: Vec<u8>,
+    extra: PathBuf,
+    disk: PathBuf,
+    kernel: Kernel,
+}
+
+impl Fx {
+    /// Writes the images and a config of `first(disk)`, starts l2san.
+    fn start(run: &Run, first: impl FnOnce(&Path) -> String) -> Result<Fx> {
         let kernel = Kernel::debian()?;
         let disk = run.path("disk.img");
         fs::write(&disk, vec![0x11u8; OLD_SECTORS * SECTOR])?;
@@ -190,15 +175,71 @@ fn linux_aoe_sees_a_resize_and_a_new_export() {
             .collect();
         fs::write(&extra, &extra_data)?;
         let cfg = run.path("l2san.toml");
-        fs::write(&cfg, config(&export("disk", &disk, "0.0")))?;
+        fs::write(&cfg, config(&first(&disk)))?;
 
         let ns = Netns::new()?;
         let tap = ns.tap("tap0", 1500)?;
         let socket = run.path("ctl.sock");
         let log = run.path("l2san.log");
-        let mut l2san = start_l2san(&ns, &cfg, &socket, &log)?;
+        let l2san = serve_config(&ns, &cfg, &socket, &log)?;
+        Ok(Fx {
+            l2san,
+            log,
+            socket,
+            tap,
+            ns,
+            cfg,
+            extra_data,
+            extra,
+            disk,
+            kernel,
+        })
+    }
 
-        let mut w = linux::base_initramfs(&kernel, &["aoe"], "aoe")?;
+    /// The reload: grows `disk` to `NEW_SECTORS`, writes a config of `exports`, `ctl reload`.
+    fn grow_and_reload(&self, test: &str, exports: &str) -> Result<()> {
+        let f = fs::OpenOptions::new().write(true).open(&self.disk)?;
+        f.set_len((NEW_SECTORS * SECTOR) as u64)?;
+        drop(f);
+        fs::write(&self.cfg, config(exports))?;
+        let said = ctl_reload(&self.socket)?;
+        rig::report(format_args!("{test}: ctl reload said: {said}"));
+        Ok(())
+    }
+
+    /// The guest ran to its end and saw the old size, then the new one.
+    fn check_resized(&self, guest: &LinuxOutcome) -> Result<()> {
+        guest.check_done().with_context(|| {
+            format!(
+                "guest log:\n{}\nl2san log:\n{}",
+                guest.serial_log,
+                fs::read_to_string(&self.log).unwrap_or_default()
+            )
+        })?;
+        ensure!(guest.get("SIZE1") == Some(&(OLD_SECTORS * SECTOR).to_string()[..]));
+        ensure!(guest.get("SIZE2") == Some(&(NEW_SECTORS * SECTOR).to_string()[..]));
+        Ok(())
+    }
+
+    /// l2san still runs, and exits 0 on SIGTERM.
+    fn stop(mut self) -> Result<()> {
+        ensure!(self.l2san.exited()?.is_none(), "l2san exited");
+        let status = self.l2san.stop(Duration::from_secs(20))?;
+        ensure!(status.success(), "l2san exit status {status}");
+        Ok(())
+    }
+}
+
+#[test]
+fn linux_aoe_sees_a_resize_and_a_new_export() {
+    rig::e2e("linux_aoe_reload", |run: &Run| {
+        if run.target_kind() != TargetKind::L2san {
+            rig::report(format_args!("SKIPPED {}: l2san only", run.name()));
+            return Ok(());
+        }
+        let fx = Fx::start(run, |disk| export("disk", disk, "0.0"))?;
+
+        let mut w = linux::base_initramfs(&fx.kernel, &["aoe"], "aoe")?;
         w.file("init", 0o755, INIT.as_bytes());
         let initramfs = run.path("initramfs-reload.cpio");
         fs::write(&initramfs, w.finish())?;
@@ -206,9 +247,9 @@ fn linux_aoe_sees_a_resize_and_a_new_export() {
             &run.path("linux-reload.serial.log"),
             || {
                 linux::boot_guest(
-                    &ns,
-                    &tap,
-                    &kernel,
+                    &fx.ns,
+                    &fx.tap,
+                    &fx.kernel,
                     &initramfs,
                     "console=ttyS0 quiet panic=-1 ipv6.disable=1",
                     &[],
@@ -221,39 +262,22 @@ fn linux_aoe_sees_a_resize_and_a_new_export() {
                 )
             },
             || {
-                let f = fs::OpenOptions::new().write(true).open(&disk)?;
-                f.set_len((NEW_SECTORS * SECTOR) as u64)?;
-                drop(f);
-                fs::write(
-                    &cfg,
-                    config(
-                        &[export("disk", &disk, "0.0"), export("extra", &extra, "0.1")].concat(),
-                    ),
-                )?;
-                let said = ctl_reload(&socket)?;
-                rig::report(format_args!("linux_aoe_reload: ctl reload said: {said}"));
-                Ok(())
+                let two = [
+                    export("disk", &fx.disk, "0.0"),
+                    export("extra", &fx.extra, "0.1"),
+                ];
+                fx.grow_and_reload("linux_aoe_reload", &two.concat())
             },
         )?;
-        guest.check_done().with_context(|| {
-            format!(
-                "guest log:\n{}\nl2san log:\n{}",
-                guest.serial_log,
-                fs::read_to_string(&log).unwrap_or_default()
-            )
-        })?;
-        ensure!(guest.get("SIZE1") == Some(&(OLD_SECTORS * SECTOR).to_string()[..]));
-        ensure!(guest.get("SIZE2") == Some(&(NEW_SECTORS * SECTOR).to_string()[..]));
+        fx.check_resized(&guest)?;
         ensure!(guest.get("LAST-SECTOR-READ").is_some());
         let want = format!("/dev/etherd/e0.1 {}", EXTRA_SECTORS * SECTOR);
         ensure!(guest.get("NEW-DEVICE") == Some(want.as_str()));
         ensure!(
-            guest.md5("NEW-MD5")? == md5_hex(&extra_data)?,
+            guest.md5("NEW-MD5")? == md5_hex(&fx.extra_data)?,
             "e0.1 read by the guest differs from the image"
         );
-        ensure!(l2san.exited()?.is_none(), "l2san exited");
-        let status = l2san.stop(Duration::from_secs(20))?;
-        ensure!(status.success(), "l2san exit status {status}");
+        fx.stop()?;
         rig::report(format_args!(
             "linux_aoe_reload: guest saw {} -> {} bytes after aoe-revalidate and found e0.1 from \
              the advert (MD5 equal), {:.1} s",
@@ -279,22 +303,7 @@ fn linux_fcoe_sees_a_resize_and_a_new_lun() {
             rig::report(format_args!("SKIPPED {}: l2san only", run.name()));
             return Ok(());
         }
-        let kernel = Kernel::debian()?;
-        let disk = run.path("disk.img");
-        fs::write(&disk, vec![0x11u8; OLD_SECTORS * SECTOR])?;
-        let extra = run.path("extra.img");
-        let extra_data: Vec<u8> = (0..EXTRA_SECTORS * SECTOR)
-            .map(|i| (i / 512) as u8)
-            .collect();
-        fs::write(&extra, &extra_data)?;
-        let cfg = run.path("l2san.toml");
-        fs::write(&cfg, config(&lun("disk", &disk, 0)))?;
-
-        let ns = Netns::new()?;
-        let tap = ns.tap("tap0", 1500)?;
-        let socket = run.path("ctl.sock");
-        let log = run.path("l2san.log");
-        let mut l2san = start_l2san(&ns, &cfg, &socket, &log)?;
+        let fx = Fx::start(run, |disk| lun("disk", disk, 0))?;
         let scenario = FcoeScenario {
             mode: FcoeMode::Reload,
             timeout: Duration::from_secs(150),
@@ -302,29 +311,13 @@ fn linux_fcoe_sees_a_resize_and_a_new_lun() {
         };
         let guest = guest_with_reload(
             &run.path("linux-fcoe.serial.log"),
-            || fcoe_guest::run_fcoe(&ns, &tap, &kernel, &scenario, run.dir()),
+            || fcoe_guest::run_fcoe(&fx.ns, &fx.tap, &fx.kernel, &scenario, run.dir()),
             || {
-                let f = fs::OpenOptions::new().write(true).open(&disk)?;
-                f.set_len((NEW_SECTORS * SECTOR) as u64)?;
-                drop(f);
-                fs::write(
-                    &cfg,
-                    config(&[lun("disk", &disk, 0), lun("extra", &extra, 1)].concat()),
-                )?;
-                let said = ctl_reload(&socket)?;
-                rig::report(format_args!("linux_fcoe_reload: ctl reload said: {said}"));
-                Ok(())
+                let two = [lun("disk", &fx.disk, 0), lun("extra", &fx.extra, 1)];
+                fx.grow_and_reload("linux_fcoe_reload", &two.concat())
             },
         )?;
-        guest.check_done().with_context(|| {
-            format!(
-                "guest log:\n{}\nl2san log:\n{}",
-                guest.serial_log,
-                fs::read_to_string(&log).unwrap_or_default()
-            )
-        })?;
-        ensure!(guest.get("SIZE1") == Some(&(OLD_SECTORS * SECTOR).to_string()[..]));
-        ensure!(guest.get("SIZE2") == Some(&(NEW_SECTORS * SECTOR).to_string()[..]));
+        fx.check_resized(&guest)?;
         let ua: u32 = guest.get("CAPACITY-UA").unwrap_or("0").parse()?;
         ensure!(
             ua >= 1,
@@ -336,12 +329,10 @@ fn linux_fcoe_sees_a_resize_and_a_new_lun() {
             "NEW-LUN {new}"
         );
         ensure!(
-            guest.md5("NEW-MD5")? == md5_hex(&extra_data)?,
+            guest.md5("NEW-MD5")? == md5_hex(&fx.extra_data)?,
             "LUN 1 read by the guest differs from the image"
         );
-        ensure!(l2san.exited()?.is_none(), "l2san exited");
-        let status = l2san.stop(Duration::from_secs(20))?;
-        ensure!(status.success(), "l2san exit status {status}");
+        fx.stop()?;
         rig::report(format_args!(
             "linux_fcoe_reload: guest got CAPACITY DATA HAS CHANGED ({ua}x), saw {} -> {} bytes \
              after a device rescan, {} LUN-change notices, found LUN 1 after a host rescan (MD5 \
