@@ -23,8 +23,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use l2san_tests::fixture::{VethOpts, VethPair};
 use l2san_tests::rawsock::RawSocket;
-use l2san_tests::rig::{self, AoeExport, Netns, Run, Tap, Target, TargetKind};
+use l2san_tests::rig::{self, AoeExport, Netns, Run, Target, TargetKind};
 
 const ETHERTYPE_AOE: u16 = 0x88a2;
 /// The export under test: a non-zero shelf and slot, so that broadcast addressing and the
@@ -97,18 +98,6 @@ fn mac_str(m: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-fn parse_mac(s: &str) -> Result<[u8; 6]> {
-    let bytes: Vec<u8> = s
-        .trim()
-        .split(':')
-        .map(|p| u8::from_str_radix(p, 16))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("bad MAC {s:?}"))?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("bad MAC {s:?}"))
 }
 
 /// One request frame, field by field; tests bend any field.
@@ -285,41 +274,17 @@ impl Fx {
         fs::write(&image, &expected)?;
 
         let ns = Netns::new()?;
-        let mtu = opts.mtu.to_string();
-        ns.run(
-            "ip",
-            [
-                "link", "add", "name", "a", "type", "veth", "peer", "name", "b",
-            ],
-        )
-        .context("cannot create a veth pair (veth module?)")?;
-        for dev in ["a", "b"] {
-            ns.run("ip", ["link", "set", "dev", dev, "mtu", &mtu])?;
-            let _ = ns.run(
-                "sh",
-                [
-                    "-c",
-                    &format!("echo 1 > /proc/sys/net/ipv6/conf/{dev}/disable_ipv6"),
-                ],
-            );
-            ns.run("ip", ["link", "set", "dev", dev, "up"])?;
-        }
-        let them = parse_mac(&ns.run("cat", ["/sys/class/net/a/address"])?)?;
-        let us = parse_mac(&ns.run("cat", ["/sys/class/net/b/address"])?)?;
-        let ifindex = ns
-            .run("cat", ["/sys/class/net/a/ifindex"])?
-            .trim()
-            .parse()
-            .context("bad ifindex")?;
+        let veth = VethPair::create(
+            &ns,
+            VethOpts {
+                mtu: Some(opts.mtu),
+                no_ipv6: true,
+            },
+        )?;
+        let (them, us) = (veth.them, veth.us);
         // Open before the target starts, so that its startup advert is queued for us.
-        let sock = RawSocket::open_in_netns(ns.name(), "b", ETHERTYPE_AOE)
-            .context("cannot open a raw socket on b")?;
-        // Target::* only need the interface's name and index: a veth end does.
-        let tap = Tap {
-            name: "a".into(),
-            mtu: opts.mtu,
-            ifindex,
-        };
+        let sock = veth.socket(&ns, ETHERTYPE_AOE)?;
+        let tap = veth.tap(opts.mtu);
         let mut export = AoeExport::new(SHELF, SLOT, &image);
         if opts.read_only {
             export = export.read_only();

@@ -41,8 +41,9 @@ use l2san_fcoe::wire::fip::{
     fpma, FipPacket, FipRepr, Vn2VnRepr, Vn2VnSubcode, VnPortId, ALL_VN2VN_MACS, VN2VN_FC_MAP,
 };
 use l2san_fcoe::wire::{FcId, Wwn};
+use l2san_tests::fixture::{VethOpts, VethPair};
 use l2san_tests::rawsock::RawSocket;
-use l2san_tests::rig::{self, Netns, Run, Tap, Target};
+use l2san_tests::rig::{self, Netns, Run, Target};
 
 const ETHERTYPE_FCOE: u16 = 0x8906;
 const ETHERTYPE_FIP: u16 = 0x8914;
@@ -95,18 +96,6 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, " ... ({} bytes)", bytes.len());
     }
     s
-}
-
-fn parse_mac(s: &str) -> Result<[u8; 6]> {
-    let bytes: Vec<u8> = s
-        .trim()
-        .split(':')
-        .map(|p| u8::from_str_radix(p, 16))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("bad MAC {s:?}"))?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("bad MAC {s:?}"))
 }
 
 /// An FC header of ours: a request opening its exchange (FIRST_SEQ | END_SEQ | SEQ_INIT).
@@ -318,40 +307,17 @@ impl Fx {
         }
         fs::write(&image, &expected)?;
         let ns = Netns::new()?;
-        ns.run(
-            "ip",
-            [
-                "link", "add", "name", "a", "type", "veth", "peer", "name", "b",
-            ],
-        )
-        .context("cannot create a veth pair (veth module?)")?;
-        for dev in ["a", "b"] {
-            ns.run("ip", ["link", "set", "dev", dev, "mtu", "1500"])?;
-            let _ = ns.run(
-                "sh",
-                [
-                    "-c",
-                    &format!("echo 1 > /proc/sys/net/ipv6/conf/{dev}/disable_ipv6"),
-                ],
-            );
-            ns.run("ip", ["link", "set", "dev", dev, "up"])?;
-        }
-        let them = parse_mac(&ns.run("cat", ["/sys/class/net/a/address"])?)?;
-        let us = parse_mac(&ns.run("cat", ["/sys/class/net/b/address"])?)?;
-        let ifindex = ns
-            .run("cat", ["/sys/class/net/a/ifindex"])?
-            .trim()
-            .parse()
-            .context("bad ifindex")?;
-        let sock = RawSocket::open_in_netns(ns.name(), "b", ETHERTYPE_FCOE)
-            .context("cannot open a raw FCoE socket on b")?;
-        let fip = RawSocket::open_in_netns(ns.name(), "b", ETHERTYPE_FIP)
-            .context("cannot open a raw FIP socket on b")?;
-        let tap = Tap {
-            name: "a".into(),
-            mtu: 1500,
-            ifindex,
-        };
+        let veth = VethPair::create(
+            &ns,
+            VethOpts {
+                mtu: Some(1500),
+                no_ipv6: true,
+            },
+        )?;
+        let (them, us) = (veth.them, veth.us);
+        let sock = veth.socket(&ns, ETHERTYPE_FCOE)?;
+        let fip = veth.socket(&ns, ETHERTYPE_FIP)?;
+        let tap = veth.tap(1500);
         let mut spec = format!("0={}", image.display());
         if read_only {
             spec.push_str(",ro");

@@ -35,8 +35,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use l2san_tests::fcoe_guest::crc32;
+use l2san_tests::fixture::{fmt_mac, ifindex_of, l2san_only, mac_of};
 use l2san_tests::rawsock::RawSocket;
-use l2san_tests::rig::{self, wait_until, Netns, Run, TargetKind};
+use l2san_tests::rig::{self, wait_until, Netns, Run};
 use l2san_tests::workload::{self, L2sanProcess};
 
 const ETH_AOE: u16 = 0x88a2;
@@ -68,27 +69,6 @@ fn pattern(s: usize, i: usize) -> u8 {
     ((s * 7 + i) % 251 + 1) as u8
 }
 
-fn parse_mac(s: &str) -> Result<[u8; 6]> {
-    let v: Vec<u8> = s
-        .trim()
-        .split(':')
-        .map(|p| u8::from_str_radix(p, 16))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("bad MAC {s:?}"))?;
-    v.try_into().map_err(|_| anyhow::anyhow!("bad MAC {s:?}"))
-}
-
-fn ifindex(ns: &Netns, dev: &str) -> Result<u32> {
-    ns.run("cat", [format!("/sys/class/net/{dev}/ifindex")])?
-        .trim()
-        .parse()
-        .context("bad ifindex")
-}
-
-fn mac_text(mac: [u8; 6]) -> String {
-    mac.map(|b| format!("{b:02x}")).join(":")
-}
-
 /// Makes the pair `a`–`b` with `a` at `mac`, IPv6 off, `b` up and `a` still down (so that
 /// sockets on `b` can be opened before l2san can send on `a`). Returns `a`'s ifindex.
 fn make_pair(ns: &Netns, mac: [u8; 6]) -> Result<u32> {
@@ -99,7 +79,7 @@ fn make_pair(ns: &Netns, mac: [u8; 6]) -> Result<u32> {
         ],
     )
     .context("cannot create a veth pair (veth module?)")?;
-    ns.run("ip", ["link", "set", "dev", "a", "address", &mac_text(mac)])?;
+    ns.run("ip", ["link", "set", "dev", "a", "address", &fmt_mac(&mac)])?;
     for dev in ["a", "b"] {
         let _ = ns.run(
             "sh",
@@ -110,7 +90,7 @@ fn make_pair(ns: &Netns, mac: [u8; 6]) -> Result<u32> {
         );
     }
     ns.run("ip", ["link", "set", "dev", "b", "up"])?;
-    ifindex(ns, "a")
+    ifindex_of(ns, "a")
 }
 
 fn set_a_up(ns: &Netns) -> Result<()> {
@@ -169,7 +149,7 @@ struct Fc {
 
 impl Client {
     fn open(ns: &Netns) -> Result<Client> {
-        let us = parse_mac(&ns.run("cat", ["/sys/class/net/b/address"])?)?;
+        let us = mac_of(ns, "b")?;
         Ok(Client {
             aoe: RawSocket::open_in_netns(ns.name(), "b", ETH_AOE)
                 .context("cannot open a raw AoE socket on b")?,
@@ -530,27 +510,37 @@ fn start_l2san(
     )
 }
 
-fn iface_recreate(run: &Run) -> Result<()> {
-    if run.target_kind() != TargetKind::L2san {
-        rig::report(format_args!(
-            "SKIPPED {}: l2san only (target is {})",
-            run.name(),
-            run.target_kind()
-        ));
-        return Ok(());
-    }
-    let (image_path, mut expected) = write_image(run)?;
-    let ns = Netns::new()?;
-    let mut index = make_pair(&ns, A_MAC)?;
-    let mut client = Client::open(&ns)?;
-    set_a_up(&ns)?;
-    let ctl = run.path("ctl.sock");
-    let mut l2san = start_l2san(&ns, run, &image_path, &ctl)?;
+/// Both tests' start: the pair with `a` at [`A_MAC`], the client on `b`, then `a` up and
+/// l2san serving on it; the client has seen the advert and read what `expected` holds. Returns
+/// `a`'s ifindex.
+fn start_serving(
+    ns: &Netns,
+    run: &Run,
+    image: &std::path::Path,
+    ctl: &std::path::Path,
+    expected: &mut Expected,
+) -> Result<(u32, Client, L2sanProcess)> {
+    let index = make_pair(ns, A_MAC)?;
+    let mut client = Client::open(ns)?;
+    set_a_up(ns)?;
+    let l2san = start_l2san(ns, run, image, ctl)?;
     ensure!(
         client.advert(Duration::from_secs(5))?,
         "no advert of e{SHELF}.{SLOT} at start"
     );
     expected.check_serving(&mut client, 0, "at start")?;
+    Ok((index, client, l2san))
+}
+
+fn iface_recreate(run: &Run) -> Result<()> {
+    if !l2san_only(run) {
+        return Ok(());
+    }
+    let (image_path, mut expected) = write_image(run)?;
+    let ns = Netns::new()?;
+    let ctl = run.path("ctl.sock");
+    let (mut index, mut client, mut l2san) =
+        start_serving(&ns, run, &image_path, &ctl, &mut expected)?;
     let started = Instant::now();
 
     for (round, absent) in [(1, ABSENT), (2, Duration::ZERO)] {
@@ -675,25 +665,13 @@ fn interface_deleted_and_recreated_while_serving() {
 /// Query Config, READ, WRITE and read-back at the MAC `a` has), FCoE keeps the first MAC and
 /// serves there (promiscuous), and l2san logs one error naming the fix, then one warning.
 fn iface_new_mac(run: &Run) -> Result<()> {
-    if run.target_kind() != TargetKind::L2san {
-        rig::report(format_args!(
-            "SKIPPED {}: l2san only (target is {})",
-            run.name(),
-            run.target_kind()
-        ));
+    if !l2san_only(run) {
         return Ok(());
     }
     let (image_path, mut expected) = write_image(run)?;
     let ns = Netns::new()?;
-    make_pair(&ns, A_MAC)?;
-    let mut client = Client::open(&ns)?;
-    set_a_up(&ns)?;
-    let mut l2san = start_l2san(&ns, run, &image_path, &run.path("ctl.sock"))?;
-    ensure!(
-        client.advert(Duration::from_secs(5))?,
-        "no advert of e{SHELF}.{SLOT} at start"
-    );
-    expected.check_serving(&mut client, 0, "at start")?;
+    let (_, mut client, mut l2san) =
+        start_serving(&ns, run, &image_path, &run.path("ctl.sock"), &mut expected)?;
     let changed = |log: &str| -> Vec<String> {
         log.lines()
             .filter(|l| l.contains("came back with another MAC"))
@@ -702,7 +680,7 @@ fn iface_new_mac(run: &Run) -> Result<()> {
     };
 
     for (round, mac, was) in [(1, B_MAC, A_MAC), (2, A_MAC, B_MAC)] {
-        let what = format!("round {round} (`a` back as {})", mac_text(mac));
+        let what = format!("round {round} (`a` back as {})", fmt_mac(&mac));
         drop(client);
         ns.run("ip", ["link", "del", "dev", "a"])?;
         make_pair(&ns, mac)?;
@@ -718,7 +696,7 @@ fn iface_new_mac(run: &Run) -> Result<()> {
         ensure!(
             advert,
             "{what}: no advert of e{SHELF}.{SLOT} from {} within {RECOVER:?}",
-            mac_text(mac)
+            fmt_mac(&mac)
         );
         client
             .query_until_answered(RECOVER)?
@@ -732,7 +710,7 @@ fn iface_new_mac(run: &Run) -> Result<()> {
             lines.len()
         );
         let line = &lines[round - 1];
-        let (mac, was) = (mac_text(mac), mac_text(was));
+        let (mac, was) = (fmt_mac(&mac), fmt_mac(&was));
         if round == 1 {
             // FCoE does not follow: an error with both fixes.
             ensure!(
@@ -757,7 +735,7 @@ fn iface_new_mac(run: &Run) -> Result<()> {
              {} checked; logged: {line}",
             run.name(),
             advert_after.as_secs_f64(),
-            mac_text(A_MAC)
+            fmt_mac(&A_MAC)
         ));
     }
     drop(client);

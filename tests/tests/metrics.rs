@@ -17,8 +17,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use l2san_tests::fixture::{VethOpts, VethPair};
 use l2san_tests::rawsock::RawSocket;
-use l2san_tests::rig::{self, Netns, Run, Tap, Target};
+use l2san_tests::rig::{self, Netns, Run, Target};
 
 const ETHERTYPE_AOE: u16 = 0x88a2;
 const SECTORS: usize = 2048;
@@ -27,18 +28,6 @@ const READS: u64 = 5;
 const READ_COUNT: u8 = 2;
 const WRITES: u64 = 3;
 const METRICS_ADDR: &str = "127.0.0.1:9560";
-
-fn parse_mac(s: &str) -> Result<[u8; 6]> {
-    let bytes: Vec<u8> = s
-        .trim()
-        .split(':')
-        .map(|p| u8::from_str_radix(p, 16))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("bad MAC {s:?}"))?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("bad MAC {s:?}"))
-}
 
 /// An AoE Issue ATA Command frame to e0.0 (48-bit opcodes), padded to 60 bytes.
 fn ata_frame(
@@ -220,29 +209,11 @@ fn metrics_and_ctl_count_the_traffic() {
         let image = run.path("disk.img");
         fs::write(&image, vec![0x11u8; SECTORS * SECTOR])?;
         let ns = Netns::new()?;
-        ns.run(
-            "ip",
-            [
-                "link", "add", "name", "a", "type", "veth", "peer", "name", "b",
-            ],
-        )
-        .context("cannot create a veth pair (veth module?)")?;
-        for dev in ["a", "b", "lo"] {
-            ns.run("ip", ["link", "set", "dev", dev, "up"])?;
-        }
-        let them = parse_mac(&ns.run("cat", ["/sys/class/net/a/address"])?)?;
-        let us = parse_mac(&ns.run("cat", ["/sys/class/net/b/address"])?)?;
-        let ifindex = ns
-            .run("cat", ["/sys/class/net/a/ifindex"])?
-            .trim()
-            .parse()
-            .context("bad ifindex")?;
-        let sock = RawSocket::open_in_netns(ns.name(), "b", ETHERTYPE_AOE)?;
-        let tap = Tap {
-            name: "a".into(),
-            mtu: 1500,
-            ifindex,
-        };
+        let veth = VethPair::create(&ns, VethOpts::default())?;
+        ns.run("ip", ["link", "set", "dev", "lo", "up"])?;
+        let (them, us) = (veth.them, veth.us);
+        let sock = veth.socket(&ns, ETHERTYPE_AOE)?;
+        let tap = veth.tap(1500);
         let ctl = run.path("ctl.sock");
         let bin = rig::l2san_bin()?;
         let args: Vec<String> = [

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use l2san_tests::fixture::{VethOpts, VethPair};
 use l2san_tests::rawsock::RawSocket;
 use l2san_tests::rig::{self, Netns, Run, Tap, Target, TargetKind};
 
@@ -91,18 +92,6 @@ fn mac_str(m: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-fn parse_mac(s: &str) -> Result<[u8; 6]> {
-    let bytes: Vec<u8> = s
-        .trim()
-        .split(':')
-        .map(|p| u8::from_str_radix(p, 16))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("bad MAC {s:?}"))?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("bad MAC {s:?}"))
 }
 
 /// One request frame.
@@ -228,37 +217,16 @@ impl Fx {
         fs::write(&image, &content)?;
 
         let ns = Netns::new()?;
-        ns.run(
-            "ip",
-            [
-                "link", "add", "name", "a", "type", "veth", "peer", "name", "b",
-            ],
-        )
-        .context("cannot create a veth pair (veth module?)")?;
-        for dev in ["a", "b"] {
-            let _ = ns.run(
-                "sh",
-                [
-                    "-c",
-                    &format!("echo 1 > /proc/sys/net/ipv6/conf/{dev}/disable_ipv6"),
-                ],
-            );
-            ns.run("ip", ["link", "set", "dev", dev, "up"])?;
-        }
-        let them = parse_mac(&ns.run("cat", ["/sys/class/net/a/address"])?)?;
-        let us = parse_mac(&ns.run("cat", ["/sys/class/net/b/address"])?)?;
-        let ifindex = ns
-            .run("cat", ["/sys/class/net/a/ifindex"])?
-            .trim()
-            .parse()
-            .context("bad ifindex")?;
-        let sock = RawSocket::open_in_netns(ns.name(), "b", ETHERTYPE_AOE)
-            .context("cannot open a raw socket on b")?;
-        let tap = Tap {
-            name: "a".into(),
-            mtu: 1500,
-            ifindex,
-        };
+        let veth = VethPair::create(
+            &ns,
+            VethOpts {
+                mtu: None,
+                no_ipv6: true,
+            },
+        )?;
+        let (them, us) = (veth.them, veth.us);
+        let sock = veth.socket(&ns, ETHERTYPE_AOE)?;
+        let tap = veth.tap(1500);
         let mut args = vec![
             "--aoe".to_string(),
             format!("{SHELF}.{SLOT}={}", image.display()),
