@@ -140,6 +140,36 @@ impl WorkloadOpts {
     }
 }
 
+/// The part of both workload `/init`s that writes: `GENS` generations of `BLOCKS` blocks from
+/// the data sets to `$D` at block `BASE` with `IOERR` and `ACK` lines, then `WRITTEN` and the
+/// read-back of the region into `/tmp/back`. It stands for `@GENERATIONS@` in them.
+const GENERATIONS: &str = r#"T0=$(ms)
+W=0; ERR=0; g=0
+while [ $g -lt $GENS ]; do
+    f=/set$((g % SETS)).bin
+    ok=1; b=0
+    while [ $b -lt $BLOCKS ]; do
+        if dd if=$f of=$D bs=65536 skip=$b seek=$((BASE + b)) count=1 oflag=direct conv=notrunc 2>/tmp/err; then
+            W=$((W + 1))
+        else
+            ERR=$((ERR + 1)); ok=0
+            say "IOERR gen=$g block=$b $(tail -n 1 /tmp/err)"
+        fi
+        b=$((b + 1))
+        if [ $ok = 1 ] && { [ $((b % ACK)) -eq 0 ] || [ $b -eq $BLOCKS ]; }; then
+            say "ACK gen=$g block=$((b - 1))"
+        fi
+    done
+    g=$((g + 1))
+done
+say "WRITTEN writes=$W ioerrors=$ERR ms=$(($(ms) - T0))"
+LAST=/set$(((GENS - 1) % SETS)).bin
+if ! dd if=$D of=/tmp/back bs=65536 skip=$BASE count=$BLOCKS iflag=direct 2>/tmp/err; then
+    ERR=$((ERR + 1))
+    say "IOERR read-back $(tail -n 1 /tmp/err)"
+fi
+"#;
+
 const WORKLOAD_INIT: &str = r#"#!/bin/sh
 export PATH=/bin
 mount -t proc proc /proc
@@ -195,31 +225,7 @@ while [ ! -b $D ] || [ "$(size)" = 0 ]; do
     usleep 100000
 done
 say DEVICE $D $(size)
-T0=$(ms)
-W=0; ERR=0; g=0
-while [ $g -lt $GENS ]; do
-    f=/set$((g % SETS)).bin
-    ok=1; b=0
-    while [ $b -lt $BLOCKS ]; do
-        if dd if=$f of=$D bs=65536 skip=$b seek=$((BASE + b)) count=1 oflag=direct conv=notrunc 2>/tmp/err; then
-            W=$((W + 1))
-        else
-            ERR=$((ERR + 1)); ok=0
-            say "IOERR gen=$g block=$b $(tail -n 1 /tmp/err)"
-        fi
-        b=$((b + 1))
-        if [ $ok = 1 ] && { [ $((b % ACK)) -eq 0 ] || [ $b -eq $BLOCKS ]; }; then
-            say "ACK gen=$g block=$((b - 1))"
-        fi
-    done
-    g=$((g + 1))
-done
-say "WRITTEN writes=$W ioerrors=$ERR ms=$(($(ms) - T0))"
-LAST=/set$(((GENS - 1) % SETS)).bin
-if ! dd if=$D of=/tmp/back bs=65536 skip=$BASE count=$BLOCKS iflag=direct 2>/tmp/err; then
-    ERR=$((ERR + 1))
-    say "IOERR read-back $(tail -n 1 /tmp/err)"
-fi
+@GENERATIONS@
 if cmp -s /tmp/back $LAST; then
     say "VERIFY OK blocks=$BLOCKS"
 else
@@ -310,31 +316,7 @@ while [ -z "$B" ]; do
 done
 D=/dev/$B
 say DEVICE $D $(blockdev --getsize64 $D)
-T0=$(ms)
-W=0; ERR=0; g=0
-while [ $g -lt $GENS ]; do
-    f=/set$((g % SETS)).bin
-    ok=1; b=0
-    while [ $b -lt $BLOCKS ]; do
-        if dd if=$f of=$D bs=65536 skip=$b seek=$((BASE + b)) count=1 oflag=direct conv=notrunc 2>/tmp/err; then
-            W=$((W + 1))
-        else
-            ERR=$((ERR + 1)); ok=0
-            say "IOERR gen=$g block=$b $(tail -n 1 /tmp/err)"
-        fi
-        b=$((b + 1))
-        if [ $ok = 1 ] && { [ $((b % ACK)) -eq 0 ] || [ $b -eq $BLOCKS ]; }; then
-            say "ACK gen=$g block=$((b - 1))"
-        fi
-    done
-    g=$((g + 1))
-done
-say "WRITTEN writes=$W ioerrors=$ERR ms=$(($(ms) - T0))"
-LAST=/set$(((GENS - 1) % SETS)).bin
-if ! dd if=$D of=/tmp/back bs=65536 skip=$BASE count=$BLOCKS iflag=direct 2>/tmp/err; then
-    ERR=$((ERR + 1))
-    say "IOERR read-back $(tail -n 1 /tmp/err)"
-fi
+@GENERATIONS@
 if cmp -s /tmp/back $LAST; then
     say "VERIFY OK blocks=$BLOCKS"
 else
@@ -354,8 +336,7 @@ pub fn workload_initramfs(kernel: &Kernel, blocks: u32) -> Result<Vec<u8>> {
     for set in 0..SETS {
         w.file(&format!("set{set}.bin"), 0o644, &set_data(set, blocks));
     }
-    let init = WORKLOAD_INIT.replace("@SETS@", &SETS.to_string());
-    w.file("init", 0o755, init.as_bytes());
+    w.file("init", 0o755, init_script(WORKLOAD_INIT).as_bytes());
     Ok(w.finish())
 }
 
@@ -366,9 +347,15 @@ pub fn fcoe_workload_initramfs(kernel: &Kernel, blocks: u32) -> Result<Vec<u8>> 
     for set in 0..SETS {
         w.file(&format!("set{set}.bin"), 0o644, &set_data(set, blocks));
     }
-    let init = FCOE_WORKLOAD_INIT.replace("@SETS@", &SETS.to_string());
-    w.file("init", 0o755, init.as_bytes());
+    w.file("init", 0o755, init_script(FCOE_WORKLOAD_INIT).as_bytes());
     Ok(w.finish())
+}
+
+/// A workload `/init` from its template: [`GENERATIONS`] and [`SETS`] filled in.
+fn init_script(template: &str) -> String {
+    template
+        .replace("@GENERATIONS@\n", GENERATIONS)
+        .replace("@SETS@", &SETS.to_string())
 }
 
 /// What the guest has reported so far.
@@ -1018,6 +1005,15 @@ pub fn warn_lines(log: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn init_scripts_are_filled_in() {
+        for template in [WORKLOAD_INIT, FCOE_WORKLOAD_INIT] {
+            let init = init_script(template);
+            assert!(!init.contains('@'), "{init}");
+            assert!(init.contains("\nT0=$(ms)\n") && init.contains("\nif cmp -s /tmp/back $LAST"));
+        }
+    }
 
     #[test]
     fn sectors_differ_and_carry_headers() {

@@ -77,9 +77,10 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use l2san_tests::bootdisk;
 use l2san_tests::fcoe_guest::{self, crc32, port_id_from_mac, vn_mac, wwpn_from_mac, Side};
+use l2san_tests::fixture::{l2san_only, mac_of};
 use l2san_tests::linux::Kernel;
 use l2san_tests::rawsock::RawSocket;
-use l2san_tests::rig::{self, Netns, Run, TargetKind};
+use l2san_tests::rig::{self, Netns, Run};
 use l2san_tests::workload::{self, L2sanProcess, WorkloadGuest, WorkloadOpts};
 
 /// Frames per second.
@@ -139,16 +140,6 @@ impl Rng {
             self.below(64) as usize
         }
     }
-}
-
-fn parse_mac(s: &str) -> Result<[u8; 6]> {
-    let v: Vec<u8> = s
-        .trim()
-        .split(':')
-        .map(|p| u8::from_str_radix(p, 16))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("bad MAC {s:?}"))?;
-    v.try_into().map_err(|_| anyhow::anyhow!("bad MAC {s:?}"))
 }
 
 /// Frame counts by kind.
@@ -1458,6 +1449,17 @@ struct Memory {
 }
 
 impl Memory {
+    /// The sizes before the storm, and the first sample.
+    fn start(l2san: &L2sanProcess) -> Memory {
+        let mut mem = Memory {
+            anon_before: l2san.status_kib("RssAnon").unwrap_or(0),
+            rss_before: l2san.status_kib("VmRSS").unwrap_or(0),
+            ..Memory::default()
+        };
+        mem.sample(l2san);
+        mem
+    }
+
     fn sample(&mut self, l2san: &L2sanProcess) {
         if let (Some(anon), Some(rss)) = (l2san.status_kib("RssAnon"), l2san.status_kib("VmRSS")) {
             self.anon_peak = self.anon_peak.max(anon);
@@ -1465,15 +1467,51 @@ impl Memory {
             self.samples += 1;
         }
     }
+
+    /// `RssAnon ... KiB before, peak ... (+...), VmRSS ... -> peak ..., VmHWM <hwm> KiB (n
+    /// samples)` for the report.
+    fn summary(&self, hwm: u64) -> String {
+        format!(
+            "RssAnon {} KiB before, peak {} KiB (+{} KiB), VmRSS {} -> peak {} KiB, VmHWM {} KiB \
+             ({} samples)",
+            self.anon_before,
+            self.anon_peak,
+            self.anon_peak.saturating_sub(self.anon_before),
+            self.rss_before,
+            self.rss_peak,
+            hwm,
+            self.samples
+        )
+    }
+
+    /// Fails if the anonymous memory grew by [`MAX_ANON_GROWTH_KIB`] or more.
+    fn check_growth(&self) -> Result<()> {
+        ensure!(
+            self.anon_peak.saturating_sub(self.anon_before) < MAX_ANON_GROWTH_KIB,
+            "l2san's anonymous memory grew by {} KiB in the storm (limit {MAX_ANON_GROWTH_KIB} KiB)",
+            self.anon_peak - self.anon_before
+        );
+        Ok(())
+    }
+}
+
+/// `<n> lines, <m> warnings/errors` and the first 8 of those, for the report.
+fn log_summary(log: &str) -> String {
+    let warns = workload::warn_lines(log);
+    format!(
+        "{} lines, {} warnings/errors{}",
+        log.lines().count(),
+        warns.len(),
+        warns
+            .iter()
+            .take(8)
+            .map(|l| format!("\n    {l}"))
+            .collect::<String>()
+    )
 }
 
 fn storm(run: &Run) -> Result<()> {
-    if run.target_kind() != TargetKind::L2san {
-        rig::report(format_args!(
-            "SKIPPED {}: l2san only (target is {})",
-            run.name(),
-            run.target_kind()
-        ));
+    if !l2san_only(run) {
         return Ok(());
     }
     let kernel = Kernel::debian()?;
@@ -1506,7 +1544,7 @@ fn storm(run: &Run) -> Result<()> {
     ] {
         ns.run("sh", ["-c", cmd])?;
     }
-    let l2san_mac = parse_mac(&ns.run("cat", ["/sys/class/net/va/address"])?)?;
+    let l2san_mac = mac_of(&ns, "va")?;
     let mut l2san = L2sanProcess::start(
         &ns,
         "va",
@@ -1524,12 +1562,7 @@ fn storm(run: &Run) -> Result<()> {
         p.writes_acked(opts.blocks) >= 16
     })?;
 
-    let mut mem = Memory {
-        anon_before: l2san.status_kib("RssAnon").unwrap_or(0),
-        rss_before: l2san.status_kib("VmRSS").unwrap_or(0),
-        ..Memory::default()
-    };
-    mem.sample(&l2san);
+    let mut mem = Memory::start(&l2san);
     let seed = seed();
     // QEMU's default NIC MAC.
     let peers = Peers::new(l2san_mac, [0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
@@ -1570,41 +1603,18 @@ fn storm(run: &Run) -> Result<()> {
     let after = std::fs::read(&image)?;
     // Storm writes may land from 32 MiB on; everything below must be as the guest left it.
     workload::check_final(&after, &original, &opts, 32 << 20)?;
-    let storm_written = after[32 << 20..]
-        .chunks(512)
-        .zip(original[32 << 20..].chunks(512))
-        .filter(|(a, b)| a != b)
-        .count();
-    let warns = workload::warn_lines(&log);
+    let storm_written = changed_sectors(&after, &original, 32 << 20);
     rig::report(format_args!(
-        "{}: guest {} (run {:.1} s), read-back {}; l2san RssAnon {} KiB before, peak {} KiB \
-         (+{} KiB), VmRSS {} -> peak {} KiB, VmHWM {} KiB ({} samples); {} sectors past 32 MiB \
-         written by the storm; l2san log {} lines, {} warnings/errors{}",
+        "{}: guest {} (run {:.1} s), read-back {}; l2san {}; {storm_written} sectors past 32 MiB \
+         written by the storm; l2san log {}",
         run.name(),
         p.written.as_deref().unwrap_or("?"),
         elapsed.as_secs_f64(),
         p.verify.as_deref().unwrap_or("?"),
-        mem.anon_before,
-        mem.anon_peak,
-        mem.anon_peak.saturating_sub(mem.anon_before),
-        mem.rss_before,
-        mem.rss_peak,
-        hwm,
-        mem.samples,
-        storm_written,
-        log.lines().count(),
-        warns.len(),
-        warns
-            .iter()
-            .take(8)
-            .map(|l| format!("\n    {l}"))
-            .collect::<String>()
+        mem.summary(hwm),
+        log_summary(&log),
     ));
-    ensure!(
-        mem.anon_peak.saturating_sub(mem.anon_before) < MAX_ANON_GROWTH_KIB,
-        "l2san's anonymous memory grew by {} KiB in the storm (limit {MAX_ANON_GROWTH_KIB} KiB)",
-        mem.anon_peak - mem.anon_before
-    );
+    mem.check_growth()?;
     // The storm reached the write path (so the region survived writes that were executed).
     ensure!(storm_written > 0, "no storm write landed past 32 MiB");
     ensure!(
@@ -1631,12 +1641,7 @@ const FCOE_FLOOR_MIB: usize = 8;
 const FAKES: usize = 8;
 
 fn fcoe_storm(run: &Run) -> Result<()> {
-    if run.target_kind() != TargetKind::L2san {
-        rig::report(format_args!(
-            "SKIPPED {}: l2san only (target is {})",
-            run.name(),
-            run.target_kind()
-        ));
+    if !l2san_only(run) {
         return Ok(());
     }
     let kernel = Kernel::debian()?;
@@ -1700,12 +1705,7 @@ fn fcoe_storm(run: &Run) -> Result<()> {
     })?;
     let before = l2san.ctl_metrics(&ctl)?;
 
-    let mut mem = Memory {
-        anon_before: l2san.status_kib("RssAnon").unwrap_or(0),
-        rss_before: l2san.status_kib("VmRSS").unwrap_or(0),
-        ..Memory::default()
-    };
-    mem.sample(&l2san);
+    let mut mem = Memory::start(&l2san);
     let seed = seed();
     let peers = Peers::new(FCOE_L2SAN_MAC, FCOE_GUEST_MAC);
     let floor_lba = (FCOE_FLOOR_MIB << 20) as u64 / 512;
@@ -1806,14 +1806,12 @@ fn fcoe_storm(run: &Run) -> Result<()> {
     let guest_plogi = stats.els_count(Side::Guest, 0x03);
     let logo_to_guest = stats.els_count(Side::Target, 0x05);
     let aborts = stats.events.iter().filter(|e| e.contains("ABTS")).count();
-    let warns = workload::warn_lines(&log);
     rig::report(format_args!(
         "{}: guest {} (run {:.1} s), read-back {}; on the guest's tap {} frames: the guest sent \
          {guest_flogi} FLOGI and {guest_plogi} PLOGI, l2san {logo_to_guest} LOGO, {aborts} ABTS \
-         seen, {} problems in l2san's frames ({} dropped by tcpdump); l2san RssAnon {} KiB \
-         before, peak {} KiB (+{} KiB), VmRSS {} -> peak {} KiB, VmHWM {} KiB ({} samples); \
-         storm sectors written: {fcoe_storm_written} FCoE past {FCOE_FLOOR_MIB} MiB, \
-         {aoe_storm_written} AoE past 32 MiB; l2san log {} lines, {} warnings/errors{}",
+         seen, {} problems in l2san's frames ({} dropped by tcpdump); l2san {}; storm sectors \
+         written: {fcoe_storm_written} FCoE past {FCOE_FLOOR_MIB} MiB, {aoe_storm_written} AoE \
+         past 32 MiB; l2san log {}",
         run.name(),
         p.written.as_deref().unwrap_or("?"),
         elapsed.as_secs_f64(),
@@ -1821,26 +1819,10 @@ fn fcoe_storm(run: &Run) -> Result<()> {
         stats.frames,
         stats.target_problem_count,
         end.dropped.map_or("?".to_string(), |d| d.to_string()),
-        mem.anon_before,
-        mem.anon_peak,
-        mem.anon_peak.saturating_sub(mem.anon_before),
-        mem.rss_before,
-        mem.rss_peak,
-        hwm,
-        mem.samples,
-        log.lines().count(),
-        warns.len(),
-        warns
-            .iter()
-            .take(8)
-            .map(|l| format!("\n    {l}"))
-            .collect::<String>()
+        mem.summary(hwm),
+        log_summary(&log),
     ));
-    ensure!(
-        mem.anon_peak.saturating_sub(mem.anon_before) < MAX_ANON_GROWTH_KIB,
-        "l2san's anonymous memory grew by {} KiB in the storm (limit {MAX_ANON_GROWTH_KIB} KiB)",
-        mem.anon_peak - mem.anon_before
-    );
+    mem.check_growth()?;
     ensure!(
         stats.target_problem_count == 0,
         "problems in l2san's frames to the guest: {:?}",
