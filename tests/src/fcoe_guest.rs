@@ -725,6 +725,32 @@ impl Capture {
     }
 }
 
+/// A new namespace with `tap0` of `mtu` at `tap_mac` (the target's end of the segment), and
+/// tcpdump capturing it into `<dir>/segment.pcap` (its messages in `<dir>/tcpdump.log`).
+pub fn captured_segment(dir: &Path, mtu: u32, tap_mac: &Mac) -> Result<(Netns, Tap, Capture)> {
+    let ns = Netns::new()?;
+    let tap = ns.tap("tap0", mtu)?;
+    ns.run(
+        "ip",
+        [
+            "link",
+            "set",
+            "dev",
+            &tap.name,
+            "address",
+            &fmt_mac(tap_mac),
+        ],
+    )
+    .context("cannot set the tap's MAC")?;
+    let capture = Capture::start(
+        &ns,
+        &tap,
+        &dir.join("segment.pcap"),
+        &dir.join("tcpdump.log"),
+    )?;
+    Ok((ns, tap, capture))
+}
+
 /// Calls `each(frame number from 1, timestamp in µs, bytes, original length)` for every frame
 /// of a classic pcap file (either byte order, µs or ns timestamps).
 pub fn for_each_frame(path: &Path, mut each: impl FnMut(u64, u64, &[u8], usize)) -> Result<u64> {

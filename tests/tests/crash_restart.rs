@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use l2san_tests::bootdisk;
+use l2san_tests::fixture::l2san_only;
 use l2san_tests::linux::Kernel;
-use l2san_tests::rig::{self, Netns, Run, TargetKind};
+use l2san_tests::rig::{self, Netns, Run};
 use l2san_tests::workload::{self, L2sanProcess, WorkloadGuest, WorkloadOpts};
 
 /// Image size: the workload region (1 MiB .. 9 MiB) and some untouched space after it.
@@ -31,18 +32,6 @@ const KILL_AFTER_WRITES: u64 = 40;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 /// Time for the rest of the workload.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(150);
-
-fn l2san_only(run: &Run) -> bool {
-    if run.target_kind() != TargetKind::L2san {
-        rig::report(format_args!(
-            "SKIPPED {}: l2san only (target is {})",
-            run.name(),
-            run.target_kind()
-        ));
-        return false;
-    }
-    true
-}
 
 fn crash_restart(run: &Run, sync: bool) -> Result<()> {
     if !l2san_only(run) {

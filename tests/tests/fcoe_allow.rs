@@ -27,10 +27,12 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use l2san_tests::fcoe_guest::{
-    self, fmt_mac, fmt_wwn, wwpn_from_mac, Capture, FrameStats, Mac, Segment, Side, FCOE_MODULES,
+    self, captured_segment, fmt_mac, fmt_wwn, wwpn_from_mac, Capture, FrameStats, Mac, Segment,
+    Side, FCOE_MODULES,
 };
+use l2san_tests::fixture::l2san_only;
 use l2san_tests::linux::{self, Kernel, LinuxOutcome};
-use l2san_tests::rig::{self, md5_file, Netns, Run, Tap, TargetKind};
+use l2san_tests::rig::{self, md5_file, Netns, Run, Tap};
 use l2san_tests::workload::L2sanProcess;
 
 /// The tap's MAC: l2san's ENode MAC, and its default WWPN 20:00:02:4c:32:00:80:80.
@@ -219,26 +221,7 @@ struct Fixture {
 
 impl Fixture {
     fn new(run: &Run) -> Result<Fixture> {
-        let ns = Netns::new()?;
-        let tap = ns.tap("tap0", 1500)?;
-        ns.run(
-            "ip",
-            [
-                "link",
-                "set",
-                "dev",
-                &tap.name,
-                "address",
-                &fmt_mac(&TAP_MAC),
-            ],
-        )
-        .context("cannot set the tap's MAC")?;
-        let capture = Capture::start(
-            &ns,
-            &tap,
-            &run.path("segment.pcap"),
-            &run.path("tcpdump.log"),
-        )?;
+        let (ns, tap, capture) = captured_segment(run.dir(), 1500, &TAP_MAC)?;
         let mut images = Vec::new();
         let mut md5s = Vec::new();
         for lun in 0..LUN_MIB.len() {
@@ -324,18 +307,6 @@ impl Fixture {
         }
         args
     }
-}
-
-fn l2san_only(run: &Run) -> bool {
-    if run.target_kind() != TargetKind::L2san {
-        rig::report(format_args!(
-            "SKIPPED {}: l2san only (target is {})",
-            run.name(),
-            run.target_kind()
-        ));
-        return false;
-    }
-    true
 }
 
 /// Checks that the guest found exactly `luns`, each with its image's size and MD5.

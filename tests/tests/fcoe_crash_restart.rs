@@ -26,11 +26,12 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use l2san_tests::bootdisk;
-use l2san_tests::fcoe_guest::{self, fmt_mac, Capture, FcoeExport, Mac, Segment};
+use l2san_tests::fcoe_guest::{self, captured_segment, FcoeExport, Mac, Segment};
+use l2san_tests::fixture::l2san_only;
 use l2san_tests::linux::Kernel;
-use l2san_tests::rig::{self, Netns, Run, TargetKind};
+use l2san_tests::rig::{self, Run};
 use l2san_tests::workload::{self, L2sanProcess, WorkloadGuest, WorkloadOpts};
 
 /// The tap's MAC: l2san's ENode MAC, and its default WWPN 20:00:02:4c:32:00:80:80.
@@ -51,12 +52,7 @@ const FINISH_TIMEOUT: Duration = Duration::from_secs(120);
 const RESUME_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn fcoe_crash_restart(run: &Run) -> Result<()> {
-    if run.target_kind() != TargetKind::L2san {
-        rig::report(format_args!(
-            "SKIPPED {}: l2san only (target is {})",
-            run.name(),
-            run.target_kind()
-        ));
+    if !l2san_only(run) {
         return Ok(());
     }
     let kernel = Kernel::debian()?;
@@ -70,26 +66,7 @@ fn fcoe_crash_restart(run: &Run) -> Result<()> {
     let original_region =
         original[opts.region_offset()..opts.region_offset() + opts.region_len()].to_vec();
 
-    let ns = Netns::new()?;
-    let tap = ns.tap("tap0", opts.mtu)?;
-    ns.run(
-        "ip",
-        [
-            "link",
-            "set",
-            "dev",
-            &tap.name,
-            "address",
-            &fmt_mac(&TAP_MAC),
-        ],
-    )
-    .context("cannot set the tap's MAC")?;
-    let capture = Capture::start(
-        &ns,
-        &tap,
-        &run.path("segment.pcap"),
-        &run.path("tcpdump.log"),
-    )?;
+    let (ns, tap, capture) = captured_segment(run.dir(), opts.mtu, &TAP_MAC)?;
     let segment = Segment {
         guest_mac: GUEST_MAC,
         target_mac: TAP_MAC,

@@ -15,8 +15,8 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use l2san_tests::fcoe_guest::{
-    self, fmt_mac, port_id_from_mac, wwpn_from_mac, Capture, FcoeExport, FcoeMode, FcoeScenario,
-    FrameStats, LioTarget, Mac, Segment, Side,
+    self, captured_segment, fmt_mac, port_id_from_mac, wwpn_from_mac, Capture, FcoeExport,
+    FcoeMode, FcoeScenario, FrameStats, LioTarget, Mac, Segment, Side,
 };
 use l2san_tests::linux::{self, Kernel, LinuxOutcome};
 use l2san_tests::rig::{self, md5_file, Netns, Run, Tap, Target, TargetKind};
@@ -35,31 +35,6 @@ const TSHARK_HEAD: u32 = 2000;
 
 /// How long tcpdump gets for the last frames before SIGINT.
 const DRAIN: Duration = Duration::from_secs(2);
-
-/// A namespace with a tap of `mtu` whose MAC is [`TAP_MAC`], and tcpdump capturing on it.
-fn segment(run: &Run, mtu: u32) -> Result<(Netns, Tap, Capture)> {
-    let ns = Netns::new()?;
-    let tap = ns.tap("tap0", mtu)?;
-    ns.run(
-        "ip",
-        [
-            "link",
-            "set",
-            "dev",
-            &tap.name,
-            "address",
-            &fmt_mac(&TAP_MAC),
-        ],
-    )
-    .context("cannot set the tap's MAC")?;
-    let capture = Capture::start(
-        &ns,
-        &tap,
-        &run.path("segment.pcap"),
-        &run.path("tcpdump.log"),
-    )?;
-    Ok((ns, tap, capture))
-}
 
 /// The guest's own VN_Port, as sysfs reports it: `0x<wwpn> 0x<port id>`.
 fn expected_lport(mac: &Mac) -> String {
@@ -117,7 +92,7 @@ fn check_capture(run: &Run, capture: Capture, segment: &Segment) -> Result<Frame
 fn linux_fcoe_guest_probes_without_target() {
     rig::e2e("linux_fcoe_guest_probes_without_target", |run| {
         let kernel = Kernel::debian()?;
-        let (ns, tap, capture) = segment(run, 1500)?;
+        let (ns, tap, capture) = captured_segment(run.dir(), 1500, &TAP_MAC)?;
         let scenario = FcoeScenario {
             mode: FcoeMode::Probe,
             guest_mac: GUEST_LOWER,
@@ -270,7 +245,7 @@ fn linux_fcoe(run: &Run, case: &FcoeCase, server: Server) -> Result<()> {
 
     let (ns, tap, capture, mut target) = match server {
         Server::L2san => {
-            let (ns, tap, capture) = segment(run, case.mtu)?;
+            let (ns, tap, capture) = captured_segment(run.dir(), case.mtu, &TAP_MAC)?;
             let mut export = FcoeExport::new(0, &image);
             if case.read_only {
                 export = export.read_only();
