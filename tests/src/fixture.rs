@@ -1,6 +1,7 @@
 //! Fixtures shared by the tests that drive l2san from hand-made frames or from its control
-//! socket: MAC text, a veth pair `a`–`b` in a namespace (l2san on `a`, raw sockets on `b`),
-//! `l2san serve --config` with a control socket, and `l2san ctl`.
+//! socket: MAC text, a veth pair `a`–`b` in a namespace (l2san on `a`, raw sockets on `b`), an
+//! AoE ATA frame to e0.0, `l2san serve --config` with a control socket, `l2san ctl`, and the
+//! skip of tests that only make sense against l2san.
 
 use std::fs;
 use std::path::Path;
@@ -11,6 +12,9 @@ use anyhow::{anyhow, ensure, Context, Result};
 
 use crate::rawsock::RawSocket;
 use crate::rig::{self, Child, Netns, Run, Tap, TargetKind};
+
+/// The AoE EtherType.
+const ETHERTYPE_AOE: u16 = 0x88a2;
 
 /// A MAC address.
 pub type Mac = [u8; 6];
@@ -34,6 +38,36 @@ pub fn parse_mac(text: &str) -> Result<Mac> {
     bytes
         .try_into()
         .map_err(|_| anyhow!("bad MAC {text:?}: not 6 bytes"))
+}
+
+/// An AoE Issue ATA Command frame to e0.0 from `src` (48-bit opcodes), padded to 60 bytes.
+pub fn ata_frame(
+    dst: Mac,
+    src: Mac,
+    tag: u32,
+    op: u8,
+    count: u8,
+    lba: u64,
+    data: &[u8],
+) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ETHERTYPE_AOE.to_be_bytes());
+    f.extend_from_slice(&[0x10, 0]); // Ver 1, no flags, no error
+    f.extend_from_slice(&0u16.to_be_bytes()); // shelf 0
+    f.push(0); // slot 0
+    f.push(0); // Issue ATA Command
+    f.extend_from_slice(&tag.to_be_bytes());
+    let write = if data.is_empty() { 0 } else { 0x01 };
+    f.extend_from_slice(&[0x40 | write, 0, count, op]);
+    f.extend_from_slice(&lba.to_le_bytes()[..6]);
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(data);
+    if f.len() < 60 {
+        f.resize(60, 0);
+    }
+    f
 }
 
 /// The MAC of `dev` inside `ns`.

@@ -10,9 +10,9 @@
 //!   scenario ([`linux::run_aoe`]).
 //! - [`fcoe_guest`]: the same kernel as a VN2VN FCoE initiator ([`fcoe_guest::run_fcoe`]), with
 //!   tcpdump captures of the segment and checks of the frames in them.
-//! - [`fixture`]: MAC text, a veth pair `a`–`b` with raw sockets on `b`, `l2san serve
-//!   --config` with a control socket, and `l2san ctl`: the setup of the tests that send
-//!   hand-made frames.
+//! - [`fixture`]: MAC text, a veth pair `a`–`b` with raw sockets on `b`, an AoE ATA frame to
+//!   e0.0, `l2san serve --config` with a control socket, `l2san ctl`, and the skip of l2san-only
+//!   tests: the setup of the tests that send hand-made frames or drive the control socket.
 //! - [`cpio`]: the newc archive writer behind the initramfs.
 //! - [`rawsock`]: a raw AF_PACKET socket for tests that send hand-made frames.
 //! - [`workload`]: a verified O_DIRECT write workload in a Linux guest over AoE, with host-side

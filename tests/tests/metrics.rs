@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use l2san_tests::fixture::{VethOpts, VethPair};
+use l2san_tests::fixture::{ata_frame, VethOpts, VethPair};
 use l2san_tests::rawsock::RawSocket;
 use l2san_tests::rig::{self, Netns, Run, Target};
 
@@ -28,36 +28,6 @@ const READS: u64 = 5;
 const READ_COUNT: u8 = 2;
 const WRITES: u64 = 3;
 const METRICS_ADDR: &str = "127.0.0.1:9560";
-
-/// An AoE Issue ATA Command frame to e0.0 (48-bit opcodes), padded to 60 bytes.
-fn ata_frame(
-    dst: [u8; 6],
-    src: [u8; 6],
-    tag: u32,
-    op: u8,
-    count: u8,
-    lba: u64,
-    data: &[u8],
-) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&ETHERTYPE_AOE.to_be_bytes());
-    f.extend_from_slice(&[0x10, 0]); // Ver 1, no flags, no error
-    f.extend_from_slice(&0u16.to_be_bytes()); // shelf 0
-    f.push(0); // slot 0
-    f.push(0); // Issue ATA Command
-    f.extend_from_slice(&tag.to_be_bytes());
-    let write = if data.is_empty() { 0 } else { 0x01 };
-    f.extend_from_slice(&[0x40 | write, 0, count, op]);
-    f.extend_from_slice(&lba.to_le_bytes()[..6]);
-    f.extend_from_slice(&[0, 0]);
-    f.extend_from_slice(data);
-    if f.len() < 60 {
-        f.resize(60, 0);
-    }
-    f
-}
 
 /// Sends `frame` and waits for the reply with `tag`; returns its ATA status.
 fn exchange(sock: &RawSocket, frame: &[u8], tag: u32) -> Result<u8> {

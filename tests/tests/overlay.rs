@@ -14,7 +14,7 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use l2san_tests::fixture::{ctl, fmt_mac, serve_config, VethOpts, VethPair};
+use l2san_tests::fixture::{ata_frame, ctl, fmt_mac, serve_config, VethOpts, VethPair};
 use l2san_tests::rawsock::RawSocket;
 use l2san_tests::rig::{self, Netns, Run};
 
@@ -77,20 +77,7 @@ impl Peer {
         data: &[u8],
     ) -> Result<(u8, Vec<u8>)> {
         self.tag += 1;
-        let mut f = Vec::new();
-        f.extend_from_slice(&self.them);
-        f.extend_from_slice(&src);
-        f.extend_from_slice(&ETHERTYPE_AOE.to_be_bytes());
-        f.extend_from_slice(&[0x10, 0, 0, 0, 0, 0]);
-        f.extend_from_slice(&self.tag.to_be_bytes());
-        let write = if data.is_empty() { 0 } else { 0x01 };
-        f.extend_from_slice(&[0x40 | write, 0, count, op]);
-        f.extend_from_slice(&lba.to_le_bytes()[..6]);
-        f.extend_from_slice(&[0, 0]);
-        f.extend_from_slice(data);
-        if f.len() < 60 {
-            f.resize(60, 0);
-        }
+        let f = ata_frame(self.them, src, self.tag, op, count, lba, data);
         for _attempt in 0..3 {
             self.sock.send(&f)?;
             let deadline = Instant::now() + Duration::from_secs(1);
@@ -224,16 +211,11 @@ fn twenty_clients_write_their_own_overlays_of_one_base() {
         // Commit client 1 into a new image.
         let committed = run.path("golden-pc1.img");
         let c1 = fmt_mac(&client_mac(1));
-        let (ok, out, err) = ctl(
-            &bin,
-            &socket,
-            &[
-                "overlay",
-                "commit",
-                &c1,
-                committed.to_str().context("path")?,
-            ],
-        )?;
+        let commit_c1 = || -> Result<(bool, String, String)> {
+            let to = committed.to_str().context("path")?;
+            ctl(&bin, &socket, &["overlay", "commit", &c1, to])
+        };
+        let (ok, out, err) = commit_c1()?;
         ensure!(
             ok && out.contains("committed"),
             "overlay commit: {out}{err}"
@@ -243,16 +225,7 @@ fn twenty_clients_write_their_own_overlays_of_one_base() {
             fs::read(&committed)? == disk_of(1),
             "the committed image is not base + client 1's writes"
         );
-        let (ok, _, err) = ctl(
-            &bin,
-            &socket,
-            &[
-                "overlay",
-                "commit",
-                &c1,
-                committed.to_str().context("path")?,
-            ],
-        )?;
+        let (ok, _, err) = commit_c1()?;
         ensure!(
             !ok && err.contains("already exists"),
             "commit over a file: {err}"
