@@ -1,6 +1,7 @@
 //! The AoE protocol layer: turns received frames into replies. Sans-IO: it is handed whole
-//! Ethernet frames and a [`Transmit`] to build replies in; it never touches a socket, a clock
-//! or a thread.
+//! Ethernet frames and a [`Transmit`] to build replies in; it never touches a socket or a
+//! thread, and reads the clock only to time an ATA command whose arrival it was told
+//! ([`AoeTarget::handle_frame_at`], for the latency histograms).
 //!
 //! # Validation order (AoE brief §4.4)
 //!
