@@ -94,6 +94,8 @@ pub struct IfacePlan {
 /// One image exported over AoE, FCoE or both, on some of the interfaces.
 #[derive(Debug, Clone)]
 pub struct ExportPlan {
+    /// The `name` of its `[[export]]`; for the flags, the flag (`--aoe 0.0`).
+    pub name: String,
     /// The image, `ro`, durability and the AoE allow-list.
     pub image: ImageSpec,
     /// AoE shelf and slot.
@@ -181,6 +183,7 @@ impl Plan {
         let mut exports = Vec::new();
         for a in &args.aoe {
             exports.push(ExportPlan {
+                name: format!("--aoe {}.{}", a.shelf, a.slot),
                 image: a.image.clone(),
                 aoe: Some((a.shelf, a.slot)),
                 lun: None,
@@ -194,6 +197,7 @@ impl Plan {
         }
         for f in &args.fcoe {
             exports.push(ExportPlan {
+                name: format!("--fcoe {}", f.lun),
                 image: f.image.clone(),
                 aoe: None,
                 lun: Some(f.lun),
@@ -1107,6 +1111,7 @@ impl Parser<'_> {
             Some(name) => format!("export \"{name}\""),
             None => format!("export #{}", n + 1),
         };
+        let name = name.unwrap_or_else(|| format!("#{}", n + 1));
         let t = self.table(t, span, label, EXPORT_KEYS, "an export");
         // A name of the wrong type is reported by string().
         if self.string(&t, "name").is_none() && t.get("name").is_none() {
@@ -1272,6 +1277,7 @@ impl Parser<'_> {
             }
         };
         Some(ExportPlan {
+            name,
             image: ImageSpec {
                 image: PathBuf::from(image?),
                 read_only,

@@ -41,16 +41,6 @@ struct Images {
     overlays: HashMap<PathBuf, (String, Arc<OverlaySet>)>,
 }
 
-/// `pc1` of `export "pc1"`; the label itself for exports from flags.
-fn export_name(export: &ExportPlan) -> String {
-    let label = &export.origin.label;
-    label
-        .strip_prefix("export \"")
-        .and_then(|l| l.strip_suffix('"'))
-        .unwrap_or(label)
-        .to_string()
-}
-
 impl Images {
     /// What `export` serves: its image, or its base with the clients' overlays.
     fn backing(&mut self, export: &ExportPlan, reset_after: Duration) -> Result<Backing, Error> {
@@ -73,7 +63,7 @@ impl Images {
             .map_err(|e| Error::Usage(located(&export.origin, "overlay-dir", e)))?;
         let set = Arc::new(set);
         self.overlays
-            .insert(key, (export_name(export), set.clone()));
+            .insert(key, (export.name.clone(), set.clone()));
         Ok(Backing::Overlays(set))
     }
 

@@ -813,13 +813,10 @@ impl AoeTarget {
         };
         // The requester's own overlay, on an overlay export; a new boot (IDENTIFY after a
         // silence) of a `reset` client discards it first.
-        let volume = ex.image.volume(&ClientKey::mac(req.src));
+        let client = ClientKey::mac(req.src);
+        let volume = ex.image.volume(&client);
         if let (Some(set), Some(now)) = (ex.image.overlays(), req.started) {
-            if set.client_seen(
-                &ClientKey::mac(req.src),
-                now,
-                opcode == Opcode::IdentifyDevice,
-            ) {
+            if set.client_seen(&client, now, opcode == Opcode::IdentifyDevice) {
                 tracing::info!(
                     "e{}.{}: {} booted again: its overlay was reset",
                     ex.shelf,

@@ -337,13 +337,14 @@ impl FcPort {
         // LUNs the allow-lists hide from this session are absent to it.
         // On an overlay LUN each initiator (by WWPN) reads and writes its own overlay.
         let client = ClientKey::wwpn(wwpn.0);
-        if let Some(set) = scsi.lun(&cmnd.lun).and_then(|l| l.backing().overlays()) {
+        // Counted, and heard by its overlays, only on a LUN the initiator may see.
+        let lun = scsi.visible_lun(&cmnd.lun, visible);
+        if let Some(set) = lun.and_then(|l| l.backing().overlays()) {
             set.client_seen(&client, rx.now, false);
         }
+        let lun_no = lun.map(|l| l.number());
         let command = scsi.execute_as(&cmnd.lun, &cmnd.cdb, nexus, visible, Some(&client));
         let ox_id = hdr.ox_id;
-        // Counted by LUN only when the initiator may see it.
-        let lun_no = scsi.visible_lun(&cmnd.lun, visible).map(|l| l.number());
         match command {
             Command::Read {
                 offset_bytes,
