@@ -203,7 +203,7 @@ mod tests {
     use super::*;
 
     // First 14 bytes of the broadcast Query Config that iPXE sent in
-    // shared/captures/ipxe-aoe-bios-boot.pcap.
+    // testdata/captures/ipxe-aoe-bios-boot.pcap.
     const IPXE_QC_HEADER: [u8; 14] = [
         0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x88, 0xa2,
     ];

@@ -18,7 +18,7 @@ pub fn drain(batch: &mut TxBatch) -> Vec<Vec<u8>> {
     out
 }
 
-/// Frames from a classic pcap file (the format of shared/captures), each as raw bytes.
+/// Frames from a classic pcap file (the format of testdata/captures), each as raw bytes.
 /// Returns `None` where the file is not a little- or big-endian pcap of Ethernet frames.
 pub fn pcap_frames(bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
     if bytes.len() < 24 {
@@ -56,11 +56,15 @@ pub fn pcap_frames(bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
     Some(out)
 }
 
-/// The shared captures folder (`../shared/captures` beside the checkout), if present.
-pub fn captures_dir() -> Option<std::path::PathBuf> {
-    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.ancestors()
-        .map(|a| a.join("../shared/captures"))
-        .chain(here.ancestors().map(|a| a.join("shared/captures")))
-        .find(|p| p.is_dir())
+/// The repository's folder of real captures, `testdata/captures` (see its README).
+pub fn captures_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/captures")
+}
+
+/// Every frame of the capture `name` in [`captures_dir`]. Panics (failing the test) when the
+/// file is missing or not an Ethernet pcap: the captures are part of the repository.
+pub fn capture(name: &str) -> Vec<Vec<u8>> {
+    let path = captures_dir().join(name);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    pcap_frames(&bytes).unwrap_or_else(|| panic!("{} is not an Ethernet pcap", path.display()))
 }

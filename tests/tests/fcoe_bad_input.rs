@@ -4,7 +4,7 @@
 //! `l2san serve -i a --fcoe 0=<image> --wwpn 20:00:00:25:b5:00:00:01` and talks to it through
 //! raw sockets on `b` ([`RawSocket`]) as an iPXE-style point-to-point initiator: a plain FLOGI to
 //! `0E:FC:00:FF:FF:FE`, then PLOGI 01.01.02 -> 01.01.01 and PRLI, as in
-//! `shared/captures/ipxe-fcoe-p2p-boot.pcap` (whose FLOGI, PLOGI and PRLI frames are replayed,
+//! `testdata/captures/ipxe-fcoe-p2p-boot.pcap` (whose FLOGI, PLOGI and PRLI frames are replayed,
 //! with our MAC, when the captures are there). Frames are built and read with l2san's own
 //! `wire` module.
 //!
@@ -592,7 +592,7 @@ impl Fx {
     fn flogi(&mut self) -> Result<()> {
         let ox = self.ox();
         let login = LoginRepr::n_port(ElsCommand::Flogi, OUR_WWPN, OUR_WWNN, MFS as u16);
-        let mut payload = capture_els(8).unwrap_or_else(|| vec![0u8; LOGIN_LEN]);
+        let mut payload = capture_els(8);
         if payload.len() != LOGIN_LEN || payload[0] != 0x04 {
             payload = vec![0u8; LOGIN_LEN];
             login.emit(&mut ElsPacket::new_unchecked(&mut payload[..]));
@@ -629,7 +629,7 @@ impl Fx {
     }
 
     fn plogi(&mut self) -> Result<()> {
-        let mut payload = capture_els(10).unwrap_or_default();
+        let mut payload = capture_els(10);
         if payload.len() != LOGIN_LEN || payload[0] != 0x03 {
             payload = vec![0u8; LOGIN_LEN];
             LoginRepr::n_port(ElsCommand::Plogi, OUR_WWPN, OUR_WWNN, MFS as u16)
@@ -645,7 +645,7 @@ impl Fx {
     }
 
     fn prli(&mut self) -> Result<()> {
-        let mut payload = capture_els(12).unwrap_or_default();
+        let mut payload = capture_els(12);
         if payload.len() != PRLI_LEN || payload[0] != 0x20 {
             payload = vec![0u8; PRLI_LEN];
             PrliRepr {
@@ -872,14 +872,12 @@ impl Fx {
     }
 }
 
-/// The ELS payload of frame `n` of ipxe-fcoe-p2p-boot.pcap (8 FLOGI, 10 PLOGI, 12 PRLI), if the
-/// captures are there.
-fn capture_els(n: usize) -> Option<Vec<u8>> {
-    let dir = l2san_common::test_utils::captures_dir()?;
-    let bytes = fs::read(dir.join("ipxe-fcoe-p2p-boot.pcap")).ok()?;
-    let frames = l2san_common::test_utils::pcap_frames(&bytes)?;
-    let f = frames.get(n - 1)?;
-    (f.len() >= 14 + 14 + 24 + 8).then(|| f[14 + 14 + 24..f.len() - 8].to_vec())
+/// The ELS payload of frame `n` of ipxe-fcoe-p2p-boot.pcap (8 FLOGI, 10 PLOGI, 12 PRLI).
+fn capture_els(n: usize) -> Vec<u8> {
+    let frames = l2san_common::test_utils::capture("ipxe-fcoe-p2p-boot.pcap");
+    let f = &frames[n - 1];
+    assert!(f.len() >= 14 + 14 + 24 + 8, "frame {n} of the capture is no FCoE ELS");
+    f[14 + 14 + 24..f.len() - 8].to_vec()
 }
 
 /// Runs one case: a fresh namespace, target and image, `body`, then [`Fx::finish`].

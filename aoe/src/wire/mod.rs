@@ -49,15 +49,11 @@ pub type Result<T> = core::result::Result<T, WireError>;
 
 #[cfg(test)]
 pub(crate) mod test_frames {
-    //! Real frames from `shared/captures`, loaded once per test.
-    use l2san_common::test_utils::{captures_dir, pcap_frames};
+    //! Real frames from `testdata/captures`, loaded once per test.
 
-    /// Every frame of a capture. Panics (loudly fails the test) when the captures are absent.
+    /// Every frame of a capture. Panics (loudly fails the test) when it is missing.
     pub fn load(name: &str) -> Vec<Vec<u8>> {
-        let dir = captures_dir().expect("shared/captures not found beside the checkout");
-        let path = dir.join(name);
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        pcap_frames(&bytes).unwrap_or_else(|| panic!("{} is not an Ethernet pcap", path.display()))
+        l2san_common::test_utils::capture(name)
     }
 
     /// Frame `n` (1-based, as tshark numbers them) of a capture.

@@ -1,5 +1,5 @@
 //! Conformance tests of the FC port and the FCoE target, driven by the real frames in
-//! `shared/captures` and a fake clock.
+//! `testdata/captures` and a fake clock.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use l2san_common::ether::{EtherType, EthernetFrame, MacAddr};
 use l2san_common::io::TxBatch;
 use l2san_common::store::{Image, ImageOptions};
-use l2san_common::test_utils::{captures_dir, drain, pcap_frames};
+pub(crate) use l2san_common::test_utils::capture;
+use l2san_common::test_utils::drain;
 
 use crate::fip::vn2vn::VnState;
 use crate::target::{FcoeAllow, FcoeConfig, FcoeTarget};
@@ -20,13 +21,6 @@ use crate::wire::fcoe::{Eof, FcoePacket, FcoeRepr, Sof};
 use crate::wire::fcp::{FcpCmndPacket, FcpCmndRepr, FcpRspPacket, FcpRspRepr};
 use crate::wire::fip::{FipPacket, FipRepr, Vn2VnSubcode, ALL_VN2VN_MACS};
 use crate::wire::{FcId, Wwn};
-
-pub(crate) fn capture(name: &str) -> Vec<Vec<u8>> {
-    let dir =
-        captures_dir().expect("shared/captures not found: these tests need the real captures");
-    let bytes = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("cannot read {name}: {e}"));
-    pcap_frames(&bytes).unwrap_or_else(|| panic!("{name} is not a pcap"))
-}
 
 /// A reply frame, checked for everything any initiator requires of the encapsulation:
 /// version 0, CRC, 4-aligned FC frame, no padding, class-3 delimiters.

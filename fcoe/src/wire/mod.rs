@@ -198,7 +198,7 @@ pub(crate) fn put64(b: &mut [u8], v: u64) {
     b[..8].copy_from_slice(&v.to_be_bytes());
 }
 
-/// Byte vectors from `shared/captures`, for the tests of every module.
+/// Byte vectors from `testdata/captures`, for the tests of every module.
 #[cfg(test)]
 pub(crate) mod testdata {
     use l2san_common::ether::{EtherType, EthernetFrame};
@@ -206,12 +206,7 @@ pub(crate) mod testdata {
     /// All frames of a capture. Panics (fails the test) if the capture is missing: these tests
     /// are the conformance evidence and must never silently skip.
     pub fn frames(name: &str) -> Vec<Vec<u8>> {
-        let dir = l2san_common::test_utils::captures_dir()
-            .expect("shared/captures not found: the FCoE wire tests need the real captures");
-        let bytes = std::fs::read(dir.join(name))
-            .unwrap_or_else(|e| panic!("cannot read capture {name}: {e}"));
-        l2san_common::test_utils::pcap_frames(&bytes)
-            .unwrap_or_else(|| panic!("{name} is not a pcap of Ethernet frames"))
+        l2san_common::test_utils::capture(name)
     }
 
     /// Frame `number` (1-based, as tshark numbers them) of a capture.

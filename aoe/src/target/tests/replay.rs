@@ -1,4 +1,4 @@
-//! Conformance replays: every request a real initiator sent in `shared/captures` goes through
+//! Conformance replays: every request a real initiator sent in `testdata/captures` goes through
 //! `handle_frame`, and each reply is compared with the reply vblade gave in the capture.
 //!
 //! The image is rebuilt from the capture itself: every sector the initiator read before
