@@ -5,7 +5,7 @@
 //! Linux guest (its kernel fetched with `apt-get download`, never installed) creates a VN2VN
 //! controller and finds the same image as a SCSI disk over FCoE, served by the same process.
 //!
-//! The namespace, tap, QEMU and boot-disk code is the end-to-end test rig (`l2san-tests`), so
+//! The namespace, tap, QEMU and boot-disk code is the end-to-end test rig (`l2san-rig`), so
 //! the demo runs exactly what the tests prove.
 
 use std::path::{Path, PathBuf};
@@ -13,10 +13,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use l2san_tests::bootdisk;
-use l2san_tests::fcoe_guest::{self, FcoeMode, FcoeScenario};
-use l2san_tests::linux::Kernel;
-use l2san_tests::rig::{self, AoeExport, BootResult, IpxeOpts, Netns, Target};
+use l2san_rig::bootdisk;
+use l2san_rig::fcoe_guest::{self, FcoeMode, FcoeScenario};
+use l2san_rig::linux::Kernel;
+use l2san_rig::rig::{self, AoeExport, BootResult, IpxeOpts, Netns, Target};
 
 use crate::cli::DemoArgs;
 use crate::Error;

@@ -23,9 +23,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use l2san_tests::fixture::{VethOpts, VethPair};
-use l2san_tests::rawsock::RawSocket;
-use l2san_tests::rig::{self, AoeExport, Netns, Run, Target, TargetKind};
+use l2san_rig::fixture::{VethOpts, VethPair};
+use l2san_rig::rawsock::RawSocket;
+use l2san_rig::rig::{self, AoeExport, Netns, Run, Target, TargetKind};
 
 const ETHERTYPE_AOE: u16 = 0x88a2;
 /// The export under test: a non-zero shelf and slot, so that broadcast addressing and the

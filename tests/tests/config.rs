@@ -11,8 +11,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use l2san_tests::rawsock::RawSocket;
-use l2san_tests::rig::{self, Child, Netns, Run};
+use l2san_rig::rawsock::RawSocket;
+use l2san_rig::rig::{self, Child, Netns, Run};
 
 const ETHERTYPE_AOE: u16 = 0x88a2;
 const CMD_CONFIG: u8 = 1;

@@ -1,5 +1,5 @@
 //! Crashes and faults under a real Linux AoE initiator (QEMU, busybox initramfs) running the
-//! verified write workload of [`l2san_tests::workload`]:
+//! verified write workload of [`l2san_rig::workload`]:
 //!
 //! - `crash_restart_writeback`, `crash_restart_sync`: once the guest has some writes
 //!   acknowledged, l2san is killed with SIGKILL; the image is read at once (what survived the
@@ -18,11 +18,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use l2san_tests::bootdisk;
-use l2san_tests::fixture::l2san_only;
-use l2san_tests::linux::Kernel;
-use l2san_tests::rig::{self, Netns, Run};
-use l2san_tests::workload::{self, L2sanProcess, WorkloadGuest, WorkloadOpts};
+use l2san_rig::bootdisk;
+use l2san_rig::fixture::l2san_only;
+use l2san_rig::linux::Kernel;
+use l2san_rig::rig::{self, Netns, Run};
+use l2san_rig::workload::{self, L2sanProcess, WorkloadGuest, WorkloadOpts};
 
 /// Image size: the workload region (1 MiB .. 9 MiB) and some untouched space after it.
 const IMAGE_MIB: usize = 16;

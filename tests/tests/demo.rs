@@ -2,7 +2,7 @@
 //! image and exits 0.
 
 use anyhow::ensure;
-use l2san_tests::rig;
+use l2san_rig::rig;
 
 #[test]
 fn demo_boots_and_exits_0() {

@@ -26,14 +26,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use l2san_tests::fcoe_guest::{
+use l2san_rig::fcoe_guest::{
     self, captured_segment, fmt_mac, fmt_wwn, wwpn_from_mac, Capture, FrameStats, Mac, Segment,
     Side, FCOE_MODULES,
 };
-use l2san_tests::fixture::l2san_only;
-use l2san_tests::linux::{self, Kernel, LinuxOutcome};
-use l2san_tests::rig::{self, md5_file, Netns, Run, Tap};
-use l2san_tests::workload::L2sanProcess;
+use l2san_rig::fixture::l2san_only;
+use l2san_rig::linux::{self, Kernel, LinuxOutcome};
+use l2san_rig::rig::{self, md5_file, Netns, Run, Tap};
+use l2san_rig::workload::L2sanProcess;
 
 /// The tap's MAC: l2san's ENode MAC, and its default WWPN 20:00:02:4c:32:00:80:80.
 const TAP_MAC: Mac = [0x02, 0x4c, 0x32, 0x00, 0x80, 0x80];

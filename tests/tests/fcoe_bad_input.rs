@@ -41,9 +41,9 @@ use l2san_fcoe::wire::fip::{
     fpma, FipPacket, FipRepr, Vn2VnRepr, Vn2VnSubcode, VnPortId, ALL_VN2VN_MACS, VN2VN_FC_MAP,
 };
 use l2san_fcoe::wire::{FcId, Wwn};
-use l2san_tests::fixture::{VethOpts, VethPair};
-use l2san_tests::rawsock::RawSocket;
-use l2san_tests::rig::{self, Netns, Run, Target};
+use l2san_rig::fixture::{VethOpts, VethPair};
+use l2san_rig::rawsock::RawSocket;
+use l2san_rig::rig::{self, Netns, Run, Target};
 
 const ETHERTYPE_FCOE: u16 = 0x8906;
 const ETHERTYPE_FIP: u16 = 0x8914;

@@ -2,7 +2,7 @@
 //! within about a second, with the same command line on the same tap and image.
 //!
 //! The guest (open-fcoe in VN2VN mode, [`WorkloadGuest::start_fcoe`]) logs in to l2san, finds
-//! its disk and runs the verified write workload of [`l2san_tests::workload`] on it: O_DIRECT
+//! its disk and runs the verified write workload of [`l2san_rig::workload`] on it: O_DIRECT
 //! 64 KiB writes in generations, `ACK` lines, read-back verify. Once some writes are
 //! acknowledged, l2san is killed; the image is read at once (every block the guest saw
 //! acknowledged must be in it, and nothing but old or new data anywhere in the region) and
@@ -27,12 +27,12 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use l2san_tests::bootdisk;
-use l2san_tests::fcoe_guest::{self, captured_segment, FcoeExport, Mac, Segment};
-use l2san_tests::fixture::l2san_only;
-use l2san_tests::linux::Kernel;
-use l2san_tests::rig::{self, Run};
-use l2san_tests::workload::{self, L2sanProcess, WorkloadGuest, WorkloadOpts};
+use l2san_rig::bootdisk;
+use l2san_rig::fcoe_guest::{self, captured_segment, FcoeExport, Mac, Segment};
+use l2san_rig::fixture::l2san_only;
+use l2san_rig::linux::Kernel;
+use l2san_rig::rig::{self, Run};
+use l2san_rig::workload::{self, L2sanProcess, WorkloadGuest, WorkloadOpts};
 
 /// The tap's MAC: l2san's ENode MAC, and its default WWPN 20:00:02:4c:32:00:80:80.
 const TAP_MAC: Mac = [0x02, 0x4c, 0x32, 0x00, 0x80, 0x80];

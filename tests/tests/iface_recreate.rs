@@ -34,11 +34,11 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use l2san_tests::fcoe_guest::crc32;
-use l2san_tests::fixture::{fmt_mac, ifindex_of, l2san_only, mac_of};
-use l2san_tests::rawsock::RawSocket;
-use l2san_tests::rig::{self, wait_until, Netns, Run};
-use l2san_tests::workload::{self, L2sanProcess};
+use l2san_rig::fcoe_guest::crc32;
+use l2san_rig::fixture::{fmt_mac, ifindex_of, l2san_only, mac_of};
+use l2san_rig::rawsock::RawSocket;
+use l2san_rig::rig::{self, wait_until, Netns, Run};
+use l2san_rig::workload::{self, L2sanProcess};
 
 const ETH_AOE: u16 = 0x88a2;
 const ETH_FCOE: u16 = 0x8906;

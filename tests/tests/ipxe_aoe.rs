@@ -3,8 +3,8 @@
 //! Run against vblade instead of l2san with `L2SAN_E2E_TARGET=vblade`.
 
 use anyhow::{bail, ensure};
-use l2san_tests::bootdisk;
-use l2san_tests::rig::{self, AoeExport, BootResult, IpxeOpts, Netns};
+use l2san_rig::bootdisk;
+use l2san_rig::rig::{self, AoeExport, BootResult, IpxeOpts, Netns};
 
 /// 8 MiB: also clear of iPXE's geometry pitfall without the partition entry.
 const IMAGE_LEN: usize = 8 << 20;

@@ -12,9 +12,9 @@ use std::fs;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
-use l2san_tests::bootdisk;
-use l2san_tests::fixture::{self, l2san_only};
-use l2san_tests::rig::{self, BootResult, IpxeOpts, Netns};
+use l2san_rig::bootdisk;
+use l2san_rig::fixture::{self, l2san_only};
+use l2san_rig::rig::{self, BootResult, IpxeOpts, Netns};
 
 /// 8 MiB: also clear of iPXE's geometry pitfall without the partition entry.
 const IMAGE_LEN: usize = 8 << 20;

@@ -4,9 +4,9 @@
 //! Run against vblade instead of l2san with `L2SAN_E2E_TARGET=vblade`.
 
 use anyhow::{ensure, Result};
-use l2san_tests::linux::{self, AoeScenario, Kernel};
-use l2san_tests::rig::{self, AoeExport, Netns, Run};
-use l2san_tests::{bootdisk, rig::md5_file};
+use l2san_rig::linux::{self, AoeScenario, Kernel};
+use l2san_rig::rig::{self, AoeExport, Netns, Run};
+use l2san_rig::{bootdisk, rig::md5_file};
 
 /// `image_mib` is big enough for a rate over about a second and small enough for TCG; the last
 /// half of it takes the timed write.

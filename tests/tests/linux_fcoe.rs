@@ -14,13 +14,13 @@
 //! `cargo test -p l2san-tests --test linux_fcoe -- --ignored`.
 
 use anyhow::{bail, ensure, Context, Result};
-use l2san_tests::fcoe_guest::{
+use l2san_rig::fcoe_guest::{
     self, captured_segment, fmt_mac, port_id_from_mac, wwpn_from_mac, Capture, FcoeExport,
     FcoeMode, FcoeScenario, FrameStats, LioTarget, Mac, Segment, Side,
 };
-use l2san_tests::linux::{self, Kernel, LinuxOutcome};
-use l2san_tests::rig::{self, md5_file, Netns, Run, Tap, Target, TargetKind};
-use l2san_tests::{bootdisk, rig::report};
+use l2san_rig::linux::{self, Kernel, LinuxOutcome};
+use l2san_rig::rig::{self, md5_file, Netns, Run, Tap, Target, TargetKind};
+use l2san_rig::{bootdisk, rig::report};
 use std::time::Duration;
 
 /// The tap's MAC: l2san's ENode MAC, and its default WWPN 20:00:02:4c:32:00:80:80.

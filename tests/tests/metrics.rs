@@ -17,9 +17,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use l2san_tests::fixture::{ata_frame, VethOpts, VethPair};
-use l2san_tests::rawsock::RawSocket;
-use l2san_tests::rig::{self, Netns, Run, Target};
+use l2san_rig::fixture::{ata_frame, VethOpts, VethPair};
+use l2san_rig::rawsock::RawSocket;
+use l2san_rig::rig::{self, Netns, Run, Target};
 
 const ETHERTYPE_AOE: u16 = 0x88a2;
 const SECTORS: usize = 2048;

@@ -14,9 +14,9 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use l2san_tests::fixture::{ata_frame, ctl, fmt_mac, serve_config, VethOpts, VethPair};
-use l2san_tests::rawsock::RawSocket;
-use l2san_tests::rig::{self, Netns, Run};
+use l2san_rig::fixture::{ata_frame, ctl, fmt_mac, serve_config, VethOpts, VethPair};
+use l2san_rig::rawsock::RawSocket;
+use l2san_rig::rig::{self, Netns, Run};
 
 const ETHERTYPE_AOE: u16 = 0x88a2;
 const SECTOR: usize = 512;

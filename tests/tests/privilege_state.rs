@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use l2san_tests::fixture::{VethOpts, VethPair};
-use l2san_tests::rawsock::RawSocket;
-use l2san_tests::rig::{self, Netns, Run, Tap, Target, TargetKind};
+use l2san_rig::fixture::{VethOpts, VethPair};
+use l2san_rig::rawsock::RawSocket;
+use l2san_rig::rig::{self, Netns, Run, Tap, Target, TargetKind};
 
 const ETHERTYPE_AOE: u16 = 0x88a2;
 const SHELF: u16 = 7;

@@ -20,7 +20,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use l2san_tests::rig::{self, AoeExport, Netns, Run, Tap, Target};
+use l2san_rig::rig::{self, AoeExport, Netns, Run, Tap, Target};
 
 const MIB: u64 = 1 << 20;
 

@@ -11,7 +11,7 @@
 //! - l2san exits 0 at the end.
 //!
 //! And under load: while a Linux guest runs the verified AoE write workload of
-//! [`l2san_tests::workload`] on e0.0, the test reloads again and again (an export added, its
+//! [`l2san_rig::workload`] on e0.0, the test reloads again and again (an export added, its
 //! allow-list changed, e0.0's own image grown and its buffer count changed, the added export
 //! removed); the workload must end with no I/O error and a verified read-back, and the image
 //! must hold exactly what the guest wrote.
@@ -21,12 +21,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use l2san_tests::bootdisk;
-use l2san_tests::fixture::{ctl, fmt_mac, serve_config, VethOpts, VethPair};
-use l2san_tests::linux::Kernel;
-use l2san_tests::rawsock::RawSocket;
-use l2san_tests::rig::{self, Netns, Run, TargetKind};
-use l2san_tests::workload::{self, WorkloadGuest, WorkloadOpts};
+use l2san_rig::bootdisk;
+use l2san_rig::fixture::{ctl, fmt_mac, serve_config, VethOpts, VethPair};
+use l2san_rig::linux::Kernel;
+use l2san_rig::rawsock::RawSocket;
+use l2san_rig::rig::{self, Netns, Run, TargetKind};
+use l2san_rig::workload::{self, WorkloadGuest, WorkloadOpts};
 
 const ETHERTYPE_AOE: u16 = 0x88a2;
 const SECTOR: usize = 512;

@@ -17,10 +17,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use l2san_tests::fcoe_guest::{self, FcoeMode, FcoeScenario};
-use l2san_tests::fixture::{ctl, serve_config};
-use l2san_tests::linux::{self, Kernel, LinuxOutcome};
-use l2san_tests::rig::{self, Child, Netns, Run, Tap, TargetKind};
+use l2san_rig::fcoe_guest::{self, FcoeMode, FcoeScenario};
+use l2san_rig::fixture::{ctl, serve_config};
+use l2san_rig::linux::{self, Kernel, LinuxOutcome};
+use l2san_rig::rig::{self, Child, Netns, Run, Tap, TargetKind};
 
 const SECTOR: usize = 512;
 const OLD_SECTORS: usize = 8192;

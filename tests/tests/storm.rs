@@ -1,5 +1,5 @@
 //! Frame storms: while a Linux guest runs the verified write workload of
-//! [`l2san_tests::workload`] over AoE (`frame_storm_under_guest_workload`) or over FCoE VN2VN
+//! [`l2san_rig::workload`] over AoE (`frame_storm_under_guest_workload`) or over FCoE VN2VN
 //! (`frame_storm_under_fcoe_guest_workload`), the test floods l2san with random and malformed
 //! frames of all three of its EtherTypes (AoE 0x88A2, FCoE 0x8906, FIP 0x8914), rate-limited to
 //! [`RATE`] frames per second for at most [`STORM`]. The workload must end with no I/O error and
@@ -75,13 +75,13 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use l2san_tests::bootdisk;
-use l2san_tests::fcoe_guest::{self, crc32, port_id_from_mac, vn_mac, wwpn_from_mac, Side};
-use l2san_tests::fixture::{l2san_only, mac_of};
-use l2san_tests::linux::Kernel;
-use l2san_tests::rawsock::RawSocket;
-use l2san_tests::rig::{self, Netns, Run};
-use l2san_tests::workload::{self, L2sanProcess, WorkloadGuest, WorkloadOpts};
+use l2san_rig::bootdisk;
+use l2san_rig::fcoe_guest::{self, crc32, port_id_from_mac, vn_mac, wwpn_from_mac, Side};
+use l2san_rig::fixture::{l2san_only, mac_of};
+use l2san_rig::linux::Kernel;
+use l2san_rig::rawsock::RawSocket;
+use l2san_rig::rig::{self, Netns, Run};
+use l2san_rig::workload::{self, L2sanProcess, WorkloadGuest, WorkloadOpts};
 
 /// Frames per second.
 const RATE: u64 = 20_000;

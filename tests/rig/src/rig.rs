@@ -46,10 +46,10 @@ pub fn report(line: impl fmt::Display) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
-/// The Cargo workspace this crate lives in.
+/// The Cargo workspace this crate lives in (it is `tests/rig/` of it).
 pub fn workspace_dir() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
+    manifest.ancestors().nth(2).unwrap_or(manifest).to_path_buf()
 }
 
 /// Where the rig keeps its caches (kernel), locks and per-test run directories:

@@ -261,7 +261,7 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(
             fresh == BOOT_CODE,
-            "tests/boot/boot.bin is stale: run `nasm -f bin -o tests/boot/boot.bin tests/boot/boot.asm`"
+            "tests/rig/boot/boot.bin is stale: run `nasm -f bin -o tests/rig/boot/boot.bin tests/rig/boot/boot.asm`"
         );
     }
 
