@@ -876,7 +876,10 @@ impl Fx {
 fn capture_els(n: usize) -> Vec<u8> {
     let frames = l2san_common::test_utils::capture("ipxe-fcoe-p2p-boot.pcap");
     let f = &frames[n - 1];
-    assert!(f.len() >= 14 + 14 + 24 + 8, "frame {n} of the capture is no FCoE ELS");
+    assert!(
+        f.len() >= 14 + 14 + 24 + 8,
+        "frame {n} of the capture is no FCoE ELS"
+    );
     f[14 + 14 + 24..f.len() - 8].to_vec()
 }
 

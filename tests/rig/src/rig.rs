@@ -49,7 +49,11 @@ pub fn report(line: impl fmt::Display) {
 /// The Cargo workspace this crate lives in (it is `tests/rig/` of it).
 pub fn workspace_dir() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.ancestors().nth(2).unwrap_or(manifest).to_path_buf()
+    manifest
+        .ancestors()
+        .nth(2)
+        .unwrap_or(manifest)
+        .to_path_buf()
 }
 
 /// Where the rig keeps its caches (kernel), locks and per-test run directories:
