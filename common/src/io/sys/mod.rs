@@ -1,8 +1,10 @@
-//! Linux raw-socket backends and the few other system calls the workers need. The only socket
-//! and signal `unsafe` in l2san lives below this module.
+//! Linux raw-socket backends and the few other system calls the workers and the test rig need.
+//! The only socket, signal and process `unsafe` in l2san lives below this module.
 
+pub mod netns;
 pub mod packet;
 pub mod privilege;
+pub mod process;
 pub mod signal;
 pub mod xdp;
 
