@@ -17,6 +17,8 @@
 //! `L2SAN_E2E_TARGET=vblade` runs the same cases against vblade, for comparison only: vblade
 //! follows a different error policy and fails many of them.
 
+#![forbid(unsafe_code)]
+
 use std::fmt::Write as _;
 use std::fs;
 use std::path::PathBuf;

@@ -13,13 +13,14 @@
 //!   l2san must keep running (and not spin while the link is down), and the workload must end
 //!   clean and verified.
 //!
-//! l2san only: vblade (`L2SAN_E2E_TARGET=vblade`) is skipped, these tests are about l2san.
+//! l2san only ([`rig::e2e_l2san`]): under `L2SAN_E2E_TARGET=vblade` they say so and do not run.
+
+#![forbid(unsafe_code)]
 
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use l2san_rig::bootdisk;
-use l2san_rig::fixture::l2san_only;
 use l2san_rig::linux::Kernel;
 use l2san_rig::rig::{self, Netns, Run};
 use l2san_rig::workload::{self, L2sanProcess, WorkloadGuest, WorkloadOpts};
@@ -32,11 +33,10 @@ const KILL_AFTER_WRITES: u64 = 40;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 /// Time for the rest of the workload.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(150);
+/// Why these tests do not run against vblade.
+const L2SAN_ONLY: &str = "they kill and restart l2san, and flap its link, which vblade exits on";
 
 fn crash_restart(run: &Run, sync: bool) -> Result<()> {
-    if !l2san_only(run) {
-        return Ok(());
-    }
     let kernel = Kernel::debian()?;
     let image = run.path("disk.img");
     let original = bootdisk::build(IMAGE_MIB << 20);
@@ -123,12 +123,16 @@ fn crash_restart(run: &Run, sync: bool) -> Result<()> {
 
 #[test]
 fn crash_restart_writeback() {
-    rig::e2e("crash_restart_writeback", |run| crash_restart(run, false));
+    rig::e2e_l2san("crash_restart_writeback", L2SAN_ONLY, |run| {
+        crash_restart(run, false)
+    });
 }
 
 #[test]
 fn crash_restart_sync() {
-    rig::e2e("crash_restart_sync", |run| crash_restart(run, true));
+    rig::e2e_l2san("crash_restart_sync", L2SAN_ONLY, |run| {
+        crash_restart(run, true)
+    });
 }
 
 /// `ip link set dev <tap> <args>` inside the namespace.
@@ -152,9 +156,6 @@ fn flap(ns: &Netns, tap: &str, l2san: &mut L2sanProcess, pause: Duration) -> Res
 }
 
 fn link_flap(run: &Run) -> Result<()> {
-    if !l2san_only(run) {
-        return Ok(());
-    }
     let kernel = Kernel::debian()?;
     let image = run.path("disk.img");
     let original = bootdisk::build(IMAGE_MIB << 20);
@@ -245,5 +246,5 @@ fn link_flap(run: &Run) -> Result<()> {
 
 #[test]
 fn link_flap_and_mtu_change_under_load() {
-    rig::e2e("link_flap_and_mtu_change_under_load", link_flap);
+    rig::e2e_l2san("link_flap_and_mtu_change_under_load", L2SAN_ONLY, link_flap);
 }

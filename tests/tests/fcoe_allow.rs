@@ -19,7 +19,10 @@
 //!   gets the target role and it has no SCSI device.
 //!
 //! Every frame of the segment is captured and l2san's frames are checked
-//! ([`fcoe_guest::analyze`]). l2san only (vblade has no FCoE).
+//! ([`fcoe_guest::analyze`]). l2san only (vblade has no FCoE): under `L2SAN_E2E_TARGET=vblade`
+//! they say so and do not run.
+
+#![forbid(unsafe_code)]
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -30,7 +33,6 @@ use l2san_rig::fcoe_guest::{
     self, captured_segment, fmt_mac, fmt_wwn, wwpn_from_mac, Capture, FrameStats, Mac, Segment,
     Side, FCOE_MODULES,
 };
-use l2san_rig::fixture::l2san_only;
 use l2san_rig::linux::{self, Kernel, LinuxOutcome};
 use l2san_rig::rig::{self, md5_file, Netns, Run, Tap};
 use l2san_rig::workload::L2sanProcess;
@@ -344,10 +346,7 @@ fn metric(l2san: &L2sanProcess, ctl: &Path, name: &str) -> Result<f64> {
 
 #[test]
 fn fcoe_allow_by_wwpn() {
-    rig::e2e("fcoe_allow_by_wwpn", |run| {
-        if !l2san_only(run) {
-            return Ok(());
-        }
+    rig::e2e_l2san("fcoe_allow_by_wwpn", "vblade has no FCoE", |run| {
         let kernel = Kernel::debian()?;
         let mut fx = Fixture::new(run)?;
         let other = [fmt_wwn(wwpn_from_mac(&OTHER_MAC))];
@@ -384,90 +383,96 @@ fn fcoe_allow_by_wwpn() {
 
 #[test]
 fn fcoe_allow_by_mac_in_config_file() {
-    rig::e2e("fcoe_allow_by_mac_in_config_file", |run| {
-        if !l2san_only(run) {
-            return Ok(());
-        }
-        let kernel = Kernel::debian()?;
-        let mut fx = Fixture::new(run)?;
-        let ctl = run.path("ctl.sock");
-        let config = run.path("l2san.toml");
-        let toml = format!(
-            "ctl-socket = \"{ctl}\"\n\n\
+    rig::e2e_l2san(
+        "fcoe_allow_by_mac_in_config_file",
+        "vblade has no FCoE",
+        |run| {
+            let kernel = Kernel::debian()?;
+            let mut fx = Fixture::new(run)?;
+            let ctl = run.path("ctl.sock");
+            let config = run.path("l2san.toml");
+            let toml = format!(
+                "ctl-socket = \"{ctl}\"\n\n\
              [[interface]]\nname = \"{tap}\"\n\n\
              [[export]]\nname = \"hidden\"\nimage = \"{i0}\"\nfcoe-lun = 0\n\
              fcoe-allow = [\"{ow}\", \"{om}\"]\n\n\
              [[export]]\nname = \"guest\"\nimage = \"{i1}\"\nfcoe-lun = 1\n\
              fcoe-allow = [\"{gm}\"]\n\n\
              [[export]]\nname = \"open\"\nimage = \"{i2}\"\nfcoe-lun = 2\n",
-            ctl = ctl.display(),
-            tap = fx.tap.name,
-            i0 = fx.images[0].display(),
-            i1 = fx.images[1].display(),
-            i2 = fx.images[2].display(),
-            ow = fmt_wwn(wwpn_from_mac(&OTHER_MAC)),
-            om = fmt_mac(&OTHER_MAC),
-            gm = fmt_mac(&GUEST_MAC),
-        );
-        std::fs::write(&config, &toml)?;
-        let l2san =
-            L2sanProcess::start_config(&fx.ns, &fx.tap.name, &config, &[], &run.path("l2san.log"))?;
-        let outcome = fx.guest(run, &kernel, 2, WAIT_S)?;
-        let found = Found::parse(&outcome);
-        let logins = metric(&l2san, &ctl, "l2san_fcoe_logins_total")?;
-        l2san.stop()?;
-        fx.frames()?;
-        rig::report(format_args!(
-            "{}: LUN 0 allows another WWPN and MAC, LUN 1 the guest's MAC {}, LUN 2 everyone: \
+                ctl = ctl.display(),
+                tap = fx.tap.name,
+                i0 = fx.images[0].display(),
+                i1 = fx.images[1].display(),
+                i2 = fx.images[2].display(),
+                ow = fmt_wwn(wwpn_from_mac(&OTHER_MAC)),
+                om = fmt_mac(&OTHER_MAC),
+                gm = fmt_mac(&GUEST_MAC),
+            );
+            std::fs::write(&config, &toml)?;
+            let l2san = L2sanProcess::start_config(
+                &fx.ns,
+                &fx.tap.name,
+                &config,
+                &[],
+                &run.path("l2san.log"),
+            )?;
+            let outcome = fx.guest(run, &kernel, 2, WAIT_S)?;
+            let found = Found::parse(&outcome);
+            let logins = metric(&l2san, &ctl, "l2san_fcoe_logins_total")?;
+            l2san.stop()?;
+            fx.frames()?;
+            rig::report(format_args!(
+                "{}: LUN 0 allows another WWPN and MAC, LUN 1 the guest's MAC {}, LUN 2 everyone: \
              the guest found {:?}, disks {:?}; l2san counted {logins:.0} logins; guest run {:.1} s",
-            run.name(),
-            fmt_mac(&GUEST_MAC),
-            found.sdevs,
-            found.disks,
-            outcome.elapsed.as_secs_f64()
-        ));
-        check_found(&fx, &found, &[1, 2])
-    });
+                run.name(),
+                fmt_mac(&GUEST_MAC),
+                found.sdevs,
+                found.disks,
+                outcome.elapsed.as_secs_f64()
+            ));
+            check_found(&fx, &found, &[1, 2])
+        },
+    );
 }
 
 #[test]
 fn fcoe_allow_none_refuses_login() {
-    rig::e2e("fcoe_allow_none_refuses_login", |run| {
-        if !l2san_only(run) {
-            return Ok(());
-        }
-        let kernel = Kernel::debian()?;
-        let mut fx = Fixture::new(run)?;
-        let other_wwpn = [fmt_wwn(wwpn_from_mac(&OTHER_MAC))];
-        let other_mac = [fmt_mac(&OTHER_MAC)];
-        let ctl = run.path("ctl.sock");
-        let mut args = fx.fcoe_args(&[(0, &other_wwpn), (1, &other_mac)]);
-        args.extend(["--ctl-socket".to_string(), ctl.display().to_string()]);
-        let l2san = L2sanProcess::start(&fx.ns, &fx.tap.name, &args, &run.path("l2san.log"))?;
-        let outcome = fx.guest(run, &kernel, 0, NONE_WAIT_S)?;
-        let found = Found::parse(&outcome);
-        let metrics = l2san.ctl_metrics(&ctl)?;
-        let m = |name: &str| metrics.get(name).copied().unwrap_or(0.0);
-        let (refused, logins, sessions) = (
-            m("l2san_fcoe_drop_not_allowed_total"),
-            m("l2san_fcoe_logins_total"),
-            m("l2san_fcoe_sessions"),
-        );
-        l2san.stop()?;
-        let stats = fx.frames()?;
-        let guest_flogi = stats.els_count(Side::Guest, 0x04);
-        let rjt = stats
-            .els_replies
-            .get(&(Side::Target, 0x01))
-            .copied()
-            .unwrap_or(0);
-        let acc = stats
-            .els_replies
-            .get(&(Side::Target, 0x02))
-            .copied()
-            .unwrap_or(0);
-        let target = stats.side(Side::Target);
-        rig::report(format_args!(
+    rig::e2e_l2san(
+        "fcoe_allow_none_refuses_login",
+        "vblade has no FCoE",
+        |run| {
+            let kernel = Kernel::debian()?;
+            let mut fx = Fixture::new(run)?;
+            let other_wwpn = [fmt_wwn(wwpn_from_mac(&OTHER_MAC))];
+            let other_mac = [fmt_mac(&OTHER_MAC)];
+            let ctl = run.path("ctl.sock");
+            let mut args = fx.fcoe_args(&[(0, &other_wwpn), (1, &other_mac)]);
+            args.extend(["--ctl-socket".to_string(), ctl.display().to_string()]);
+            let l2san = L2sanProcess::start(&fx.ns, &fx.tap.name, &args, &run.path("l2san.log"))?;
+            let outcome = fx.guest(run, &kernel, 0, NONE_WAIT_S)?;
+            let found = Found::parse(&outcome);
+            let metrics = l2san.ctl_metrics(&ctl)?;
+            let m = |name: &str| metrics.get(name).copied().unwrap_or(0.0);
+            let (refused, logins, sessions) = (
+                m("l2san_fcoe_drop_not_allowed_total"),
+                m("l2san_fcoe_logins_total"),
+                m("l2san_fcoe_sessions"),
+            );
+            l2san.stop()?;
+            let stats = fx.frames()?;
+            let guest_flogi = stats.els_count(Side::Guest, 0x04);
+            let rjt = stats
+                .els_replies
+                .get(&(Side::Target, 0x01))
+                .copied()
+                .unwrap_or(0);
+            let acc = stats
+                .els_replies
+                .get(&(Side::Target, 0x02))
+                .copied()
+                .unwrap_or(0);
+            let target = stats.side(Side::Target);
+            rig::report(format_args!(
             "{}: no LUN allows the guest: it sent {guest_flogi} FLOGIs in {NONE_WAIT_S} s, l2san \
              answered {rjt} LS_RJT and {acc} LS_ACC and sent {} FCoE frames; l2san counted \
              {refused:.0} refused logins, {logins:.0} logins, {sessions:.0} sessions; the guest \
@@ -478,35 +483,36 @@ fn fcoe_allow_none_refuses_login() {
             found.rports,
             stats.describe()
         ));
-        ensure!(
-            guest_flogi >= 1,
-            "the guest never tried to log in (no FLOGI in the capture)"
-        );
-        ensure!(
-            rjt >= guest_flogi && acc == 0,
-            "l2san answered {guest_flogi} FLOGIs with {rjt} LS_RJT and {acc} LS_ACC; expected \
+            ensure!(
+                guest_flogi >= 1,
+                "the guest never tried to log in (no FLOGI in the capture)"
+            );
+            ensure!(
+                rjt >= guest_flogi && acc == 0,
+                "l2san answered {guest_flogi} FLOGIs with {rjt} LS_RJT and {acc} LS_ACC; expected \
              LS_RJT only"
-        );
-        ensure!(
+            );
+            ensure!(
             target.fcoe == 0 && stats.scsi_commands.is_empty(),
             "FCoE frames between the refused guest and l2san ({} from l2san, SCSI commands {:?})",
             target.fcoe,
             stats.scsi_commands
         );
-        ensure!(
-            refused >= guest_flogi as f64 && logins == 0.0 && sessions == 0.0,
-            "l2san's counters: {refused} refused, {logins} logins, {sessions} sessions"
-        );
-        ensure!(
-            found.sdevs.is_empty() && found.disks.is_empty(),
-            "the refused guest has SCSI devices {:?}",
-            found.sdevs
-        );
-        ensure!(
-            !found.rports.iter().any(|r| r.contains("Target")),
-            "the refused guest has a target port: {:?}",
-            found.rports
-        );
-        Ok(())
-    });
+            ensure!(
+                refused >= guest_flogi as f64 && logins == 0.0 && sessions == 0.0,
+                "l2san's counters: {refused} refused, {logins} logins, {sessions} sessions"
+            );
+            ensure!(
+                found.sdevs.is_empty() && found.disks.is_empty(),
+                "the refused guest has SCSI devices {:?}",
+                found.sdevs
+            );
+            ensure!(
+                !found.rports.iter().any(|r| r.contains("Target")),
+                "the refused guest has a target port: {:?}",
+                found.rports
+            );
+            Ok(())
+        },
+    );
 }

@@ -5,7 +5,7 @@
 //! raw sockets on `b` ([`RawSocket`]) as an iPXE-style point-to-point initiator: a plain FLOGI to
 //! `0E:FC:00:FF:FF:FE`, then PLOGI 01.01.02 -> 01.01.01 and PRLI, as in
 //! `testdata/captures/ipxe-fcoe-p2p-boot.pcap` (whose FLOGI, PLOGI and PRLI frames are replayed,
-//! with our MAC, when the captures are there). Frames are built and read with l2san's own
+//! with our MAC). Frames are built and read with l2san's own
 //! `wire` module.
 //!
 //! What is expected comes from the reference (`fcoe.md` §1.2 framing, §3.4-3.6 exchanges, BLS
@@ -23,6 +23,10 @@
 //! Silence is checked without long waits: after the frames that must go unanswered an RTV goes
 //! out; the target handles frames in order, so once the RTV's LS_ACC is in (plus a grace period)
 //! any reply to the earlier frames would have arrived.
+//!
+//! l2san only (vblade has no FCoE): under `L2SAN_E2E_TARGET=vblade` they say so and do not run.
+
+#![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
 use std::fs;
@@ -31,9 +35,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use l2san_common::MacAddr;
-use l2san_fcoe::wire::els::{
-    fcp_sppf, spp_flags, ElsCommand, ElsPacket, LoginRepr, PrliRepr, LOGIN_LEN, PRLI_LEN,
-};
+use l2san_fcoe::wire::els::{fcp_sppf, ElsPacket, LoginRepr, PrliRepr, LOGIN_LEN, PRLI_LEN};
 use l2san_fcoe::wire::fc::{FCtl, FcHeaderRepr, FcPacket, FcType, RCtl};
 use l2san_fcoe::wire::fcoe::{crc32, emit_frame, Eof, FcoePacket, FcoeRepr, Sof};
 use l2san_fcoe::wire::fcp::{rsp_flags, FcpCmndPacket, FcpCmndRepr, TaskAttribute};
@@ -588,15 +590,15 @@ impl Fx {
         Ok(())
     }
 
-    /// FLOGI to 0E:FC:00:FF:FF:FE (iPXE's, from the capture when it is there).
+    /// FLOGI to 0E:FC:00:FF:FF:FE (iPXE's, from the capture).
     fn flogi(&mut self) -> Result<()> {
         let ox = self.ox();
-        let login = LoginRepr::n_port(ElsCommand::Flogi, OUR_WWPN, OUR_WWNN, MFS as u16);
-        let mut payload = capture_els(8);
-        if payload.len() != LOGIN_LEN || payload[0] != 0x04 {
-            payload = vec![0u8; LOGIN_LEN];
-            login.emit(&mut ElsPacket::new_unchecked(&mut payload[..]));
-        }
+        let payload = capture_els(8);
+        ensure!(
+            payload.len() == LOGIN_LEN && payload[0] == 0x04,
+            "frame 8 of the capture is no FLOGI: {}",
+            hex(&payload)
+        );
         let mut hdr = request(RCtl::ElsRequest, FcType::Els, ox);
         hdr.d_id = FcId::FLOGI;
         hdr.s_id = FcId::new(0);
@@ -629,12 +631,12 @@ impl Fx {
     }
 
     fn plogi(&mut self) -> Result<()> {
-        let mut payload = capture_els(10);
-        if payload.len() != LOGIN_LEN || payload[0] != 0x03 {
-            payload = vec![0u8; LOGIN_LEN];
-            LoginRepr::n_port(ElsCommand::Plogi, OUR_WWPN, OUR_WWNN, MFS as u16)
-                .emit(&mut ElsPacket::new_unchecked(&mut payload[..]));
-        }
+        let payload = capture_els(10);
+        ensure!(
+            payload.len() == LOGIN_LEN && payload[0] == 0x03,
+            "frame 10 of the capture is no PLOGI: {}",
+            hex(&payload)
+        );
         let fr = self.ls_acc(&payload, LOGIN_LEN, "PLOGI")?;
         ensure!(
             fr.data[36..68].iter().all(|&b| b == 0) && fr.data[84..116].iter().all(|&b| b == 0),
@@ -645,20 +647,12 @@ impl Fx {
     }
 
     fn prli(&mut self) -> Result<()> {
-        let mut payload = capture_els(12);
-        if payload.len() != PRLI_LEN || payload[0] != 0x20 {
-            payload = vec![0u8; PRLI_LEN];
-            PrliRepr {
-                command: ElsCommand::Prli,
-                fc4_type: 0x08,
-                type_ext: 0,
-                flags: spp_flags::EST_IMG_PAIR,
-                originator_pa: 0,
-                responder_pa: 0,
-                service_params: fcp_sppf::INIT_FCN | fcp_sppf::RD_XRDY_DIS,
-            }
-            .emit(&mut ElsPacket::new_unchecked(&mut payload[..]));
-        }
+        let payload = capture_els(12);
+        ensure!(
+            payload.len() == PRLI_LEN && payload[0] == 0x20,
+            "frame 12 of the capture is no PRLI: {}",
+            hex(&payload)
+        );
         let fr = self.ls_acc(&payload, PRLI_LEN, "PRLI")?;
         let acc = PrliRepr::parse(&ElsPacket::new_unchecked(&fr.data[..]))
             .map_err(|e| anyhow::anyhow!("PRLI LS_ACC: {e}"))?;
@@ -885,7 +879,7 @@ fn capture_els(n: usize) -> Vec<u8> {
 
 /// Runs one case: a fresh namespace, target and image, `body`, then [`Fx::finish`].
 fn case(name: &str, read_only: bool, body: impl FnOnce(&mut Fx) -> Result<()>) {
-    rig::e2e(&format!("fcoe_bad_{name}"), |run| {
+    rig::e2e_l2san(&format!("fcoe_bad_{name}"), "vblade has no FCoE", |run| {
         let mut fx = Fx::start(run, read_only)?;
         body(&mut fx)?;
         fx.finish()

@@ -22,14 +22,15 @@
 //! sent that LOGO, libfc ignored the LS_RJTs on its FCP exchanges and only recovered through the
 //! 30 s SCSI timeout, a LUN reset and a host reset: a stall of 75-80 s (no I/O error even then).
 //!
-//! l2san only (vblade has no FCoE): under `L2SAN_E2E_TARGET=vblade` it is skipped.
+//! l2san only (vblade has no FCoE): under `L2SAN_E2E_TARGET=vblade` it says so and does not run.
+
+#![forbid(unsafe_code)]
 
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use l2san_rig::bootdisk;
 use l2san_rig::fcoe_guest::{self, captured_segment, FcoeExport, Mac, Segment};
-use l2san_rig::fixture::l2san_only;
 use l2san_rig::linux::Kernel;
 use l2san_rig::rig::{self, Run};
 use l2san_rig::workload::{self, L2sanProcess, WorkloadGuest, WorkloadOpts};
@@ -52,9 +53,6 @@ const FINISH_TIMEOUT: Duration = Duration::from_secs(120);
 const RESUME_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn fcoe_crash_restart(run: &Run) -> Result<()> {
-    if !l2san_only(run) {
-        return Ok(());
-    }
     let kernel = Kernel::debian()?;
     let image = run.path("disk.img");
     let original = bootdisk::build(IMAGE_MIB << 20);
@@ -173,5 +171,9 @@ fn fcoe_crash_restart(run: &Run) -> Result<()> {
 
 #[test]
 fn fcoe_crash_restart_vn2vn() {
-    rig::e2e("fcoe_crash_restart_vn2vn", fcoe_crash_restart);
+    rig::e2e_l2san(
+        "fcoe_crash_restart_vn2vn",
+        "vblade has no FCoE",
+        fcoe_crash_restart,
+    );
 }

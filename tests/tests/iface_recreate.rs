@@ -30,12 +30,14 @@
 //! interface being promiscuous), so l2san logs one error that names the fix (restart, or
 //! `ip link set dev a address <old>`); the way back to the first MAC is a warning.
 
+#![forbid(unsafe_code)]
+
 use std::fs;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use l2san_rig::fcoe_guest::crc32;
-use l2san_rig::fixture::{fmt_mac, ifindex_of, l2san_only, mac_of};
+use l2san_rig::fixture::{fmt_mac, ifindex_of, mac_of};
 use l2san_rig::rawsock::RawSocket;
 use l2san_rig::rig::{self, wait_until, Netns, Run};
 use l2san_rig::workload::{self, L2sanProcess};
@@ -58,6 +60,8 @@ const ABSENT: Duration = Duration::from_secs(3);
 /// How long l2san may take to serve again once `a` is back (it retries every second).
 const RECOVER: Duration = Duration::from_secs(15);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Why these tests do not run against vblade.
+const L2SAN_ONLY: &str = "vblade exits when its interface goes away, and has no FCoE";
 /// The point-to-point FLOGI address and our WWPN (higher than l2san's: we are 01.01.02).
 const FLOGI_MAC: [u8; 6] = [0x0e, 0xfc, 0x00, 0xff, 0xff, 0xfe];
 const OUR_WWPN: u64 = 0x2000_5254_0012_3456;
@@ -533,9 +537,6 @@ fn start_serving(
 }
 
 fn iface_recreate(run: &Run) -> Result<()> {
-    if !l2san_only(run) {
-        return Ok(());
-    }
     let (image_path, mut expected) = write_image(run)?;
     let ns = Netns::new()?;
     let ctl = run.path("ctl.sock");
@@ -655,8 +656,9 @@ fn iface_recreate(run: &Run) -> Result<()> {
 
 #[test]
 fn interface_deleted_and_recreated_while_serving() {
-    rig::e2e(
+    rig::e2e_l2san(
         "interface_deleted_and_recreated_while_serving",
+        L2SAN_ONLY,
         iface_recreate,
     );
 }
@@ -665,9 +667,6 @@ fn interface_deleted_and_recreated_while_serving() {
 /// Query Config, READ, WRITE and read-back at the MAC `a` has), FCoE keeps the first MAC and
 /// serves there (promiscuous), and l2san logs one error naming the fix, then one warning.
 fn iface_new_mac(run: &Run) -> Result<()> {
-    if !l2san_only(run) {
-        return Ok(());
-    }
     let (image_path, mut expected) = write_image(run)?;
     let ns = Netns::new()?;
     let (_, mut client, mut l2san) =
@@ -750,5 +749,9 @@ fn iface_new_mac(run: &Run) -> Result<()> {
 
 #[test]
 fn interface_recreated_with_another_mac() {
-    rig::e2e("interface_recreated_with_another_mac", iface_new_mac);
+    rig::e2e_l2san(
+        "interface_recreated_with_another_mac",
+        L2SAN_ONLY,
+        iface_new_mac,
+    );
 }

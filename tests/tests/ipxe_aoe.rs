@@ -2,6 +2,8 @@
 //!
 //! Run against vblade instead of l2san with `L2SAN_E2E_TARGET=vblade`.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{bail, ensure};
 use l2san_rig::bootdisk;
 use l2san_rig::rig::{self, AoeExport, BootResult, IpxeOpts, Netns};

@@ -8,12 +8,14 @@
 //! - after a silence longer than `overlay-reset-after`, the second boot's IDENTIFY is a new
 //!   boot: the overlay is discarded and the boot code finds the pristine pattern again.
 
+#![forbid(unsafe_code)]
+
 use std::fs;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
 use l2san_rig::bootdisk;
-use l2san_rig::fixture::{self, l2san_only};
+use l2san_rig::fixture;
 use l2san_rig::rig::{self, BootResult, IpxeOpts, Netns};
 
 /// 8 MiB: also clear of iPXE's geometry pitfall without the partition entry.
@@ -22,10 +24,7 @@ const RESET_AFTER_S: u64 = 2;
 
 #[test]
 fn ipxe_boots_twice_over_a_reset_overlay() {
-    rig::e2e("ipxe_overlay", |run| {
-        if !l2san_only(run) {
-            return Ok(());
-        }
+    rig::e2e_l2san("ipxe_overlay", "overlay exports are l2san's", |run| {
         let base = run.path("golden.img");
         let built = bootdisk::build(IMAGE_LEN);
         fs::write(&base, &built)?;

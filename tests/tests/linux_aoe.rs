@@ -3,6 +3,8 @@
 //!
 //! Run against vblade instead of l2san with `L2SAN_E2E_TARGET=vblade`.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{ensure, Result};
 use l2san_rig::linux::{self, AoeScenario, Kernel};
 use l2san_rig::rig::{self, AoeExport, Netns, Run};

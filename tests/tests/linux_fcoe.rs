@@ -7,11 +7,14 @@
 //!
 //! `linux_fcoe_guest_probes_without_target` needs no target: it checks the rig (the guest's VN2VN
 //! probes, claim and beacons, and the capture checker) on its own. The others need an l2san that
-//! serves `--fcoe`; vblade has no FCoE, so under `L2SAN_E2E_TARGET=vblade` they are skipped.
+//! serves `--fcoe`; vblade has no FCoE, so under `L2SAN_E2E_TARGET=vblade` they say so and do
+//! not run.
 //!
 //! The ignored `linux_fcoe_reference_lio_*` tests run the same scenarios and checks against LIO's
 //! `tcm_fc` in a second guest (bridged to the initiator's tap), the reference FCoE target:
 //! `cargo test -p l2san-tests --test linux_fcoe -- --ignored`.
+
+#![forbid(unsafe_code)]
 
 use anyhow::{bail, ensure, Context, Result};
 use l2san_rig::fcoe_guest::{
@@ -19,10 +22,12 @@ use l2san_rig::fcoe_guest::{
     FcoeMode, FcoeScenario, FrameStats, LioTarget, Mac, Segment, Side,
 };
 use l2san_rig::linux::{self, Kernel, LinuxOutcome};
-use l2san_rig::rig::{self, md5_file, Netns, Run, Tap, Target, TargetKind};
+use l2san_rig::rig::{self, md5_file, Netns, Run, Tap, Target};
 use l2san_rig::{bootdisk, rig::report};
 use std::time::Duration;
 
+/// Why the tests of l2san's FCoE do not run against vblade.
+const NO_FCOE: &str = "vblade has no FCoE";
 /// The tap's MAC: l2san's ENode MAC, and its default WWPN 20:00:02:4c:32:00:80:80.
 const TAP_MAC: Mac = [0x02, 0x4c, 0x32, 0x00, 0x80, 0x80];
 /// A guest whose WWPN is lower than l2san's: l2san must send the PLOGI.
@@ -222,14 +227,6 @@ fn bridged(ns: &Netns, mtu: u32) -> Result<(Tap, Tap)> {
 }
 
 fn linux_fcoe(run: &Run, case: &FcoeCase, server: Server) -> Result<()> {
-    if server == Server::L2san && run.target_kind() != TargetKind::L2san {
-        report(format_args!(
-            "SKIPPED {}: {} has no FCoE",
-            run.name(),
-            run.target_kind()
-        ));
-        return Ok(());
-    }
     let kernel = Kernel::debian()?;
     let image = run.path("disk.img");
     let original = bootdisk::build(case.image_mib << 20);
@@ -490,21 +487,21 @@ fn check_logins(case: &FcoeCase, stats: &FrameStats) -> Result<()> {
 
 #[test]
 fn linux_fcoe_guest_wwpn_lower() {
-    rig::e2e("linux_fcoe_guest_wwpn_lower", |run| {
+    rig::e2e_l2san("linux_fcoe_guest_wwpn_lower", NO_FCOE, |run| {
         linux_fcoe(run, &LOWER, Server::L2san)
     });
 }
 
 #[test]
 fn linux_fcoe_guest_wwpn_higher() {
-    rig::e2e("linux_fcoe_guest_wwpn_higher", |run| {
+    rig::e2e_l2san("linux_fcoe_guest_wwpn_higher", NO_FCOE, |run| {
         linux_fcoe(run, &HIGHER, Server::L2san)
     });
 }
 
 #[test]
 fn linux_fcoe_readonly() {
-    rig::e2e("linux_fcoe_readonly", |run| {
+    rig::e2e_l2san("linux_fcoe_readonly", NO_FCOE, |run| {
         linux_fcoe(run, &READONLY, Server::L2san)
     });
 }

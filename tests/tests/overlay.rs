@@ -9,6 +9,10 @@
 //!   client reads the base again); `overlay commit` writes base + one client's overlay into a
 //!   new image (checked byte for byte) with a progress bar, and changes neither;
 //! - after a restart the persistent overlays are all still there.
+//!
+//! l2san only: under `L2SAN_E2E_TARGET=vblade` it says so and does not run.
+
+#![forbid(unsafe_code)]
 
 use std::fs;
 use std::time::{Duration, Instant};
@@ -132,7 +136,7 @@ fn check_disk(peer: &mut Peer, src: [u8; 6], want: &[u8]) -> Result<()> {
 
 #[test]
 fn twenty_clients_write_their_own_overlays_of_one_base() {
-    rig::e2e("overlay", |run: &Run| {
+    rig::e2e_l2san("overlay", "overlay exports are l2san's", |run: &Run| {
         let base = run.path("golden.img");
         fs::write(&base, base_bytes())?;
         let dir = run.path("overlays");

@@ -9,7 +9,10 @@
 //!   as uid 65534 with CAP_NET_ADMIN and CAP_NET_RAW only and no_new_privs, still reads and
 //!   writes, reopens its socket after a link flap, and exits 0 on SIGTERM.
 //!
-//! l2san only: vblade has neither option, so `L2SAN_E2E_TARGET=vblade` skips these tests.
+//! l2san only: vblade has neither option, so under `L2SAN_E2E_TARGET=vblade` they say so and do
+//! not run.
+
+#![forbid(unsafe_code)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,9 +21,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use l2san_rig::fixture::{VethOpts, VethPair};
 use l2san_rig::rawsock::RawSocket;
-use l2san_rig::rig::{self, Netns, Run, Tap, Target, TargetKind};
+use l2san_rig::rig::{self, Netns, Run, Tap, Target};
 
 const ETHERTYPE_AOE: u16 = 0x88a2;
+/// Why these tests do not run against vblade.
+const L2SAN_ONLY: &str = "vblade has no --state-file and no --user";
 const SHELF: u16 = 7;
 const SLOT: u8 = 3;
 /// 1 MiB image.
@@ -198,15 +203,7 @@ struct Fx {
 }
 
 impl Fx {
-    /// `None` when the run is against vblade (these options are l2san's own).
-    fn start(run: &Run, extra: &[String]) -> Result<Option<Fx>> {
-        if run.target_kind() != TargetKind::L2san {
-            rig::report(format_args!(
-                "SKIPPED {}: l2san only (vblade has no --state-file / --user)",
-                run.name()
-            ));
-            return Ok(None);
-        }
+    fn start(run: &Run, extra: &[String]) -> Result<Fx> {
         let image = run.path("disk.img");
         let mut content = vec![0u8; SECTORS as usize * SECTOR];
         for (s, sector) in content.chunks_mut(SECTOR).enumerate() {
@@ -241,7 +238,7 @@ impl Fx {
             &args,
             &run.path("target.log"),
         )?;
-        Ok(Some(Fx {
+        Ok(Fx {
             target: Some(target),
             sock,
             ns,
@@ -251,7 +248,7 @@ impl Fx {
             us,
             them,
             next_tag: 0x5a7e_0000,
-        }))
+        })
     }
 
     fn target(&mut self) -> Result<&mut Target> {
@@ -590,12 +587,10 @@ fn check_dropped(pid: u32, what: &str) -> Result<()> {
 
 #[test]
 fn state_file_keeps_mask_reserve_and_config_across_restart() {
-    rig::e2e("privilege_state_file", |run| {
+    rig::e2e_l2san("privilege_state_file", L2SAN_ONLY, |run| {
         let state = run.path("aoe.state");
         let extra = vec!["--state-file".to_string(), state.display().to_string()];
-        let Some(mut fx) = Fx::start(run, &extra)? else {
-            return Ok(());
-        };
+        let mut fx = Fx::start(run, &extra)?;
         fx.ping("CHECK POWER MODE at start")?;
         let us = fx.us;
 
@@ -689,11 +684,9 @@ fn state_file_keeps_mask_reserve_and_config_across_restart() {
 
 #[test]
 fn user_drops_privileges_and_keeps_serving() {
-    rig::e2e("privilege_user_nobody", |run| {
+    rig::e2e_l2san("privilege_user_nobody", L2SAN_ONLY, |run| {
         let extra = vec!["--user".to_string(), "nobody".to_string()];
-        let Some(mut fx) = Fx::start(run, &extra)? else {
-            return Ok(());
-        };
+        let mut fx = Fx::start(run, &extra)?;
         fx.wait_serving("CHECK POWER MODE at start")?;
         let pid = pid_with_arg(&fx.image.display().to_string())?;
         check_dropped(pid, "after start")?;

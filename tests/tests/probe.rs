@@ -12,7 +12,10 @@
 //! FCoE port at the same port ID (the probe's claim did not make it give its ID up), and
 //! l2san must still run and exit 0 on SIGTERM. Bad arguments exit 2 and name the fix.
 //!
-//! The targets are fixed (l2san and vblade together), whatever `L2SAN_E2E_TARGET` says.
+//! The targets are fixed (l2san and vblade together). The program under test is l2san (its probe
+//! and its target), so under `L2SAN_E2E_TARGET=vblade` the test says so and does not run.
+
+#![forbid(unsafe_code)]
 
 use std::fs;
 use std::path::Path;
@@ -310,5 +313,9 @@ fn body(run: &Run) -> Result<()> {
 
 #[test]
 fn probe_lists_targets_and_duplicates() {
-    rig::e2e("probe_lists_targets_and_duplicates", body);
+    rig::e2e_l2san(
+        "probe_lists_targets_and_duplicates",
+        "it tests `l2san probe`, with vblade beside l2san whatever the choice",
+        body,
+    );
 }

@@ -15,6 +15,10 @@
 //! allow-list changed, e0.0's own image grown and its buffer count changed, the added export
 //! removed); the workload must end with no I/O error and a verified read-back, and the image
 //! must hold exactly what the guest wrote.
+//!
+//! l2san only: under `L2SAN_E2E_TARGET=vblade` they say so and do not run.
+
+#![forbid(unsafe_code)]
 
 use std::fs;
 use std::path::Path;
@@ -25,10 +29,12 @@ use l2san_rig::bootdisk;
 use l2san_rig::fixture::{ctl, fmt_mac, serve_config, VethOpts, VethPair};
 use l2san_rig::linux::Kernel;
 use l2san_rig::rawsock::RawSocket;
-use l2san_rig::rig::{self, Netns, Run, TargetKind};
+use l2san_rig::rig::{self, Netns, Run};
 use l2san_rig::workload::{self, WorkloadGuest, WorkloadOpts};
 
 const ETHERTYPE_AOE: u16 = 0x88a2;
+/// Why these tests do not run against vblade.
+const L2SAN_ONLY: &str = "configuration files and live reload are l2san's";
 const SECTOR: usize = 512;
 
 struct Peer {
@@ -181,7 +187,7 @@ fn wait_for_log(log: &Path, needle: &str, after: usize) -> Result<String> {
 
 #[test]
 fn reload_adds_resizes_and_removes_exports_without_a_restart() {
-    rig::e2e("reload", |run: &Run| {
+    rig::e2e_l2san("reload", L2SAN_ONLY, |run: &Run| {
         let golden = run.path("golden.img");
         let pc1 = run.path("pc1.img");
         let private = run.path("private.img");
@@ -303,11 +309,7 @@ const FINISH_TIMEOUT: Duration = Duration::from_secs(150);
 
 #[test]
 fn reload_under_a_guest_workload() {
-    rig::e2e("reload_under_a_guest_workload", |run: &Run| {
-        if run.target_kind() != TargetKind::L2san {
-            rig::report(format_args!("SKIPPED {}: l2san only", run.name()));
-            return Ok(());
-        }
+    rig::e2e_l2san("reload_under_a_guest_workload", L2SAN_ONLY, |run: &Run| {
         let kernel = Kernel::debian()?;
         let image = run.path("disk.img");
         let original = bootdisk::build(IMAGE_MIB << 20);

@@ -10,6 +10,10 @@
 //! FCoE (VN2VN): the guest must get CAPACITY DATA HAS CHANGED on its next read (the kernel
 //! logs it), see the new size after rescanning the device, and find LUN 1 after rescanning
 //! the host, with the host's MD5; the session is never lost.
+//!
+//! l2san only: under `L2SAN_E2E_TARGET=vblade` they say so and do not run.
+
+#![forbid(unsafe_code)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,8 +24,10 @@ use anyhow::{ensure, Context, Result};
 use l2san_rig::fcoe_guest::{self, FcoeMode, FcoeScenario};
 use l2san_rig::fixture::{ctl, serve_config};
 use l2san_rig::linux::{self, Kernel, LinuxOutcome};
-use l2san_rig::rig::{self, Child, Netns, Run, Tap, TargetKind};
+use l2san_rig::rig::{self, Child, Netns, Run, Tap};
 
+/// Why these tests do not run against vblade.
+const L2SAN_ONLY: &str = "configuration files and live reload are l2san's";
 const SECTOR: usize = 512;
 const OLD_SECTORS: usize = 8192;
 const NEW_SECTORS: usize = 12288;
@@ -232,11 +238,7 @@ impl Fx {
 
 #[test]
 fn linux_aoe_sees_a_resize_and_a_new_export() {
-    rig::e2e("linux_aoe_reload", |run: &Run| {
-        if run.target_kind() != TargetKind::L2san {
-            rig::report(format_args!("SKIPPED {}: l2san only", run.name()));
-            return Ok(());
-        }
+    rig::e2e_l2san("linux_aoe_reload", L2SAN_ONLY, |run: &Run| {
         let fx = Fx::start(run, |disk| export("disk", disk, "0.0"))?;
 
         let mut w = linux::base_initramfs(&fx.kernel, &["aoe"], "aoe")?;
@@ -298,11 +300,7 @@ fn lun(name: &str, image: &Path, lun: u16) -> String {
 
 #[test]
 fn linux_fcoe_sees_a_resize_and_a_new_lun() {
-    rig::e2e("linux_fcoe_reload", |run: &Run| {
-        if run.target_kind() != TargetKind::L2san {
-            rig::report(format_args!("SKIPPED {}: l2san only", run.name()));
-            return Ok(());
-        }
+    rig::e2e_l2san("linux_fcoe_reload", L2SAN_ONLY, |run: &Run| {
         let fx = Fx::start(run, |disk| lun("disk", disk, 0))?;
         let scenario = FcoeScenario {
             mode: FcoeMode::Reload,

@@ -70,6 +70,10 @@
 //! well-formed VN2VN claims, probes and beacons from random ports (a crowd of neighbours that
 //! fills l2san's table). The guest's login must survive: the capture must show one FLOGI and
 //! one PLOGI from it and no LOGO to it, and nothing wrong in l2san's frames to it.
+//!
+//! l2san only: under `L2SAN_E2E_TARGET=vblade` they say so and do not run.
+
+#![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -77,7 +81,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use l2san_rig::bootdisk;
 use l2san_rig::fcoe_guest::{self, crc32, port_id_from_mac, vn_mac, wwpn_from_mac, Side};
-use l2san_rig::fixture::{l2san_only, mac_of};
+use l2san_rig::fixture::mac_of;
 use l2san_rig::linux::Kernel;
 use l2san_rig::rawsock::RawSocket;
 use l2san_rig::rig::{self, Netns, Run};
@@ -1511,9 +1515,6 @@ fn log_summary(log: &str) -> String {
 }
 
 fn storm(run: &Run) -> Result<()> {
-    if !l2san_only(run) {
-        return Ok(());
-    }
     let kernel = Kernel::debian()?;
     let image = run.path("disk.img");
     let original = bootdisk::build(IMAGE_MIB << 20);
@@ -1626,7 +1627,11 @@ fn storm(run: &Run) -> Result<()> {
 
 #[test]
 fn frame_storm_under_guest_workload() {
-    rig::e2e("frame_storm_under_guest_workload", storm);
+    rig::e2e_l2san(
+        "frame_storm_under_guest_workload",
+        "the storm is AoE, FCoE and FIP at an l2san serving both, and vblade has no FCoE",
+        storm,
+    );
 }
 
 /// l2san's MAC in the FCoE storm: its WWPN 20:00:02:4c:32:00:80:80, VN2VN port id 00.80.80.
@@ -1641,9 +1646,6 @@ const FCOE_FLOOR_MIB: usize = 8;
 const FAKES: usize = 8;
 
 fn fcoe_storm(run: &Run) -> Result<()> {
-    if !l2san_only(run) {
-        return Ok(());
-    }
     let kernel = Kernel::debian()?;
     let fcoe_image = run.path("fcoe.img");
     let fcoe_original = bootdisk::build(FCOE_IMAGE_MIB << 20);
@@ -1858,7 +1860,11 @@ fn changed_sectors(a: &[u8], b: &[u8], from: usize) -> usize {
 
 #[test]
 fn frame_storm_under_fcoe_guest_workload() {
-    rig::e2e("frame_storm_under_fcoe_guest_workload", fcoe_storm);
+    rig::e2e_l2san(
+        "frame_storm_under_fcoe_guest_workload",
+        "vblade has no FCoE",
+        fcoe_storm,
+    );
 }
 
 /// What a generated frame must never do (the module documentation's list), checked

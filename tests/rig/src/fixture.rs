@@ -1,7 +1,6 @@
 //! Fixtures shared by the tests that drive l2san from hand-made frames or from its control
 //! socket: MAC text, a veth pair `a`–`b` in a namespace (l2san on `a`, raw sockets on `b`), an
-//! AoE ATA frame to e0.0, `l2san serve --config` with a control socket, `l2san ctl`, and the
-//! skip of tests that only make sense against l2san.
+//! AoE ATA frame to e0.0, `l2san serve --config` with a control socket, and `l2san ctl`.
 
 use std::fs;
 use std::path::Path;
@@ -11,7 +10,7 @@ use std::time::Duration;
 use anyhow::{anyhow, ensure, Context, Result};
 
 use crate::rawsock::RawSocket;
-use crate::rig::{self, Child, Netns, Run, Tap, TargetKind};
+use crate::rig::{self, Child, Netns, Tap};
 
 /// The AoE EtherType.
 const ETHERTYPE_AOE: u16 = 0x88a2;
@@ -186,18 +185,4 @@ pub fn ctl(bin: &Path, socket: &Path, args: &[&str]) -> Result<(bool, String, St
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     ))
-}
-
-/// Whether `run` is against l2san; if not, reports `SKIPPED <test>: l2san only (target is ...)`
-/// for a test that has nothing to check on another target.
-pub fn l2san_only(run: &Run) -> bool {
-    if run.target_kind() == TargetKind::L2san {
-        return true;
-    }
-    rig::report(format_args!(
-        "SKIPPED {}: l2san only (target is {})",
-        run.name(),
-        run.target_kind()
-    ));
-    false
 }

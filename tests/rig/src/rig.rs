@@ -7,9 +7,8 @@
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -17,6 +16,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use l2san_common::io::sys::process;
+
+use crate::skip::{self, Reason};
 
 /// Prefix of every namespace the rig creates: `l2st-<pid>-<n>`.
 const NETNS_PREFIX: &str = "l2st-";
@@ -69,6 +71,7 @@ pub fn rig_dir() -> PathBuf {
 }
 
 /// Why end-to-end tests cannot run here (not root, no `/dev/net/tun`), or `None` if they can.
+/// Tests do not call this: [`e2e`] asks [`skip::e2e_environment`], which does.
 pub fn missing_privileges() -> Option<String> {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
     let euid = status
@@ -101,7 +104,7 @@ pub fn run_cmd(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// An exclusive `flock` on a file, released on drop.
+/// An exclusive lock on a file (`flock`, through [`File::lock`]), released on drop.
 #[derive(Debug)]
 pub struct FileLock {
     _file: File,
@@ -119,15 +122,15 @@ impl FileLock {
             .write(true)
             .open(path)
             .with_context(|| format!("cannot open lock file {path:?}"))?;
-        let fd = file.as_raw_fd();
-        // SAFETY: `fd` is an open descriptor owned by `file`, which outlives the call; flock has no
-        // memory-safety obligations beyond a valid descriptor.
-        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            eprintln!("rig: waiting for lock {path:?} (another end-to-end test is running)");
-            // SAFETY: as above.
-            if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
-                return Err(std::io::Error::last_os_error())
-                    .with_context(|| format!("cannot lock {path:?}"));
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                eprintln!("rig: waiting for lock {path:?} (another end-to-end test is running)");
+                file.lock()
+                    .with_context(|| format!("cannot lock {path:?}"))?;
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {path:?}"));
             }
         }
         Ok(FileLock { _file: file })
@@ -150,17 +153,7 @@ impl Child {
     /// before its `Drop`s run leaves no QEMU or target behind. Keep the spawning thread alive
     /// as long as the child should live.
     pub fn spawn(name: &str, cmd: &mut Command) -> Result<Child> {
-        // SAFETY: the closure runs between fork and exec in the child, where only
-        // async-signal-safe calls are allowed: prctl is a plain system call, and the closure
-        // allocates nothing and touches no locks.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        process::kill_with_parent_thread(cmd);
         let child = cmd
             .process_group(0)
             .stdin(Stdio::null())
@@ -222,14 +215,9 @@ impl Child {
         if self.status.is_some() {
             return;
         }
-        let Ok(pgid) = libc::pid_t::try_from(self.child.id()) else {
-            return;
-        };
-        // SAFETY: kill() has no memory-safety obligations. The leader is not reaped yet (checked
-        // above), so `pgid` still names the group we created and no one else's.
-        unsafe {
-            libc::kill(-pgid, signal);
-        }
+        // The leader is not reaped yet (checked above), so the group id is still the one we
+        // created. An error means the group is gone already: nothing left to signal.
+        let _ = process::signal_process_group(self.child.id(), signal);
     }
 
     /// SIGTERM to the group, then up to `timeout` for the leader to exit, then SIGKILL.
@@ -297,6 +285,12 @@ impl Netns {
     /// The namespace's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The namespace's file, `/var/run/netns/<name>`: what
+    /// [`in_netns`](l2san_common::io::sys::netns::in_netns) joins.
+    pub fn path(&self) -> PathBuf {
+        Path::new("/var/run/netns").join(&self.name)
     }
 
     /// A command that runs `program` inside the namespace (`ip netns exec NAME program`).
@@ -945,19 +939,57 @@ impl Run {
     }
 }
 
-/// Runs an end-to-end test body: skips (with a message) without root or `/dev/net/tun`, takes the
-/// rig lock, gives the body a fresh [`Run`] directory, and on failure prints every `*.log` in it
-/// (serial consoles, QEMU, target) and panics. The directory is removed after a success unless
-/// `L2SAN_E2E_KEEP` is set.
+/// Which targets an end-to-end test applies to.
+#[derive(Debug, Clone, Copy)]
+enum Applies<'a> {
+    /// The one `L2SAN_E2E_TARGET` chose (l2san unless it says vblade).
+    ChosenTarget,
+    /// l2san only, for the reason given ("vblade has no FCoE").
+    L2sanOnly(&'a str),
+}
+
+/// Runs an end-to-end test body against the target `L2SAN_E2E_TARGET` chose
+/// ([`TargetKind::from_env`]).
+///
+/// Where end-to-end tests cannot run (not root, no `/dev/net/tun`) it reports the skip through
+/// [`skip::skip`], which fails the test instead under `L2SAN_REQUIRE_E2E=1`. Otherwise it takes
+/// the rig lock, gives the body a fresh [`Run`] directory, and on failure prints every `*.log`
+/// in it (serial consoles, QEMU, target) and panics. The directory is removed after a success
+/// unless `L2SAN_E2E_KEEP` is set.
 pub fn e2e(name: &str, body: impl FnOnce(&Run) -> Result<()>) {
-    if let Some(why) = missing_privileges() {
-        report(format_args!(
-            "SKIPPED {name}: {why}; end-to-end tests need root and /dev/net/tun"
-        ));
-        return;
+    run_e2e(name, Applies::ChosenTarget, body)
+}
+
+/// [`e2e`] for a test of l2san's own features, which has nothing to check on another target
+/// (`why`: "vblade has no FCoE"). When `L2SAN_E2E_TARGET` chose another target it reports
+/// the skip and passes, under `L2SAN_REQUIRE_E2E=1` too: an explicit choice of target is not a
+/// missing environment. Its [`Run::target_kind`] is l2san.
+pub fn e2e_l2san(name: &str, why: &str, body: impl FnOnce(&Run) -> Result<()>) {
+    run_e2e(name, Applies::L2sanOnly(why), body)
+}
+
+fn run_e2e(name: &str, applies: Applies<'_>, body: impl FnOnce(&Run) -> Result<()>) {
+    let chosen = TargetKind::from_env().unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    // Read here too, so that a mistyped value fails every test, not only one that cannot run.
+    skip::required();
+    let target = match applies {
+        Applies::ChosenTarget => chosen,
+        Applies::L2sanOnly(_) if chosen == TargetKind::L2san => chosen,
+        Applies::L2sanOnly(why) => {
+            let why = why.to_string();
+            return skip::skip(
+                name,
+                Reason::OtherTarget {
+                    target: chosen,
+                    why,
+                },
+            );
+        }
+    };
+    if let Some(reason) = skip::e2e_environment() {
+        return skip::skip(name, reason);
     }
     let run = (|| -> Result<Run> {
-        let target = TargetKind::from_env()?;
         let lock = FileLock::acquire(&rig_dir().join("e2e.lock"))?;
         let dir = rig_dir().join("runs").join(name);
         if dir.exists() {
