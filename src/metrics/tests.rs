@@ -4,12 +4,14 @@ use std::sync::atomic::Ordering;
 
 use super::*;
 
-use l2san_aoe::AoeExport;
+use l2san_aoe::{AoeExport, LATENCY_BOUNDS};
 use l2san_common::store::{OverlayOptions, OverlayPolicy};
 use l2san_common::test_utils::capture;
 use l2san_common::{Durability, EtherType, EthernetFrame, Image, ImageOptions, MacAddr, Transmit};
 use l2san_fcoe::wire::Wwn;
 use l2san_fcoe::{FcoeAllow, FcoeConfig};
+use openmetrics_parser::prometheus::parse_prometheus;
+use openmetrics_parser::{MetricsExposition, PrometheusType, PrometheusValue};
 
 /// Replies land here and are forgotten: the counters are what the tests read.
 struct Discard(Vec<u8>);
@@ -208,4 +210,110 @@ fn the_stats_table_is_pinned() {
     let text = table(&sources);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(text, include_str!("table.golden.txt"), "{text}");
+}
+
+/// One sample of family `name` whose labels are exactly `labels`.
+fn sample<'a>(m: &'a Scrape, name: &str, labels: &[(&str, &str)]) -> Option<&'a PrometheusValue> {
+    let family = m.families.get(name)?;
+    family
+        .iter_samples()
+        .find(|s| {
+            let set = s.get_labelset().expect("a sample's label set");
+            set.iter().count() == labels.len()
+                && labels
+                    .iter()
+                    .all(|(k, v)| set.get_label_value(k) == Some(*v))
+        })
+        .map(|s| &s.value)
+}
+
+type Scrape = MetricsExposition<PrometheusType, PrometheusValue>;
+
+/// An independent parser of the text format reads the whole real exposition: every family
+/// typed, label values unescaped, histograms cumulative with their `+Inf` bucket, `_sum` and
+/// `_count`, no family split or sample repeated (it refuses each of those).
+#[test]
+fn a_prometheus_parser_reads_the_exposition() {
+    let dir = temp_dir("parsed");
+    let sources = sample_sources(&dir);
+    let text = collect(&sources).render();
+    let _ = std::fs::remove_dir_all(&dir);
+    let m = parse_prometheus(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+    let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+    assert_eq!(m.families.len(), families);
+    for (name, kind) in [
+        ("l2san_build_info", PrometheusType::Gauge),
+        ("l2san_worker_frames_total", PrometheusType::Counter),
+        (
+            "l2san_aoe_export_latency_seconds",
+            PrometheusType::Histogram,
+        ),
+        ("l2san_fcoe_sessions", PrometheusType::Gauge),
+        ("l2san_fcoe_lun_latency_seconds", PrometheusType::Histogram),
+        ("l2san_overlay_blocks", PrometheusType::Gauge),
+    ] {
+        assert_eq!(m.families[name].family_type, kind, "{name}");
+    }
+    let number = |name: &str, labels: &[(&str, &str)]| match sample(&m, name, labels) {
+        Some(PrometheusValue::Counter(c)) => c.value.as_f64(),
+        Some(PrometheusValue::Gauge(g)) => g.as_f64(),
+        other => panic!("{name}{labels:?}: {other:?}"),
+    };
+    let export = [("iface", "eth1"), ("shelf", "1"), ("slot", "2")];
+    assert_eq!(number("l2san_aoe_export_reads_total", &export), 2.0);
+    assert_eq!(number("l2san_aoe_export_bytes_read_total", &export), 1536.0);
+    assert_eq!(number("l2san_aoe_export_ata_errors_total", &export), 2.0);
+    let client = [("iface", "eth1"), ("client", "52:54:00:00:00:0b")];
+    assert_eq!(number("l2san_aoe_client_writes_total", &client), 1.0);
+    let refused = [client[0], client[1], ("reason", "reserved")];
+    assert_eq!(number("l2san_aoe_client_refused_total", &refused), 0.0);
+    // The escaped quotes of a label value come back as they were.
+    let odd = [("iface", "eth\"2\""), ("worker", "0")];
+    assert_eq!(number("l2san_worker_frames_total", &odd), 0.0);
+    assert_eq!(
+        number(
+            "l2san_worker_io_errors_total",
+            &[("iface", "eth1"), ("worker", "1")]
+        ),
+        106.0
+    );
+    assert_eq!(number("l2san_fcoe_sessions", &[("iface", "eth1")]), 1.0);
+    let pcs = [("export", "pcs"), ("client", "52:54:00:00:00:0b")];
+    assert_eq!(number("l2san_overlay_blocks", &pcs), 1.0);
+    assert_eq!(number("l2san_image_flushes_total", &[]), 7.0);
+    let lun = [("iface", "eth1"), ("lun", "0")];
+    let Some(PrometheusValue::Histogram(h)) = sample(&m, "l2san_fcoe_lun_latency_seconds", &lun)
+    else {
+        panic!("no LUN 0 latency histogram:\n{text}");
+    };
+    assert_eq!(h.count, Some(4));
+    assert_eq!(h.buckets.len(), LATENCY_BOUNDS.len() + 1);
+    assert_eq!(h.buckets.last().map(|b| b.upper_bound), Some(f64::INFINITY));
+    assert_eq!(h.buckets.last().map(|b| b.count.as_f64()), Some(4.0));
+}
+
+/// The parser above is strict enough to catch what a writer could get wrong.
+#[test]
+fn the_parser_refuses_broken_expositions() {
+    let good = "# HELP a_seconds A.\n# TYPE a_seconds histogram\n\
+                a_seconds_bucket{le=\"0.1\"} 1\na_seconds_bucket{le=\"+Inf\"} 2\n\
+                a_seconds_sum 0.5\na_seconds_count 2\n\
+                # HELP b_total B.\n# TYPE b_total counter\nb_total{x=\"1\"} 3\n";
+    parse_prometheus(good).unwrap();
+    for broken in [
+        // Buckets that are not cumulative.
+        good.replace("le=\"0.1\"} 1", "le=\"0.1\"} 3"),
+        // No +Inf bucket.
+        good.replace("a_seconds_bucket{le=\"+Inf\"} 2\n", ""),
+        // An unescaped quote in a label value.
+        good.replace("x=\"1\"", "x=\"1\"\"\""),
+        // One sample twice.
+        format!("{good}b_total{{x=\"1\"}} 4\n"),
+        // A family split in two.
+        format!("{good}# HELP c C.\n# TYPE c gauge\nc 1\nb_total{{x=\"2\"}} 1\n"),
+        // A sample that is not a number.
+        good.replace("} 3", "} three"),
+    ] {
+        assert!(parse_prometheus(&broken).is_err(), "accepted:\n{broken}");
+    }
 }
