@@ -2,11 +2,11 @@
 //! [`Plan`] that `serve` carries out.
 //!
 //! Both the command-line flags (`flags`) and the file (`toml`) become one `Plan`, and both go
-//! through the same [`validate`]: duplicate AoE addresses, duplicate LUNs, one image with two
-//! sets of options, broadcast shelf or slot, LUN range, buffer count... Each plan item keeps its
-//! [`Origin`] (`problem`): the file and line of every key it came from, so that every problem
-//! of a file is reported with its line, all at once (a derived `Deserialize` would stop at the
-//! first). `check` is what `check-config` adds and prints.
+//! through the same [`validate`](fn@validate): duplicate AoE addresses, duplicate LUNs, one
+//! image with two sets of options, broadcast shelf or slot, LUN range, buffer count... Each
+//! plan item keeps its [`Origin`] (`problem`): the file and line of every key it came from, so
+//! that every problem of a file is reported with its line, all at once (a derived
+//! `Deserialize` would stop at the first). `check` is what `check-config` adds and prints.
 //!
 //! ```toml
 //! state-file = "/var/lib/l2san/state"
@@ -79,7 +79,7 @@ pub struct Plan {
     pub ctl_socket: PathBuf,
     /// Where the global keys came from.
     pub origin: Origin,
-    /// Some keys of the file could not be read: [`validate`] then skips its checks for
+    /// Some keys of the file could not be read: [`validate`](fn@validate) then skips its checks for
     /// missing things (an export without AoE or FCoE, an interface without exports), which
     /// would only repeat those problems.
     pub incomplete: bool,

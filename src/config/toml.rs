@@ -55,9 +55,9 @@ const EXPORT_KEYS: &[&str] = &[
     "overlay-dir",
 ];
 
-/// Parse a config file into a plan, not yet [`validate`](super::validate)d, and every problem found with its
-/// line. `file` names it in messages. No plan after a syntax error; after other problems, the
-/// plan holds what could be read (see [`Plan::incomplete`]).
+/// Parse a config file into a plan, not yet [`validate`](fn@super::validate)d, and every
+/// problem found with its line. `file` names it in messages. No plan after a syntax error;
+/// after other problems, the plan holds what could be read (see [`Plan::incomplete`]).
 pub fn parse(file: &str, text: &str) -> (Option<Plan>, Vec<Problem>) {
     let mut p = Parser {
         file: Arc::from(file),
@@ -604,7 +604,7 @@ impl Parser<'_> {
 }
 
 /// `"1.0"` or `"e1.0"`: shelf and slot as numbers (broadcast values are left to
-/// [`validate`](super::validate)).
+/// [`validate`](fn@super::validate)).
 fn aoe_address(s: &str) -> Result<(u16, u8), String> {
     let usage = "write it as \"<shelf>.<slot>\", e.g. aoe = \"1.0\"";
     let (shelf, slot) = s

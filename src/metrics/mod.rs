@@ -6,7 +6,7 @@
 //!
 //! - [`exposition`]: the text format, families and samples;
 //! - one collector per source: [`workers`], [`aoe`], [`fcoe`], [`images`] (overlays, flushes);
-//! - [`table`]: what `ctl stats` prints;
+//! - [`table`](mod@table): what `ctl stats` prints;
 //! - [`http`]: the scrape server.
 
 mod aoe;
