@@ -6,6 +6,7 @@
 use std::fmt;
 use std::ops::Range;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -230,6 +231,25 @@ impl Parser<'_> {
         Some(out)
     }
 
+    /// An array of strings, each parsed as a `T`; an element that does not parse is reported
+    /// at its own place.
+    fn parsed_strings<T: FromStr>(&mut self, t: &Table, key: &str) -> Vec<T>
+    where
+        T::Err: fmt::Display,
+    {
+        let mut out = Vec::new();
+        for (s, at) in self.strings(t, key).unwrap_or_default() {
+            match s.parse::<T>() {
+                Ok(v) => out.push(v),
+                Err(e) => self.problems.push(Problem::new(
+                    Some(at),
+                    prefix(&t.origin.label, format!("{key}: {e}")),
+                )),
+            }
+        }
+        out
+    }
+
     /// An array of tables (`[[interface]]`), or a problem.
     fn tables<'a, 'i>(
         &mut self,
@@ -337,15 +357,9 @@ impl Parser<'_> {
         plan
     }
 
+    /// One `[[interface]]`; `n` counts the interfaces before it.
     fn interface(&mut self, t: &DeTable, span: &Range<usize>, n: usize) -> Option<IfacePlan> {
-        let name = t
-            .get("name")
-            .and_then(|v| v.get_ref().as_str())
-            .map(str::to_string);
-        let label = match &name {
-            Some(name) => format!("interface \"{name}\""),
-            None => format!("interface #{}", n + 1),
-        };
+        let (_, label) = label(t, "interface", n);
         let t = self.table(t, span, label, INTERFACE_KEYS, "an interface");
         let name = self.string(&t, "name");
         if name.is_none() && t.get("name").is_none() {
@@ -376,14 +390,7 @@ impl Parser<'_> {
         n: usize,
         interfaces: &[IfacePlan],
     ) -> Option<ExportPlan> {
-        let name = t
-            .get("name")
-            .and_then(|v| v.get_ref().as_str())
-            .map(str::to_string);
-        let label = match &name {
-            Some(name) => format!("export \"{name}\""),
-            None => format!("export #{}", n + 1),
-        };
+        let (name, label) = label(t, "export", n);
         let name = name.unwrap_or_else(|| format!("#{}", n + 1));
         let t = self.table(t, span, label, EXPORT_KEYS, "an export");
         // A name of the wrong type is reported by string().
@@ -470,26 +477,8 @@ impl Parser<'_> {
     /// `allow` (AoE source MACs) and `fcoe-allow` (WWPNs or MACs), each element checked at its
     /// own place; `fcoe-allow` needs a LUN.
     fn allow_lists(&mut self, t: &Table, lun: Option<u16>) -> (Vec<MacAddr>, Vec<FcoeAllow>) {
-        let mut allow = Vec::new();
-        for (s, at) in self.strings(t, "allow").unwrap_or_default() {
-            match s.parse::<MacAddr>() {
-                Ok(m) => allow.push(m),
-                Err(e) => self.problems.push(Problem::new(
-                    Some(at),
-                    prefix(&t.origin.label, format!("allow: {e}")),
-                )),
-            }
-        }
-        let mut fcoe_allow = Vec::new();
-        for (s, at) in self.strings(t, "fcoe-allow").unwrap_or_default() {
-            match s.parse::<FcoeAllow>() {
-                Ok(a) => fcoe_allow.push(a),
-                Err(e) => self.problems.push(Problem::new(
-                    Some(at),
-                    prefix(&t.origin.label, format!("fcoe-allow: {e}")),
-                )),
-            }
-        }
+        let allow = self.parsed_strings::<MacAddr>(t, "allow");
+        let fcoe_allow = self.parsed_strings::<FcoeAllow>(t, "fcoe-allow");
         if lun.is_none() && t.get("fcoe-lun").is_none() && t.get("fcoe-allow").is_some() {
             self.bad(
                 t,
@@ -601,6 +590,20 @@ impl Parser<'_> {
             }
         }
     }
+}
+
+/// The `name` of an `[[interface]]` or `[[export]]` (`what`), if it is a string, and the label
+/// its messages start with: `what "name"`, or `what #n` counting from 1.
+fn label(t: &DeTable, what: &str, n: usize) -> (Option<String>, String) {
+    let name = t
+        .get("name")
+        .and_then(|v| v.get_ref().as_str())
+        .map(str::to_string);
+    let label = match &name {
+        Some(name) => format!("{what} \"{name}\""),
+        None => format!("{what} #{}", n + 1),
+    };
+    (name, label)
 }
 
 /// `"1.0"` or `"e1.0"`: shelf and slot as numbers (broadcast values are left to

@@ -74,23 +74,18 @@ pub fn collect(sources: &Sources) -> Exposition {
         &[("version", env!("CARGO_PKG_VERSION"))],
         1,
     );
-    for iface in &sources.interfaces {
-        workers::collect(&mut e, iface);
-    }
-    for iface in &sources.interfaces {
-        aoe::target(&mut e, iface);
-    }
-    for iface in &sources.interfaces {
-        aoe::exports(&mut e, iface);
-    }
-    for iface in &sources.interfaces {
-        aoe::clients(&mut e, iface);
-    }
-    for iface in &sources.interfaces {
-        fcoe::port(&mut e, iface);
-    }
-    for iface in &sources.interfaces {
-        fcoe::io(&mut e, iface);
+    let per_interface: [fn(&mut Exposition, &IfaceSources); 6] = [
+        workers::collect,
+        aoe::target,
+        aoe::exports,
+        aoe::clients,
+        fcoe::port,
+        fcoe::io,
+    ];
+    for source in per_interface {
+        for iface in &sources.interfaces {
+            source(&mut e, iface);
+        }
     }
     images::overlays(&mut e, sources);
     images::flushes(&mut e, &sources.flush);
