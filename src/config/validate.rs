@@ -284,31 +284,26 @@ fn shared_image<'p>(
         }
         Some(first) => {
             let (a, b) = (&first.image, &e.image);
-            if a.read_only != b.read_only {
-                out.push(e.origin.problem(
-                    "read-only",
-                    format!(
-                        "image {} is read-{} here but read-{} in {}{}; give every export of one image the same read-only",
-                        b.image.display(),
-                        if b.read_only { "only" } else { "write" },
-                        if a.read_only { "only" } else { "write" },
-                        first.origin.label,
-                        first.origin.line_of("read-only")
-                    ),
-                ));
-            }
-            if a.durability != b.durability {
-                out.push(e.origin.problem(
+            let access = |read_only| if read_only { "read-only" } else { "read-write" };
+            for (key, here, there) in [
+                ("read-only", access(b.read_only), access(a.read_only)),
+                (
                     "durability",
-                    format!(
-                        "image {} is {} here but {} in {}{}; give every export of one image the same durability",
-                        b.image.display(),
-                        durability_name(b.durability),
-                        durability_name(a.durability),
-                        first.origin.label,
-                        first.origin.line_of("durability")
-                    ),
-                ));
+                    durability_name(b.durability),
+                    durability_name(a.durability),
+                ),
+            ] {
+                if here != there {
+                    out.push(e.origin.problem(
+                        key,
+                        format!(
+                            "image {} is {here} here but {there} in {}{}; give every export of one image the same {key}",
+                            b.image.display(),
+                            first.origin.label,
+                            first.origin.line_of(key)
+                        ),
+                    ));
+                }
             }
         }
     }
