@@ -1,4 +1,4 @@
-//! l2san: serves disk images over AoE (and, later, FCoE) straight on the Ethernet segment.
+//! l2san: serves disk images over AoE and FCoE straight on the Ethernet segment.
 //!
 //! This crate is the command line and the wiring of workers to targets; the protocols live in
 //! the `aoe` and `fcoe` crates, frames and images in `common`.

@@ -3,7 +3,10 @@
 //! thread, and reads the clock only to time an ATA command whose arrival it was told
 //! ([`AoeTarget::handle_frame_at`], for the latency histograms).
 //!
-//! # Validation order (AoE brief §4.4)
+//! # Validation order
+//!
+//! Each step reads a field of the AoE header (AoE r11 §2; Error codes §2.4) or of the
+//! command's argument (§3.1-§3.4), in this order:
 //!
 //! 1. Length: Ethernet + AoE header (24 bytes), plus the fixed argument of commands 0–3.
 //!    Shorter frames are dropped (`truncated`). Frames shorter than the 60-byte Ethernet

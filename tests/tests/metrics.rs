@@ -3,8 +3,8 @@
 //! of AoE READs and WRITEs through a raw socket on the other end, then
 //!
 //! - fetches `/metrics` over HTTP from a thread that joined the namespace, parses the
-//!   Prometheus text (format 0.0.4) and checks that the counters match the traffic, that
-//!   every sample has a `# TYPE`, and that other paths get 404;
+//!   Prometheus text (format 0.0.4) with `openmetrics-parser` and checks that the counters
+//!   match the traffic, that every sample has a `# TYPE`, and that other paths get 404;
 //! - runs `l2san ctl stats` and checks the export's line, and `l2san ctl reload`, which
 //!   reads the same flags again and reports no change.
 //!
@@ -12,7 +12,6 @@
 
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -24,6 +23,8 @@ use l2san_common::io::sys::netns::in_netns;
 use l2san_rig::fixture::{ata_frame, VethOpts, VethPair};
 use l2san_rig::rawsock::RawSocket;
 use l2san_rig::rig::{self, Netns, Run, Target};
+use openmetrics_parser::prometheus::parse_prometheus;
+use openmetrics_parser::{HistogramValue, MetricsExposition, PrometheusType, PrometheusValue};
 
 const ETHERTYPE_AOE: u16 = 0x88a2;
 const SECTORS: usize = 2048;
@@ -67,105 +68,47 @@ fn http_get(ns: &Netns, path: &str) -> Result<(String, String)> {
     .context("cannot join the namespace")?
 }
 
-/// A parsed exposition: `(name, labels) → value`, and `name → type`.
-#[derive(Debug, Default)]
-struct Exposition {
-    samples: HashMap<(String, Vec<(String, String)>), f64>,
-    types: HashMap<String, String>,
-}
+type Scrape = MetricsExposition<PrometheusType, PrometheusValue>;
 
-impl Exposition {
-    fn parse(text: &str) -> Result<Exposition> {
-        let mut e = Exposition::default();
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let (name, kind) = rest.split_once(' ').context("bad TYPE line")?;
-                e.types.insert(name.to_string(), kind.to_string());
-                continue;
-            }
-            if line.starts_with('#') || line.trim().is_empty() {
-                continue;
-            }
-            let (series, value) = line.rsplit_once(' ').context("no value")?;
-            let value: f64 = value
-                .parse()
-                .with_context(|| format!("bad value in {line:?}"))?;
-            let (name, labels) = match series.split_once('{') {
-                None => (series.to_string(), Vec::new()),
-                Some((name, rest)) => {
-                    let body = rest.strip_suffix('}').context("no closing brace")?;
-                    (name.to_string(), parse_labels(body)?)
-                }
-            };
-            // A histogram's samples are <name>_bucket, _sum and _count.
-            let family = ["_bucket", "_sum", "_count"]
+/// The sample of family `name` whose labels are exactly `labels`.
+fn sample<'a>(m: &'a Scrape, name: &str, labels: &[(&str, &str)]) -> Result<&'a PrometheusValue> {
+    let family = m
+        .families
+        .get(name)
+        .with_context(|| format!("no family {name}"))?;
+    for s in family.iter_samples() {
+        let set = s
+            .get_labelset()
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        if set.iter().count() == labels.len()
+            && labels
                 .iter()
-                .filter_map(|s| name.strip_suffix(s))
-                .find(|base| e.types.get(*base).map(String::as_str) == Some("histogram"))
-                .unwrap_or(&name);
-            ensure!(
-                e.types.contains_key(family),
-                "sample {name} comes before its # TYPE line"
-            );
-            e.samples.insert((name, labels), value);
+                .all(|(k, v)| set.get_label_value(k) == Some(*v))
+        {
+            return Ok(&s.value);
         }
-        Ok(e)
     }
+    bail!("no sample {name}{labels:?}")
+}
 
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Result<f64> {
-        let mut l: Vec<(String, String)> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        l.sort();
-        self.samples
-            .get(&(name.to_string(), l))
-            .copied()
-            .with_context(|| format!("no sample {name}{labels:?}"))
+/// The value of a counter or gauge sample.
+fn number(m: &Scrape, name: &str, labels: &[(&str, &str)]) -> Result<f64> {
+    match sample(m, name, labels)? {
+        PrometheusValue::Counter(c) => Ok(c.value.as_f64()),
+        PrometheusValue::Gauge(g) => Ok(g.as_f64()),
+        other => bail!("{name}{labels:?} is neither a counter nor a gauge: {other:?}"),
     }
 }
 
-/// `a="x",b="y\"z"` into sorted pairs, escapes undone.
-fn parse_labels(body: &str) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    let mut chars = body.chars().peekable();
-    while chars.peek().is_some() {
-        let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
-        ensure!(
-            chars.next() == Some('"'),
-            "label {key} has no opening quote"
-        );
-        let mut value = String::new();
-        loop {
-            match chars.next().context("unterminated label value")? {
-                '\\' => match chars.next() {
-                    Some('n') => value.push('\n'),
-                    Some(c) => value.push(c),
-                    None => bail!("dangling backslash"),
-                },
-                '"' => break,
-                c => value.push(c),
-            }
-        }
-        out.push((key.trim().to_string(), value));
-        if chars.peek() == Some(&',') {
-            chars.next();
-        }
+fn histogram<'a>(m: &'a Scrape, name: &str, labels: &[(&str, &str)]) -> Result<&'a HistogramValue> {
+    match sample(m, name, labels)? {
+        PrometheusValue::Histogram(h) => Ok(h),
+        other => bail!("{name}{labels:?} is not a histogram: {other:?}"),
     }
-    out.sort();
-    Ok(out)
 }
 
-#[test]
-fn label_parser_undoes_escapes() {
-    let l = parse_labels(r#"b="x\"y\\z\n",a="1""#).unwrap();
-    assert_eq!(
-        l,
-        vec![
-            ("a".to_string(), "1".to_string()),
-            ("b".to_string(), "x\"y\\z\n".to_string())
-        ]
-    );
+fn is(m: &Scrape, name: &str, kind: PrometheusType) -> bool {
+    m.families.get(name).map(|f| &f.family_type) == Some(&kind)
 }
 
 #[test]
@@ -213,7 +156,14 @@ fn metrics_and_ctl_count_the_traffic() {
 
             let (status, body) = http_get(&ns, "/metrics")?;
             ensure!(status.starts_with("HTTP/1.0 200"), "status {status:?}");
-            let m = Exposition::parse(&body).with_context(|| format!("parsing:\n{body}"))?;
+            let m = parse_prometheus(&body).map_err(|e| anyhow::anyhow!("parsing: {e}\n{body}"))?;
+            // A sample with no # TYPE line before it would be a family of unknown type.
+            for (name, family) in &m.families {
+                ensure!(
+                    family.family_type != PrometheusType::Unknown,
+                    "{name} has no # TYPE line"
+                );
+            }
             let export = [("iface", "a"), ("shelf", "0"), ("slot", "0")];
             let bytes_read = READS * u64::from(READ_COUNT) * SECTOR as u64;
             for (name, labels, want) in [
@@ -230,26 +180,28 @@ fn metrics_and_ctl_count_the_traffic() {
                 ("l2san_aoe_writes_total", &export[..1], WRITES),
                 ("l2san_aoe_bytes_read_total", &export[..1], bytes_read),
             ] {
-                let got = m.get(name, labels)?;
+                let got = number(&m, name, labels)?;
                 ensure!(got == want as f64, "{name}: {got}, expected {want}\n{body}");
                 ensure!(
-                    m.types.get(name).map(String::as_str) == Some("counter"),
+                    is(&m, name, PrometheusType::Counter),
                     "{name} is not typed counter"
                 );
             }
-            let requests = m.get("l2san_aoe_export_requests_total", &export)?;
+            let requests = number(&m, "l2san_aoe_export_requests_total", &export)?;
             ensure!(requests >= (READS + WRITES) as f64, "requests {requests}");
-            let frames = m.get(
+            let frames = number(
+                &m,
                 "l2san_worker_frames_total",
                 &[("iface", "a"), ("worker", "0")],
             )?;
             ensure!(frames >= (READS + WRITES) as f64, "worker frames {frames}");
-            let tx = m.get(
+            let tx = number(
+                &m,
                 "l2san_worker_tx_frames_total",
                 &[("iface", "a"), ("worker", "0")],
             )?;
             ensure!(tx >= (READS + WRITES) as f64, "worker tx frames {tx}");
-            m.get("l2san_image_flushes_total", &[])?;
+            number(&m, "l2san_image_flushes_total", &[])?;
 
             // The raw socket's MAC is the one client, with exactly the traffic sent.
             let client = us.map(|b| format!("{b:02x}")).join(":");
@@ -265,7 +217,7 @@ fn metrics_and_ctl_count_the_traffic() {
                 ),
                 ("l2san_aoe_client_ata_errors_total", 0),
             ] {
-                let got = m.get(name, &cl)?;
+                let got = number(&m, name, &cl)?;
                 ensure!(got == want as f64, "{name}: {got}, expected {want}\n{body}");
             }
             // Latency histograms: one observation per ATA command, cumulative buckets.
@@ -273,20 +225,33 @@ fn metrics_and_ctl_count_the_traffic() {
                 ("l2san_aoe_client_latency_seconds", &cl[..]),
                 ("l2san_aoe_export_latency_seconds", &export[..]),
             ] {
-                ensure!(m.types.get(name).map(String::as_str) == Some("histogram"));
-                let count = m.get(&format!("{name}_count"), labels)?;
-                ensure!(count == (READS + WRITES) as f64, "{name}_count {count}");
-                let mut inf = labels.to_vec();
-                inf.push(("le", "+Inf"));
-                ensure!(m.get(&format!("{name}_bucket"), &inf)? == count);
-                let mut first = labels.to_vec();
-                first.push(("le", "0.00001"));
-                let low = m.get(&format!("{name}_bucket"), &first)?;
-                ensure!(low <= count, "buckets must be cumulative");
-                let sum = m.get(&format!("{name}_sum"), labels)?;
-                ensure!(sum > 0.0 && sum < count, "{name}_sum {sum} s");
+                ensure!(
+                    is(&m, name, PrometheusType::Histogram),
+                    "{name} is not a histogram"
+                );
+                let h = histogram(&m, name, labels)?;
+                let count = h.count.with_context(|| format!("{name} has no _count"))?;
+                ensure!(count == READS + WRITES, "{name}_count {count}");
+                let inf = h.buckets.last().context("no buckets")?;
+                ensure!(inf.upper_bound == f64::INFINITY && inf.count.as_f64() == count as f64);
+                let low = h.buckets.first().context("no buckets")?;
+                ensure!(
+                    low.upper_bound == 0.00001,
+                    "first bucket le={}",
+                    low.upper_bound
+                );
+                ensure!(
+                    low.count.as_f64() <= count as f64,
+                    "buckets must be cumulative"
+                );
+                let sum = h
+                    .sum
+                    .with_context(|| format!("{name} has no _sum"))?
+                    .as_f64();
+                ensure!(sum > 0.0 && sum < count as f64, "{name}_sum {sum} s");
             }
-            let refused = m.get(
+            let refused = number(
+                &m,
                 "l2san_aoe_client_refused_total",
                 &[cl[0], cl[1], ("reason", "not_allowed")],
             )?;

@@ -13,8 +13,11 @@
 //! | 0xE5 | CHECK POWER MODE | Count 0xFF: active or idle |
 //!
 //! Every failure is an [`AtaError`], reported in the Status and Error registers
-//! ([`AtaError::registers`]), never as an AoE error (Linux drops AoE error responses and
-//! retransmits for 180 s). The policy (AoE brief §1.9):
+//! ([`AtaError::registers`]), never as an AoE error (AoE r11 §2.4): the Linux aoe driver drops
+//! AoE error responses (`aoenet_rcv`, drivers/block/aoe/aoenet.c) and retransmits until its
+//! `aoe_deadsecs` (180 s) run out, while a reply whose ATA status has ERR set fails the request
+//! at once (`ktiocomplete`, drivers/block/aoe/aoecmd.c). The policy, with the bits ATA8-ACS
+//! defines (Status: ERR 0x01, DRDY 0x40; Error: ABRT 0x04, IDNF 0x10, UNC 0x40):
 //!
 //! | Condition | Status | Error |
 //! |---|---|---|

@@ -1,8 +1,9 @@
 //! AF_PACKET with a TPACKET_V2 receive ring and `sendmmsg` transmit.
 //!
-//! TPACKET_V2, not V3: a V3 block reaches user space only when it is full or its timer (at
-//! least 1 ms) fires, which adds up to a millisecond to every request at queue depth 1
-//! (shared/reference/raw-io.md). V2 hands over each frame as soon as it lands.
+//! TPACKET_V2, not V3: a V3 block reaches user space only when it is full or its retire timer
+//! (`tp_retire_blk_tov`, in milliseconds: Linux's Documentation/networking/packet_mmap.rst)
+//! fires, which adds up to a millisecond to every request at queue depth 1. V2 hands over each
+//! frame as soon as it lands.
 //!
 //! The socket is opened with protocol 0 (it hears nothing), gets a classic-BPF filter that
 //! passes only the served ethertypes, gets its ring, and only then is bound to the interface
@@ -265,8 +266,9 @@ pub fn open_sized(
 /// The fanout program: which worker gets a frame (the kernel takes the result modulo the
 /// number of sockets in the group).
 ///
-/// `PACKET_FANOUT_HASH` puts every AoE and FCoE frame on one socket (their flow hash is
-/// constant; shared/reference/raw-io.md), and `PACKET_FANOUT_LB` would spread one initiator's
+/// `PACKET_FANOUT_HASH` puts every AoE and FCoE frame on one socket (the kernel's flow
+/// dissector, net/core/flow_dissector.c, reads no address past an ethertype it does not know,
+/// so `skb_get_hash` is the same for all of them), and `PACKET_FANOUT_LB` would spread one initiator's
 /// requests to one LBA range over several workers, which could reorder its writes. Instead:
 /// - AoE: hash of the source MAC and LBA bits 8-23 (128 KiB regions), so that requests to one
 ///   region from one initiator are always handled by one worker, in order, while different

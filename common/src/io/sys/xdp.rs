@@ -13,7 +13,7 @@
 //!
 //! Zero-copy is tried first; copy mode is accepted only if asked ([`XdpConfig::allow_copy`]):
 //! veth and tap refuse zero-copy (EOPNOTSUPP), and there copy-mode AF_XDP costs about what
-//! AF_PACKET does (shared/reference/raw-io.md). Frames larger than one UMEM frame (MTU 9000)
+//! AF_PACKET does (the `xdp_vs_packet` example measures both; DESIGN.md, "AF_XDP"). Frames larger than one UMEM frame (MTU 9000)
 //! use multi-buffer (`XDP_USE_SG`, a frags-aware program): they arrive as several descriptors
 //! chained by `XDP_PKT_CONTD`, which [`XdpRx`] joins in a per-socket scratch buffer; frames in
 //! one descriptor are handed over in place, straight from the UMEM.
