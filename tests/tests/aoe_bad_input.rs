@@ -2,8 +2,8 @@
 //!
 //! Each test creates a namespace with a veth pair `a`–`b`, serves a patterned image as e7.3 on
 //! `a` and talks to it through a raw socket on `b` ([`RawSocket`]). It sends the bad frames and
-//! checks what the AoE brief (`aoe.md` §1.9 error policy, §2.4 MUST list, §4.2 peer-bug table,
-//! §4.4 checklist) and l2san's documented policy (`aoe/src/target.rs`, `aoe/src/ata/mod.rs`)
+//! checks what AoE r11 (§2 header rules, §2.4 errors, §3 commands), ATA8-ACS (status and error
+//! registers), the behaviour of the real initiators (Linux `aoe`, iPXE) and l2san's documented policy (`aoe/src/target.rs`, `aoe/src/ata/mod.rs`)
 //! prescribe: the ATA Status/Error registers, AoE Error codes, or silence. Every reply is
 //! checked for a correct header (Ver 1, R set, the request's tag, our own e7.3, unicast to us)
 //! and for zero bytes past its meaningful length (no bytes of earlier frames). The image is
