@@ -324,5 +324,13 @@ mod tests {
         block[172..174].copy_from_slice(&(1u16 << 10).to_le_bytes());
         let info = parse(&block).unwrap();
         assert_eq!((info.sectors, info.lba48), (u64::MAX, true));
+        // Word 83 valid (bits 14 and 10) alone; model "MO" (word 27, bytes swapped).
+        block[172..174].fill(0);
+        block[166..168].copy_from_slice(&0x4400u16.to_le_bytes());
+        block[200..208].copy_from_slice(&0x1_0000_0000u64.to_le_bytes());
+        block[54..56].copy_from_slice(b"OM");
+        let info = parse(&block).unwrap();
+        assert_eq!((info.sectors, info.lba48), (0x1_0000_0000, true));
+        assert_eq!(info.model, "MO");
     }
 }
