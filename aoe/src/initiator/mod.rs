@@ -29,7 +29,7 @@ use l2san_common::MacAddr;
 pub use crate::ata::identify::IdentifyInfo;
 use crate::wire::config::ConfigRepr;
 use crate::wire::header::{Command, ErrorCode, MAJOR_BROADCAST, MINOR_BROADCAST};
-pub use request::{AtaRequest, Body, Request, ARG_OFFSET, ATA_DATA_OFFSET};
+pub use request::{reissue, AtaRequest, Body, Request, ARG_OFFSET, ATA_DATA_OFFSET};
 pub use response::{AtaReply, Response, ResponseBody};
 
 /// One export: the MAC it answers from and its shelf.slot.

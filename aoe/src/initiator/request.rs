@@ -142,6 +142,17 @@ impl AtaRequest {
     }
 }
 
+/// Reuse an ATA request frame that [`Request::emit`] wrote for another command: only the tag
+/// and the argument are rewritten (addresses stay), for a caller that keeps one frame per
+/// request slot. The write data at [`ATA_DATA_OFFSET`] is the caller's. Returns the length to
+/// send: headers, argument and write data, at least the Ethernet minimum.
+pub fn reissue(frame: &mut [u8], tag: u32, ata: AtaRequest) -> usize {
+    HeaderPacket::new_unchecked(&mut frame[ETH_LEN..]).set_tag(tag);
+    ata.repr()
+        .emit(&mut AtaPacket::new_unchecked(&mut frame[ARG_OFFSET..]));
+    (ATA_DATA_OFFSET + ata.data_out_len()).max(MIN_FRAME_LEN)
+}
+
 /// The six LBA bytes: all 48 bits, or 28 bits under the Device register bits.
 fn lba_field(lba: u64, lba48: bool) -> u64 {
     if lba48 {

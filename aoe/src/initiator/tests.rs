@@ -106,6 +106,16 @@ fn register_values_of_every_request() {
     assert_eq!(repr(AtaRequest::Identify), (0, 1, 0xec, 0xa000_0000));
     assert_eq!(AtaRequest::Identify.data_in_len(), 512);
 
+    // A frame used again for another command: the new tag and argument, the same addresses.
+    let mut f = request(VBLADE, 0, 0, 1, Body::Ata(AtaRequest::Identify)).to_frame(&[]);
+    let read = AtaRequest::Read {
+        lba: 6,
+        sector_count: 2,
+        lba48: true,
+    };
+    assert_eq!(reissue(&mut f, 0x0005_dcf5, read), 60);
+    assert_same_frame(&f, &frame(LINUX, 8), "reissued read");
+
     // A write frame carries its data after the argument.
     let w = request(VBLADE, 3, 1, 9, Body::Ata(write48)).to_frame(&[0x5a; 512]);
     assert_eq!(w.len(), ATA_DATA_OFFSET + 512);
