@@ -5,9 +5,11 @@
 //! aoetools, so that a Linux `aoe` driver on this host ignores the answers) at the start and
 //! again after a second. Every export answers from its interface MAC, one response per
 //! shelf.slot. Each (MAC, shelf.slot) then gets a unicast IDENTIFY DEVICE (lba3 0xA0, count 1,
-//! up to three tries) for the capacity (words 100-103 when word 83 or 86 says LBA48, else 60-61), the
-//! model and the serial; sectors per frame, buffer count, firmware version and config string
-//! come from the config response. A shelf.slot answered from two MACs is a conflict.
+//! up to three tries) for the capacity (words 100-103 when word 83 or 86 says LBA48, else
+//! 60-61), the model and the serial; sectors per frame, buffer count, firmware version and
+//! config string come from the config response. A shelf.slot answered from two MACs is a
+//! conflict. The requests, their tags, the matching of answers and the retries are
+//! `l2san_aoe::initiator`'s.
 //!
 //! FCoE VN2VN: beacons come only every 8 s, so the probe does not wait for them. It becomes a
 //! short-lived VN2VN neighbour instead, the way a Linux VN_Port joins: a Probe Request for a

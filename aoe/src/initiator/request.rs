@@ -19,7 +19,7 @@ use l2san_common::{EtherType, MacAddr};
 
 use crate::ata::{Opcode, SECTOR_SIZE};
 use crate::wire::ata::{self as ata_wire, AtaFlags, AtaPacket, AtaRepr};
-use crate::wire::config::{self as config_wire, ConfigCommand, ConfigPacket, ConfigRepr};
+use crate::wire::config::{self as config_wire, ConfigPacket, ConfigRepr};
 use crate::wire::header::{Command, HeaderPacket, HeaderRepr, HEADER_LEN};
 
 /// Offset of the AoE argument in a whole frame.
@@ -204,16 +204,8 @@ impl Request {
         HeaderRepr::request(self.major, self.minor, command, self.tag)
             .emit(&mut HeaderPacket::new_unchecked(&mut frame[ETH_LEN..]));
         match self.body {
-            Body::QueryConfig => ConfigRepr {
-                buffer_count: 0,
-                firmware_version: 0,
-                sector_count: 0,
-                // Linux and iPXE send the version nibble of a request as 0.
-                aoe_version: 0,
-                command: ConfigCommand::Read,
-                config_string: b"",
-            }
-            .emit(&mut ConfigPacket::new_unchecked(&mut frame[ARG_OFFSET..])),
+            Body::QueryConfig => ConfigRepr::READ_REQUEST
+                .emit(&mut ConfigPacket::new_unchecked(&mut frame[ARG_OFFSET..])),
             Body::Ata(a) => a
                 .repr()
                 .emit(&mut AtaPacket::new_unchecked(&mut frame[ARG_OFFSET..])),

@@ -269,6 +269,12 @@ impl Transmit for Replies {
 
 const TARGET_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x99]);
 const SECTORS: u64 = 4096;
+/// The one export of [`target`].
+const E12: Target = Target {
+    mac: TARGET_MAC,
+    major: 1,
+    minor: 2,
+};
 
 fn target() -> AoeTarget {
     let img = Image::memory(SECTORS * 512, ImageOptions::default()).unwrap();
@@ -315,16 +321,11 @@ fn initiator_against_the_target_in_process() {
     let Some(Event::Config { target, config, .. }) = ini.on_frame(&replies[0]) else {
         panic!("no config");
     };
-    let e12 = Target {
-        mac: TARGET_MAC,
-        major: 1,
-        minor: 2,
-    };
-    assert_eq!(target, e12);
+    assert_eq!(target, E12);
     assert_eq!(config.buffer_count, crate::DEFAULT_BUFFER_COUNT);
     assert!(config.sector_count >= 2);
 
-    ini.ata(e12, AtaRequest::Identify, &[], now, &mut out);
+    ini.ata(E12, AtaRequest::Identify, &[], now, &mut out);
     let (st, _, data) = ata_result(&mut ini, &t, &mut out);
     assert_eq!(st, status::DRDY);
     let info = crate::ata::identify::parse(&data).unwrap();
@@ -338,18 +339,18 @@ fn initiator_against_the_target_in_process() {
         sector_count: 2,
         lba48: true,
     };
-    ini.ata(e12, write, &data, now, &mut out);
+    ini.ata(E12, write, &data, now, &mut out);
     assert_eq!(ata_result(&mut ini, &t, &mut out).0, status::DRDY);
     let read = AtaRequest::Read {
         lba: 100,
         sector_count: 2,
         lba48: false,
     };
-    ini.ata(e12, read, &[], now, &mut out);
+    ini.ata(E12, read, &[], now, &mut out);
     let (st, _, back) = ata_result(&mut ini, &t, &mut out);
     assert_eq!((st, &back[..1024]), (status::DRDY, &data[..]));
     for lba48 in [false, true] {
-        ini.ata(e12, AtaRequest::Flush { lba48 }, &[], now, &mut out);
+        ini.ata(E12, AtaRequest::Flush { lba48 }, &[], now, &mut out);
         assert_eq!(ata_result(&mut ini, &t, &mut out).0, status::DRDY);
     }
 
@@ -359,7 +360,7 @@ fn initiator_against_the_target_in_process() {
         sector_count: 2,
         lba48: true,
     };
-    ini.ata(e12, past, &[], now, &mut out);
+    ini.ata(E12, past, &[], now, &mut out);
     let replies = exchange(&t, &mut out);
     let Some(Event::Ata { reply: Ok(a), .. }) = ini.on_frame(&replies[0]) else {
         panic!();
@@ -371,7 +372,7 @@ fn initiator_against_the_target_in_process() {
     );
 
     // Another shelf.slot at the same MAC: no answer, still outstanding.
-    let e13 = Target { minor: 3, ..e12 };
+    let e13 = Target { minor: 3, ..E12 };
     let tag = ini.ata(e13, AtaRequest::Identify, &[], now, &mut out);
     assert!(exchange(&t, &mut out).is_empty());
     assert_eq!(ini.outstanding(), 1);
@@ -384,13 +385,8 @@ fn replies_must_match_tag_mac_and_address() {
     let t = target();
     let now = Instant::now();
     let mut ini = Initiator::new(HOST, Tags::new(0x8000_0000, 0x100), None);
-    let e12 = Target {
-        mac: TARGET_MAC,
-        major: 1,
-        minor: 2,
-    };
     let mut out = Vec::new();
-    ini.ata(e12, AtaRequest::Identify, &[], now, &mut out);
+    ini.ata(E12, AtaRequest::Identify, &[], now, &mut out);
     let reply = exchange(&t, &mut out).remove(0);
     let mut other_mac = reply.clone();
     other_mac[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0x98]);
@@ -419,7 +415,7 @@ fn replies_must_match_tag_mac_and_address() {
             ..
         })
     ));
-    ini.ata(e12, AtaRequest::Identify, &[], now, &mut out);
+    ini.ata(E12, AtaRequest::Identify, &[], now, &mut out);
     let reply = exchange(&t, &mut out).remove(0);
     assert!(matches!(
         ini.on_frame(&reply[..30]),
@@ -439,13 +435,8 @@ fn retransmits_as_told_and_takes_late_answers() {
         tries: 3,
     };
     let mut ini = Initiator::new(HOST, Tags::new(0x8000_0000, 0), Some(retry));
-    let e12 = Target {
-        mac: TARGET_MAC,
-        major: 1,
-        minor: 2,
-    };
     let mut out = Vec::new();
-    ini.ata(e12, AtaRequest::Identify, &[], start, &mut out);
+    ini.ata(E12, AtaRequest::Identify, &[], start, &mut out);
     let first = out.remove(0);
     assert_eq!(ini.next_wakeup(), Some(start + retry.after));
     assert_eq!(ini.poll(start + Duration::from_millis(499), &mut out), 0);
