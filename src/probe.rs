@@ -5,9 +5,11 @@
 //! aoetools, so that a Linux `aoe` driver on this host ignores the answers) at the start and
 //! again after a second. Every export answers from its interface MAC, one response per
 //! shelf.slot. Each (MAC, shelf.slot) then gets a unicast IDENTIFY DEVICE (lba3 0xA0, count 1,
-//! up to three tries) for the capacity (words 100-103 when word 83 says LBA48, else 60-61), the
-//! model and the serial; sectors per frame, buffer count, firmware version and config string
-//! come from the config response. A shelf.slot answered from two MACs is a conflict.
+//! up to three tries) for the capacity (words 100-103 when word 83 or 86 says LBA48, else
+//! 60-61), the model and the serial; sectors per frame, buffer count, firmware version and
+//! config string come from the config response. A shelf.slot answered from two MACs is a
+//! conflict. The requests, their tags, the matching of answers and the retries are
+//! `l2san_aoe::initiator`'s.
 //!
 //! FCoE VN2VN: beacons come only every 8 s, so the probe does not wait for them. It becomes a
 //! short-lived VN2VN neighbour instead, the way a Linux VN_Port joins: a Probe Request for a
@@ -32,15 +34,13 @@
 //!
 //! A port ID claimed by two WWPNs, or one WWPN claimed from two ENode MACs, is a conflict.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use l2san_aoe::wire::{
-    AtaFlags, AtaPacket, AtaRepr, Command, ConfigPacket, ConfigRepr, HeaderPacket, HeaderRepr,
-};
+use l2san_aoe::initiator::{AtaRefused, AtaReply, AtaRequest, Event, Initiator, Retry, Tags};
 use l2san_common::ether::{emit_header, HEADER_LEN as ETH_LEN, MIN_FRAME_LEN};
 use l2san_common::io::sys::packet;
 use l2san_common::{EtherType, EthernetFrame, FrameRx, FrameTx, Interface, MacAddr};
@@ -56,11 +56,11 @@ use crate::Error;
 /// Exit code when the probe found conflicting answers.
 pub const EXIT_DUPLICATES: u8 = 3;
 
-/// ATA IDENTIFY DEVICE.
-const ATA_IDENTIFY: u8 = 0xec;
-/// How long an IDENTIFY may take before it is sent again.
-const IDENTIFY_RETRY: Duration = Duration::from_millis(500);
-const IDENTIFY_TRIES: u32 = 3;
+/// How long an IDENTIFY may take before it is sent again, and how often it is sent.
+const IDENTIFY_RETRY: Retry = Retry {
+    after: Duration::from_millis(500),
+    tries: 3,
+};
 /// When the broadcast Query Config is repeated.
 const QUERY_AGAIN: Duration = Duration::from_secs(1);
 /// How long to wait for a Probe Reply before claiming (Linux waits 100 + 400 ms).
@@ -101,14 +101,7 @@ pub struct AoeFound {
 }
 
 /// What IDENTIFY DEVICE told.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub sectors: u64,
-    pub lba48: bool,
-    pub model: String,
-    pub serial: String,
-    pub firmware: String,
-}
+pub use l2san_aoe::initiator::IdentifyInfo as Identity;
 
 /// One VN2VN port heard on the segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,15 +163,6 @@ impl Report {
 
 type AoeKey = (u16, u8, MacAddr);
 
-struct AoeEntry {
-    found: AoeFound,
-    /// Tag of its IDENTIFY, when it was last sent and how often.
-    identify_tag: u32,
-    identify_sent: Option<Instant>,
-    identify_tries: u32,
-    identify_done: bool,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ClaimState {
     /// Listening only.
@@ -203,9 +187,9 @@ pub struct Discovery {
     probe_tries: u32,
     started: Instant,
     queries_sent: u32,
-    next_identify_tag: u32,
-    aoe: BTreeMap<AoeKey, AoeEntry>,
-    identify_tags: HashMap<u32, AoeKey>,
+    /// The AoE requests: tags, IDENTIFY matching and retries.
+    initiator: Initiator,
+    aoe: BTreeMap<AoeKey, AoeFound>,
     vn: BTreeMap<(FcId, Wwn, MacAddr), VnFound>,
     rng: u64,
 }
@@ -250,7 +234,10 @@ impl Discovery {
         let rng = u64::from_be_bytes([0, 0, e[0], e[1], e[2], e[3], e[4], e[5]])
             ^ u64::from(cfg.tag_seed) << 48
             ^ 0x9e37_79b9_7f4a_7c15;
+        // Tags with bit 31 and the seed's 15 bits above a counter.
+        let tags = Tags::new(0x8000_0000 | u32::from(cfg.tag_seed & 0x7fff) << 16, 0);
         Discovery {
+            initiator: Initiator::new(cfg.mac, tags, Some(IDENTIFY_RETRY)),
             claim: if cfg.fcoe_claim {
                 ClaimState::Probing
             } else {
@@ -265,20 +252,10 @@ impl Discovery {
             probe_tries: 0,
             started: now,
             queries_sent: 0,
-            next_identify_tag: 0x100,
             aoe: BTreeMap::new(),
-            identify_tags: HashMap::new(),
             vn: BTreeMap::new(),
             rng,
         }
-    }
-
-    fn tag(&self, low: u32) -> u32 {
-        0x8000_0000 | (u32::from(self.cfg.tag_seed & 0x7fff) << 16) | (low & 0xffff)
-    }
-
-    fn ours(&self, tag: u32) -> bool {
-        tag & 0xffff_0000 == self.tag(0)
     }
 
     /// The first frames: Query Config and, when claiming, the Probe Request.
@@ -303,12 +280,8 @@ impl Discovery {
             ClaimState::Claimed { claims: 1 } => next = next.min(self.since + CLAIM_AGAIN),
             _ => {}
         }
-        for e in self.aoe.values() {
-            if let (false, Some(t)) = (e.identify_done, e.identify_sent) {
-                if e.identify_tries < IDENTIFY_TRIES {
-                    next = next.min(t + IDENTIFY_RETRY);
-                }
-            }
+        if let Some(t) = self.initiator.next_wakeup() {
+            next = next.min(t);
         }
         next
     }
@@ -337,71 +310,12 @@ impl Discovery {
             }
             _ => {}
         }
-        let due: Vec<AoeKey> = self
-            .aoe
-            .iter()
-            .filter(|(_, e)| {
-                !e.identify_done
-                    && e.identify_tries < IDENTIFY_TRIES
-                    && e.identify_sent.is_some_and(|t| now >= t + IDENTIFY_RETRY)
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        for key in due {
-            self.send_identify(key, now, out);
-        }
+        self.initiator.poll(now, out);
     }
 
     fn send_query(&mut self, out: &mut Vec<Vec<u8>>) {
-        let tag = self.tag(self.queries_sent);
         self.queries_sent += 1;
-        let mut f = vec![0u8; ETH_LEN + 10 + 8];
-        emit_header(&mut f, MacAddr::BROADCAST, self.cfg.mac, EtherType::Aoe);
-        HeaderRepr {
-            version: 1,
-            response: false,
-            error: None,
-            major: 0xffff,
-            minor: 0xff,
-            command: Command::QueryConfig,
-            tag,
-        }
-        .emit(&mut HeaderPacket::new_unchecked(&mut f[ETH_LEN..]));
-        // Config argument all zero: Buffer Count, Firmware, Sector Count 0, CCmd 0 (read),
-        // no string.
-        out.push(pad(f));
-    }
-
-    fn send_identify(&mut self, key: AoeKey, now: Instant, out: &mut Vec<Vec<u8>>) {
-        let Some(e) = self.aoe.get_mut(&key) else {
-            return;
-        };
-        e.identify_sent = Some(now);
-        e.identify_tries += 1;
-        let (shelf, slot, mac) = key;
-        let mut f = vec![0u8; ETH_LEN + 10 + 12];
-        emit_header(&mut f, mac, self.cfg.mac, EtherType::Aoe);
-        HeaderRepr {
-            version: 1,
-            response: false,
-            error: None,
-            major: shelf,
-            minor: slot,
-            command: Command::IssueAta,
-            tag: e.identify_tag,
-        }
-        .emit(&mut HeaderPacket::new_unchecked(&mut f[ETH_LEN..]));
-        AtaRepr {
-            aflags: AtaFlags(0),
-            err_feature: 0,
-            sector_count: 1,
-            cmd_status: ATA_IDENTIFY,
-            // lba3 is the ATA Device register: 0xA0 (the obsolete bits set), as aoetools and
-            // the Linux driver send it.
-            lba: 0xa0 << 24,
-        }
-        .emit(&mut AtaPacket::new_unchecked(&mut f[ETH_LEN + 10..]));
-        out.push(pad(f));
+        self.initiator.query_config(0xffff, 0xff, out);
     }
 
     fn vn2vn_repr(&self, subcode: Vn2VnSubcode) -> FipRepr<'static> {
@@ -437,103 +351,45 @@ impl Discovery {
             return;
         };
         match eth.ethertype() {
-            EtherType::Aoe => self.on_aoe(eth.src(), eth.dst(), eth.payload(), now, out),
+            EtherType::Aoe => self.on_aoe(frame, now, out),
             EtherType::Fip => self.on_fip(eth.src(), eth.dst(), eth.payload(), now, out),
             _ => {}
         }
     }
 
-    fn on_aoe(
-        &mut self,
-        src: MacAddr,
-        dst: MacAddr,
-        payload: &[u8],
-        now: Instant,
-        out: &mut Vec<Vec<u8>>,
-    ) {
-        let Ok(h) = HeaderPacket::new_checked(payload) else {
-            return;
-        };
-        let Ok(hdr) = HeaderRepr::parse(&h) else {
-            return;
-        };
-        if !hdr.response || src == self.cfg.mac {
-            return;
-        }
-        match hdr.command {
-            Command::QueryConfig => {
-                // Ours, or a target's unsolicited broadcast advert (sent when it starts).
-                let for_us = dst == self.cfg.mac && self.ours(hdr.tag);
-                if hdr.error.is_some() || !(for_us || dst.is_broadcast()) {
-                    return;
-                }
-                if hdr.major == 0xffff || hdr.minor == 0xff {
-                    return;
-                }
-                let Ok(cp) = ConfigPacket::new_checked(h.payload()) else {
-                    return;
-                };
-                let Ok(c) = ConfigRepr::parse(&cp) else {
-                    return;
-                };
-                let key = (hdr.major, hdr.minor, src);
+    fn on_aoe(&mut self, frame: &[u8], now: Instant, out: &mut Vec<Vec<u8>>) {
+        match self.initiator.on_frame(frame) {
+            Some(Event::Config { target, config, .. }) => {
+                let key = (target.major, target.minor, target.mac);
                 let found = AoeFound {
-                    shelf: hdr.major,
-                    slot: hdr.minor,
-                    mac: src,
-                    buffer_count: c.buffer_count,
-                    firmware_version: c.firmware_version,
-                    sectors_per_frame: c.sector_count,
-                    config: c.config_string.to_vec(),
+                    shelf: target.major,
+                    slot: target.minor,
+                    mac: target.mac,
+                    buffer_count: config.buffer_count,
+                    firmware_version: config.firmware_version,
+                    sectors_per_frame: config.sector_count,
+                    config: config.config_string.to_vec(),
                     identify: Err("no answer to IDENTIFY".into()),
                     duplicate: false,
                 };
                 if let Some(e) = self.aoe.get_mut(&key) {
                     // A later answer is as current; keep what IDENTIFY told.
-                    e.found.buffer_count = found.buffer_count;
-                    e.found.firmware_version = found.firmware_version;
-                    e.found.sectors_per_frame = found.sectors_per_frame;
-                    e.found.config = found.config;
+                    e.buffer_count = found.buffer_count;
+                    e.firmware_version = found.firmware_version;
+                    e.sectors_per_frame = found.sectors_per_frame;
+                    e.config = found.config;
                     return;
                 }
-                let tag = self.tag(self.next_identify_tag);
-                self.next_identify_tag = (self.next_identify_tag + 1) & 0xffff;
-                if self.next_identify_tag < 0x100 {
-                    self.next_identify_tag = 0x100;
-                }
-                self.identify_tags.insert(tag, key);
-                self.aoe.insert(
-                    key,
-                    AoeEntry {
-                        found,
-                        identify_tag: tag,
-                        identify_sent: None,
-                        identify_tries: 0,
-                        identify_done: false,
-                    },
-                );
-                self.send_identify(key, now, out);
+                self.aoe.insert(key, found);
+                self.initiator
+                    .ata(target, AtaRequest::Identify, &[], now, out);
             }
-            Command::IssueAta => {
-                if dst != self.cfg.mac {
-                    return;
+            Some(Event::Ata { target, reply, .. }) => {
+                if let Some(e) = self.aoe.get_mut(&(target.major, target.minor, target.mac)) {
+                    e.identify = identify_result(reply);
                 }
-                let Some(&key) = self.identify_tags.get(&hdr.tag) else {
-                    return;
-                };
-                if key.2 != src || key.0 != hdr.major || key.1 != hdr.minor {
-                    return;
-                }
-                let Some(e) = self.aoe.get_mut(&key) else {
-                    return;
-                };
-                if e.identify_done {
-                    return;
-                }
-                e.identify_done = true;
-                e.found.identify = identify_result(&hdr, h.payload());
             }
-            _ => {}
+            None => {}
         }
     }
 
@@ -627,7 +483,7 @@ impl Discovery {
 
     /// What was found, sorted, with the conflicts flagged.
     pub fn report(&self) -> Report {
-        let mut aoe: Vec<AoeFound> = self.aoe.values().map(|e| e.found.clone()).collect();
+        let mut aoe: Vec<AoeFound> = self.aoe.values().cloned().collect();
         let mut warnings = Vec::new();
         let mut by_addr: BTreeMap<(u16, u8), Vec<usize>> = BTreeMap::new();
         for (i, a) in aoe.iter().enumerate() {
@@ -714,51 +570,20 @@ impl Discovery {
 }
 
 /// An IDENTIFY response: the identity, or why there is none.
-fn identify_result(hdr: &HeaderRepr, arg: &[u8]) -> Result<Identity, String> {
-    if let Some(e) = hdr.error {
-        return Err(format!("IDENTIFY refused with AoE error {e:?}"));
-    }
-    let Ok(p) = AtaPacket::new_checked(arg) else {
-        return Err("IDENTIFY response truncated".into());
+fn identify_result(reply: Result<AtaReply<'_>, AtaRefused>) -> Result<Identity, String> {
+    let a = match reply {
+        Ok(a) => a,
+        Err(AtaRefused::Aoe(e)) => return Err(format!("IDENTIFY refused with AoE error {e:?}")),
+        Err(AtaRefused::Truncated) => return Err("IDENTIFY response truncated".into()),
     };
-    let status = p.cmd_status();
-    if status & 0x01 != 0 {
+    if a.failed() {
         return Err(format!(
-            "IDENTIFY failed: ATA status 0x{status:02x}, error 0x{:02x}",
-            p.err_feature()
+            "IDENTIFY failed: ATA status 0x{:02x}, error 0x{:02x}",
+            a.status, a.error
         ));
     }
-    parse_identify(p.data()).ok_or_else(|| "IDENTIFY response shorter than 512 bytes".into())
-}
-
-/// Capacity and strings from a 512-byte IDENTIFY DEVICE block.
-pub fn parse_identify(data: &[u8]) -> Option<Identity> {
-    let block = data.get(..512)?;
-    let word = |i: usize| u16::from_le_bytes([block[2 * i], block[2 * i + 1]]);
-    let string = |first: usize, words: usize| {
-        let mut s = Vec::with_capacity(words * 2);
-        for i in first..first + words {
-            s.push(block[2 * i + 1]);
-            s.push(block[2 * i]);
-        }
-        String::from_utf8_lossy(&s)
-            .trim_matches(|c: char| c == ' ' || c == '\0')
-            .to_string()
-    };
-    let w83 = word(83);
-    let lba48 = w83 & 0xc000 == 0x4000 && w83 & (1 << 10) != 0;
-    let sectors = if lba48 {
-        (0..4).fold(0u64, |acc, i| acc | u64::from(word(100 + i)) << (16 * i))
-    } else {
-        u64::from(word(60)) | u64::from(word(61)) << 16
-    };
-    Some(Identity {
-        sectors,
-        lba48,
-        model: string(27, 20),
-        serial: string(10, 10),
-        firmware: string(23, 4),
-    })
+    a.identify()
+        .ok_or_else(|| "IDENTIFY response shorter than 512 bytes".into())
 }
 
 /// `64 MiB`, `1.5 GiB`, `512 B`.
@@ -1261,24 +1086,11 @@ mod tests {
     }
 
     #[test]
-    fn sizes_and_identify() {
+    fn sizes() {
+        // The IDENTIFY block is read by l2san_aoe::ata::identify::parse, tested there.
         assert_eq!(human_size(64 << 20), "64 MiB");
         assert_eq!(human_size(512), "512 B");
         assert_eq!(human_size(3 << 29), "1.5 GiB");
-        let mut block = [0u8; 512];
-        // LBA28 only: words 60-61.
-        block[120..124].copy_from_slice(&[0x00, 0x00, 0x01, 0x00]);
-        let id = parse_identify(&block).unwrap();
-        assert_eq!((id.sectors, id.lba48), (0x10000, false));
-        // LBA48: word 83 bits 14 and 10, words 100-103.
-        block[166..168].copy_from_slice(&0x4400u16.to_le_bytes());
-        block[200..208].copy_from_slice(&0x1_0000_0000u64.to_le_bytes());
-        // Model "MO" (word 27, bytes swapped).
-        block[54..56].copy_from_slice(b"OM");
-        let id = parse_identify(&block).unwrap();
-        assert_eq!((id.sectors, id.lba48), (0x1_0000_0000, true));
-        assert_eq!(id.model, "MO");
-        assert!(parse_identify(&block[..511]).is_none());
     }
 
     #[test]

@@ -6,13 +6,16 @@
 //!   SECTORS (EXT), FLUSH CACHE (EXT), CHECK POWER MODE), with every failure mapped to the
 //!   Status/Error registers;
 //! - [`target`]: the protocol: validation, addressing, broadcast and reservation policy,
-//!   config string, Mac Mask List, Reserve/Release, replies.
+//!   config string, Mac Mask List, Reserve/Release, replies;
+//! - [`initiator`]: the other side, sans-IO: request frames, tags, matching and decoding of
+//!   responses, retransmission; what `l2san probe`, the load generator and the tests speak.
 //!
 //! The binary builds an [`AoeTarget`] from [`AoeExport`]s and feeds it received frames with
 //! [`AoeTarget::handle_frame`]; replies are built in place in the caller's transmit buffers.
 #![forbid(unsafe_code)]
 
 pub mod ata;
+pub mod initiator;
 pub mod target;
 pub mod wire;
 

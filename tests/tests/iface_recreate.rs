@@ -36,6 +36,8 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use l2san_aoe::initiator::{AtaRequest, Body, Request};
+use l2san_common::MacAddr;
 use l2san_rig::fcoe_guest::crc32;
 use l2san_rig::fixture::{fmt_mac, ifindex_of, mac_of};
 use l2san_rig::rawsock::RawSocket;
@@ -166,18 +168,18 @@ impl Client {
         })
     }
 
-    /// An AoE request header to e6.1 at `dst`.
-    fn aoe_header(&mut self, dst: [u8; 6], command: u8) -> Vec<u8> {
+    /// An AoE request to e6.1 at `dst` with the next tag, `data` after the argument.
+    fn aoe_request(&mut self, dst: [u8; 6], body: Body, data: &[u8]) -> Vec<u8> {
         self.tag += 1;
-        let mut f = Vec::with_capacity(1100);
-        f.extend_from_slice(&dst);
-        f.extend_from_slice(&self.us);
-        f.extend_from_slice(&ETH_AOE.to_be_bytes());
-        f.extend_from_slice(&[0x10, 0]);
-        f.extend_from_slice(&SHELF.to_be_bytes());
-        f.extend_from_slice(&[SLOT, command]);
-        f.extend_from_slice(&self.tag.to_be_bytes());
-        f
+        Request {
+            dst: MacAddr(dst),
+            src: MacAddr(self.us),
+            major: SHELF,
+            minor: SLOT,
+            tag: self.tag,
+            body,
+        }
+        .to_frame(data)
     }
 
     /// The reply to the AoE request with our latest tag (others are skipped), within `timeout`.
@@ -232,8 +234,7 @@ impl Client {
     fn query_until_answered(&mut self, timeout: Duration) -> Result<Option<Duration>> {
         let start = Instant::now();
         while start.elapsed() < timeout {
-            let mut f = self.aoe_header([0xff; 6], 1);
-            f.extend_from_slice(&[0; 8]);
+            let f = self.aoe_request([0xff; 6], Body::QueryConfig, &[]);
             self.aoe.send(&f)?;
             if let Some(r) = self.aoe_reply(Duration::from_millis(250))? {
                 ensure!(r[19] == 1, "Query Config answered with command {}", r[19]);
@@ -245,10 +246,12 @@ impl Client {
 
     /// AoE READ SECTORS EXT of two sectors at `lba`.
     fn aoe_read(&mut self, lba: u64) -> Result<Vec<u8>> {
-        let mut f = self.aoe_header(self.aoe_mac, 0);
-        f.extend_from_slice(&[0x40, 0, 2, 0x24]);
-        f.extend_from_slice(&lba.to_le_bytes()[..6]);
-        f.extend_from_slice(&[0, 0]);
+        let read = AtaRequest::Read {
+            lba,
+            sector_count: 2,
+            lba48: true,
+        };
+        let f = self.aoe_request(self.aoe_mac, Body::Ata(read), &[]);
         self.aoe.send(&f)?;
         let r = self
             .aoe_reply(REPLY_TIMEOUT)?
@@ -264,11 +267,12 @@ impl Client {
 
     /// AoE WRITE SECTORS EXT of `data` (two sectors) at `lba`.
     fn aoe_write(&mut self, lba: u64, data: &[u8]) -> Result<()> {
-        let mut f = self.aoe_header(self.aoe_mac, 0);
-        f.extend_from_slice(&[0x41, 0, 2, 0x34]);
-        f.extend_from_slice(&lba.to_le_bytes()[..6]);
-        f.extend_from_slice(&[0, 0]);
-        f.extend_from_slice(data);
+        let write = AtaRequest::Write {
+            lba,
+            sector_count: 2,
+            lba48: true,
+        };
+        let f = self.aoe_request(self.aoe_mac, Body::Ata(write), data);
         self.aoe.send(&f)?;
         let r = self
             .aoe_reply(REPLY_TIMEOUT)?

@@ -19,6 +19,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use l2san_aoe::initiator::{AtaRequest, Response, ResponseBody};
 use l2san_common::io::sys::netns::in_netns;
 use l2san_rig::fixture::{ata_frame, VethOpts, VethPair};
 use l2san_rig::rawsock::RawSocket;
@@ -43,8 +44,15 @@ fn exchange(sock: &RawSocket, frame: &[u8], tag: u32) -> Result<u8> {
         let Some(r) = sock.recv(left)? else {
             bail!("no reply to tag {tag:#x}");
         };
-        if r.len() >= 36 && r[14] & 0x08 != 0 && r[20..24] == tag.to_be_bytes() {
-            return Ok(r[27]);
+        if let Some(Response {
+            header,
+            body: ResponseBody::Ata(a),
+            ..
+        }) = Response::parse(&r)
+        {
+            if header.tag == tag {
+                return Ok(a.status);
+            }
         }
     }
 }
@@ -145,12 +153,22 @@ fn metrics_and_ctl_count_the_traffic() {
             let mut tag = 0x4d45_0000u32;
             for i in 0..READS {
                 tag += 1;
-                let f = ata_frame(them, us, tag, 0x24, READ_COUNT, i * 8, &[]);
+                let read = AtaRequest::Read {
+                    lba: i * 8,
+                    sector_count: READ_COUNT,
+                    lba48: true,
+                };
+                let f = ata_frame(them, us, tag, read, &[]);
                 ensure!(exchange(&sock, &f, tag)? == 0x40, "READ {i} failed");
             }
             for i in 0..WRITES {
                 tag += 1;
-                let f = ata_frame(them, us, tag, 0x34, 1, 100 + i, &[0x22; SECTOR]);
+                let write = AtaRequest::Write {
+                    lba: 100 + i,
+                    sector_count: 1,
+                    lba48: true,
+                };
+                let f = ata_frame(them, us, tag, write, &[0x22; SECTOR]);
                 ensure!(exchange(&sock, &f, tag)? == 0x40, "WRITE {i} failed");
             }
 

@@ -18,6 +18,7 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use l2san_aoe::initiator::{AtaRequest, Response, ResponseBody};
 use l2san_rig::fixture::{ata_frame, ctl, fmt_mac, serve_config, VethOpts, VethPair};
 use l2san_rig::rawsock::RawSocket;
 use l2san_rig::rig::{self, Netns, Run};
@@ -72,16 +73,9 @@ struct Peer {
 
 impl Peer {
     /// One ATA command from `src` to e0.0; its reply (status, data).
-    fn ata(
-        &mut self,
-        src: [u8; 6],
-        op: u8,
-        count: u8,
-        lba: u64,
-        data: &[u8],
-    ) -> Result<(u8, Vec<u8>)> {
+    fn ata(&mut self, src: [u8; 6], request: AtaRequest, data: &[u8]) -> Result<(u8, Vec<u8>)> {
         self.tag += 1;
-        let f = ata_frame(self.them, src, self.tag, op, count, lba, data);
+        let f = ata_frame(self.them, src, self.tag, request, data);
         for _attempt in 0..3 {
             self.sock.send(&f)?;
             let deadline = Instant::now() + Duration::from_secs(1);
@@ -89,8 +83,14 @@ impl Peer {
                 .sock
                 .recv(deadline.saturating_duration_since(Instant::now()))?
             {
-                if r.len() >= 36 && r[..6] == src && r[14] & 0x08 != 0 && r[20..24] == f[20..24] {
-                    return Ok((r[27], r[36..].to_vec()));
+                let Some(reply) = Response::parse(&r) else {
+                    continue;
+                };
+                if let (true, ResponseBody::Ata(a)) = (
+                    reply.dst.0 == src && reply.header.tag == self.tag,
+                    reply.body,
+                ) {
+                    return Ok((a.status, a.data.to_vec()));
                 }
             }
         }
@@ -99,7 +99,12 @@ impl Peer {
 
     /// Reads `count` sectors at `lba` as `src`.
     fn read(&mut self, src: [u8; 6], lba: u64, count: u8) -> Result<Vec<u8>> {
-        let (status, data) = self.ata(src, 0x24, count, lba, &[])?;
+        let read = AtaRequest::Read {
+            lba,
+            sector_count: count,
+            lba48: true,
+        };
+        let (status, data) = self.ata(src, read, &[])?;
         ensure!(status & 0x01 == 0, "read failed: status {status:#x}");
         ensure!(data.len() >= count as usize * SECTOR, "short read reply");
         Ok(data[..count as usize * SECTOR].to_vec())
@@ -166,7 +171,12 @@ fn twenty_clients_write_their_own_overlays_of_one_base() {
         for i in 0..CLIENTS {
             for (lba, n, fill) in writes_of(i) {
                 let data = vec![fill; n as usize * SECTOR];
-                let (status, _) = peer.ata(client_mac(i), 0x34, n, lba, &data)?;
+                let write = AtaRequest::Write {
+                    lba,
+                    sector_count: n,
+                    lba48: true,
+                };
+                let (status, _) = peer.ata(client_mac(i), write, &data)?;
                 ensure!(status & 0x01 == 0, "client {i}: write at {lba} failed");
             }
         }

@@ -25,6 +25,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use l2san_aoe::initiator::{AtaRequest, Body, Request, Response, ResponseBody};
+use l2san_common::MacAddr;
 use l2san_rig::bootdisk;
 use l2san_rig::fixture::{ctl, fmt_mac, serve_config, VethOpts, VethPair};
 use l2san_rig::linux::Kernel;
@@ -44,30 +46,35 @@ struct Peer {
     tag: u32,
 }
 
+/// READ SECTORS EXT.
+fn read(lba: u64, sector_count: u8) -> AtaRequest {
+    AtaRequest::Read {
+        lba,
+        sector_count,
+        lba48: true,
+    }
+}
+
 /// A reply: (shelf, slot, the whole frame).
 type Reply = (u16, u8, Vec<u8>);
 
 impl Peer {
-    fn header(&mut self, dst: [u8; 6], shelf: u16, slot: u8, cmd: u8) -> Vec<u8> {
+    /// The request frame to shelf.slot at `dst`, with the next tag.
+    fn request(&mut self, dst: [u8; 6], shelf: u16, slot: u8, body: Body, data: &[u8]) -> Vec<u8> {
         self.tag += 1;
-        let mut f = Vec::new();
-        f.extend_from_slice(&dst);
-        f.extend_from_slice(&self.us);
-        f.extend_from_slice(&ETHERTYPE_AOE.to_be_bytes());
-        f.extend_from_slice(&[0x10, 0]);
-        f.extend_from_slice(&shelf.to_be_bytes());
-        f.push(slot);
-        f.push(cmd);
-        f.extend_from_slice(&self.tag.to_be_bytes());
-        f
+        Request {
+            dst: MacAddr(dst),
+            src: MacAddr(self.us),
+            major: shelf,
+            minor: slot,
+            tag: self.tag,
+            body,
+        }
+        .to_frame(data)
     }
 
     /// Sends `f` and collects every reply with its tag for `wait`.
-    fn ask(&mut self, mut f: Vec<u8>, wait: Duration) -> Result<Vec<Reply>> {
-        if f.len() < 60 {
-            f.resize(60, 0);
-        }
-        let tag = self.tag.to_be_bytes();
+    fn ask(&mut self, f: Vec<u8>, wait: Duration) -> Result<Vec<Reply>> {
         self.sock.send(&f)?;
         let deadline = Instant::now() + wait;
         let mut out = Vec::new();
@@ -75,8 +82,10 @@ impl Peer {
             .sock
             .recv(deadline.saturating_duration_since(Instant::now()))?
         {
-            if r.len() >= 24 && r[14] & 0x08 != 0 && r[20..24] == tag {
-                out.push((u16::from_be_bytes([r[16], r[17]]), r[18], r));
+            if let Some(h) = Response::parse(&r).map(|reply| reply.header) {
+                if h.tag == self.tag {
+                    out.push((h.major, h.minor, r));
+                }
             }
         }
         Ok(out)
@@ -87,37 +96,34 @@ impl Peer {
         &mut self,
         shelf: u16,
         slot: u8,
-        op: u8,
-        count: u8,
-        lba: u64,
+        request: AtaRequest,
         data: &[u8],
     ) -> Result<Option<Vec<u8>>> {
         let them = self.them;
-        let mut f = self.header(them, shelf, slot, 0);
-        let write = if data.is_empty() { 0 } else { 0x01 };
-        f.extend_from_slice(&[0x40 | write, 0, count, op]);
-        f.extend_from_slice(&lba.to_le_bytes()[..6]);
-        f.extend_from_slice(&[0, 0]);
-        f.extend_from_slice(data);
+        let f = self.request(them, shelf, slot, Body::Ata(request), data);
         let mut r = self.ask(f, Duration::from_millis(700))?;
         ensure!(r.len() <= 1, "{} replies to one ATA command", r.len());
         Ok(r.pop().map(|(_, _, f)| f))
     }
 
-    /// The LBA48 sector count of shelf.slot from IDENTIFY, or None when it does not answer.
+    /// The sector count of shelf.slot from IDENTIFY, or None when it does not answer.
     fn sectors(&mut self, shelf: u16, slot: u8) -> Result<Option<u64>> {
-        let Some(r) = self.ata(shelf, slot, 0xec, 1, 0, &[])? else {
+        let Some(r) = self.ata(shelf, slot, AtaRequest::Identify, &[])? else {
             return Ok(None);
         };
-        ensure!(r[27] & 0x01 == 0, "IDENTIFY failed: status {:#x}", r[27]);
-        let words = &r[36 + 200..36 + 208];
-        Ok(Some(u64::from_le_bytes(words.try_into()?)))
+        let Some(ResponseBody::Ata(a)) = Response::parse(&r).map(|reply| reply.body) else {
+            bail!("IDENTIFY answered with {:02x?}", &r[..r.len().min(36)]);
+        };
+        ensure!(!a.failed(), "IDENTIFY failed: status {:#x}", a.status);
+        let info = a
+            .identify()
+            .context("IDENTIFY reply shorter than 512 bytes")?;
+        Ok(Some(info.sectors))
     }
 
     /// Shelf.slot of every export answering a broadcast Query Config.
     fn discover(&mut self) -> Result<Vec<(u16, u8)>> {
-        let mut f = self.header([0xff; 6], 0xffff, 0xff, 1);
-        f.extend_from_slice(&[0; 8]);
+        let f = self.request([0xff; 6], 0xffff, 0xff, Body::QueryConfig, &[]);
         let mut found: Vec<(u16, u8)> = self
             .ask(f, Duration::from_millis(700))?
             .into_iter()
@@ -218,7 +224,7 @@ fn reload_adds_resizes_and_removes_exports_without_a_restart() {
         ensure!(peer.discover()? == [(0, 0)], "before the reload");
         ensure!(peer.sectors(0, 0)? == Some(2048));
         ensure!(
-            peer.ata(0, 0, 0x24, 1, 3000, &[])?
+            peer.ata(0, 0, read(3000, 1), &[])?
                 .is_some_and(|r| r[27] & 0x01 != 0),
             "a read past the end must fail before the image grows"
         );
@@ -256,9 +262,14 @@ fn reload_adds_resizes_and_removes_exports_without_a_restart() {
         ensure!(peer.sectors(0, 1)? == Some(1024));
         ensure!(peer.sectors(0, 2)?.is_none(), "e0.2 is not ours to see");
         let data = vec![0x5au8; SECTOR];
-        let r = peer.ata(0, 0, 0x34, 1, 3000, &data)?.context("no reply")?;
+        let write = AtaRequest::Write {
+            lba: 3000,
+            sector_count: 1,
+            lba48: true,
+        };
+        let r = peer.ata(0, 0, write, &data)?.context("no reply")?;
         ensure!(r[27] & 0x01 == 0, "write past the old end: {:#x}", r[27]);
-        let r = peer.ata(0, 1, 0x24, 2, 10, &[])?.context("no reply")?;
+        let r = peer.ata(0, 1, read(10, 2), &[])?.context("no reply")?;
         ensure!(
             r[36..36 + 2 * SECTOR].iter().all(|&b| b == 0x22),
             "pc1 data"

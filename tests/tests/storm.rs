@@ -79,6 +79,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use l2san_aoe::initiator::{AtaRequest, Body, Request};
+use l2san_common::MacAddr;
 use l2san_rig::bootdisk;
 use l2san_rig::fcoe_guest::{self, crc32, port_id_from_mac, vn_mac, wwpn_from_mac, Side};
 use l2san_rig::fixture::mac_of;
@@ -345,23 +347,28 @@ impl Generator {
             // Well-formed LBA48 READ or WRITE of 1-2 sectors to e0.0 from 32 MiB to the end of
             // the image (the last ones cross it and must be refused).
             3..=4 => {
-                f.extend_from_slice(&[0x10, 0, 0, 0, 0, 0]);
-                f.extend_from_slice(&(self.rng.next() as u32).to_be_bytes());
+                let tag = self.rng.next() as u32;
                 let write = self.rng.below(2) == 0;
-                let scnt = 1 + self.rng.below(2) as u8;
+                let sector_count = 1 + self.rng.below(2) as u8;
                 let lba = (32u64 << 20) / 512 + self.rng.below((32 << 20) / 512);
-                f.extend_from_slice(&[
-                    if write { 0x41 } else { 0x40 },
-                    0,
-                    scnt,
-                    if write { 0x34 } else { 0x24 },
-                ]);
-                f.extend_from_slice(&lba.to_le_bytes()[..6]);
-                f.extend_from_slice(&[0, 0]);
-                if write {
+                let (request, data) = if write {
                     self.counts.valid_writes += 1;
-                    f.extend(self.rng.bytes(usize::from(scnt) * 512));
-                }
+                    let data = self.rng.bytes(usize::from(sector_count) * 512);
+                    let write = AtaRequest::Write {
+                        lba,
+                        sector_count,
+                        lba48: true,
+                    };
+                    (write, data)
+                } else {
+                    let read = AtaRequest::Read {
+                        lba,
+                        sector_count,
+                        lba48: true,
+                    };
+                    (read, Vec::new())
+                };
+                f = aoe_request(&f, (0, 0), tag, request, &data);
             }
             // ATA with random arguments.
             5..=7 => {
@@ -492,33 +499,20 @@ impl Generator {
 
     fn broadcast_write(&mut self, dst: [u8; 6]) -> Vec<u8> {
         let dst = if dst == self.l2san { dst } else { BROADCAST };
-        let mut f = self.eth(dst, ETH_AOE);
-        f.push(0x10);
-        f.push(0);
-        let (major, minor): (u16, u8) = self.rng.pick(&[(0xffff, 0xff), (0xffff, 0), (0, 0xff)]);
-        f.extend_from_slice(&major.to_be_bytes());
-        f.push(minor);
-        f.push(0);
-        f.extend_from_slice(&(self.rng.next() as u32).to_be_bytes());
+        let eth = self.eth(dst, ETH_AOE);
+        let address: (u16, u8) = self.rng.pick(&[(0xffff, 0xff), (0xffff, 0), (0, 0xff)]);
+        let tag = self.rng.next() as u32;
         let (lo, hi) = self.region_lba;
         let lba = lo + self.rng.below(hi - lo - 2);
-        let ext = self.rng.below(2) == 0;
-        f.extend_from_slice(&[
-            if ext { 0x41 } else { 0x01 },
-            0,
-            2,
-            if ext { 0x34 } else { 0x30 },
-        ]);
-        let mut l = lba.to_le_bytes();
-        if !ext {
-            l[3] = 0xe0 | (l[3] & 0x0f);
-        }
-        f.extend_from_slice(&l[..6]);
-        f.extend_from_slice(&[0, 0]);
+        let lba48 = self.rng.below(2) == 0;
+        let write = AtaRequest::Write {
+            lba,
+            sector_count: 2,
+            lba48,
+        };
         let mut data = b"STORM broadcast write ".repeat(50);
         data.truncate(1024);
-        f.extend_from_slice(&data);
-        f
+        aoe_request(&eth, address, tag, write, &data)
     }
 
     /// Keeps a generated AoE frame from doing what would lock out or overwrite the guest by
@@ -849,6 +843,26 @@ impl Fake {
         self.recent.push(self.next_ox);
         self.next_ox
     }
+}
+
+/// A well-formed AoE ATA request to `major.minor` between the MACs of the Ethernet header
+/// `eth` the generator drew.
+fn aoe_request(
+    eth: &[u8],
+    (major, minor): (u16, u8),
+    tag: u32,
+    request: AtaRequest,
+    data: &[u8],
+) -> Vec<u8> {
+    Request {
+        dst: MacAddr::from_bytes(&eth[..6]),
+        src: MacAddr::from_bytes(&eth[6..12]),
+        major,
+        minor,
+        tag,
+        body: Body::Ata(request),
+    }
+    .to_frame(data)
 }
 
 /// SCSI opcodes that write, by the offset and length of their LBA field.

@@ -26,13 +26,27 @@
 //! | 255 | integrity word: 0xA5 signature and checksum | libata |
 //!
 //! Strings are ATA strings: space padded, the two bytes of each 16-bit word swapped.
+//!
+//! [`build`] fills the block for the target; [`parse`] reads the capacity and the strings back
+//! out of a block, for an initiator (`crate::initiator`), from the same word numbers.
 
 /// Length of the identify block.
 pub const IDENTIFY_LEN: usize = 512;
 
-const SERIAL_WORDS: (usize, usize) = (10, 20);
+/// (first word, words) of each string.
+const SERIAL_WORDS: (usize, usize) = (10, 10);
 const FIRMWARE_WORDS: (usize, usize) = (23, 4);
 const MODEL_WORDS: (usize, usize) = (27, 20);
+/// Words 60-61: the LBA28 capacity.
+const LBA28_CAPACITY: usize = 60;
+/// Word 83: command sets supported (bits 15:14 = 01 when valid).
+const COMMAND_SET_2: usize = 83;
+/// Word 86: command sets enabled.
+const COMMAND_SET_ENABLED_2: usize = 86;
+/// Words 100-103: the LBA48 capacity.
+const LBA48_CAPACITY: usize = 100;
+/// Bit 10 of words 83 and 86: the 48-bit Address feature set.
+const LBA48_BIT: u16 = 1 << 10;
 
 /// The strings of the identify block, built once per export.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,17 +136,25 @@ pub fn build(block: &mut [u8], identity: &Identity, capacity: u64, write_cache_e
         57,
         u32::from(cyl) * u32::from(heads) * u32::from(spt),
     );
-    put_dword(block, 60, capacity.min(0x0fff_ffff) as u32);
+    put_dword(block, LBA28_CAPACITY, capacity.min(0x0fff_ffff) as u32);
     put_word(block, 80, 0x00f0);
     put_word(block, 82, 1 << 5);
-    put_word(block, 83, (1 << 14) | (1 << 13) | (1 << 12) | (1 << 10));
+    put_word(
+        block,
+        COMMAND_SET_2,
+        (1 << 14) | (1 << 13) | (1 << 12) | LBA48_BIT,
+    );
     put_word(block, 84, 0x4000);
     put_word(block, 85, if write_cache_enabled { 1 << 5 } else { 0 });
-    put_word(block, 86, (1 << 13) | (1 << 12) | (1 << 10));
+    put_word(
+        block,
+        COMMAND_SET_ENABLED_2,
+        (1 << 13) | (1 << 12) | LBA48_BIT,
+    );
     put_word(block, 87, 0x4000);
     put_word(block, 93, 0x400b);
     for i in 0..4 {
-        put_word(block, 100 + i, (capacity >> (16 * i)) as u16);
+        put_word(block, LBA48_CAPACITY + i, (capacity >> (16 * i)) as u16);
     }
     put_word(block, 106, 0x4000);
     // Word 255: signature 0xA5 in the low byte, and a high byte that makes all 512 bytes sum
@@ -142,13 +164,64 @@ pub fn build(block: &mut [u8], identity: &Identity, capacity: u64, write_cache_e
     block[511] = sum.wrapping_neg();
 }
 
+/// What an initiator learns from an identify block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentifyInfo {
+    /// Capacity in 512-byte sectors: words 100-103 when LBA48 is there, else words 60-61.
+    pub sectors: u64,
+    /// The device takes 48-bit commands.
+    pub lba48: bool,
+    /// The strings, trimmed of their padding (spaces and NULs).
+    pub model: String,
+    pub serial: String,
+    pub firmware: String,
+}
+
+fn word(block: &[u8], w: usize) -> u16 {
+    u16::from_le_bytes([block[w * 2], block[w * 2 + 1]])
+}
+
+/// Read an ATA string at `(start, words)`: each pair of bytes swapped back.
+fn get_string(block: &[u8], (start, words): (usize, usize)) -> String {
+    let mut s = Vec::with_capacity(words * 2);
+    for w in start..start + words {
+        s.push(block[w * 2 + 1]);
+        s.push(block[w * 2]);
+    }
+    String::from_utf8_lossy(&s)
+        .trim_matches(|c: char| c == ' ' || c == '\0')
+        .to_string()
+}
+
+/// Capacity and strings of the first [`IDENTIFY_LEN`] bytes of `data`; `None` when it is
+/// shorter.
+///
+/// LBA48 when word 83 is valid (bits 15:14 = 01, as libata checks) with bit 10 set, or when
+/// word 86 has bit 10 (the Linux `aoe` driver ORs the two words).
+pub fn parse(data: &[u8]) -> Option<IdentifyInfo> {
+    let block = data.get(..IDENTIFY_LEN)?;
+    let w83 = word(block, COMMAND_SET_2);
+    let lba48 = (w83 & 0xc000 == 0x4000 && w83 & LBA48_BIT != 0)
+        || word(block, COMMAND_SET_ENABLED_2) & LBA48_BIT != 0;
+    let sectors = if lba48 {
+        (0..4).fold(0u64, |acc, i| {
+            acc | u64::from(word(block, LBA48_CAPACITY + i)) << (16 * i)
+        })
+    } else {
+        u64::from(word(block, LBA28_CAPACITY)) | u64::from(word(block, LBA28_CAPACITY + 1)) << 16
+    };
+    Some(IdentifyInfo {
+        sectors,
+        lba48,
+        model: get_string(block, MODEL_WORDS),
+        serial: get_string(block, SERIAL_WORDS),
+        firmware: get_string(block, FIRMWARE_WORDS),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn word(b: &[u8], w: usize) -> u16 {
-        u16::from_le_bytes([b[w * 2], b[w * 2 + 1]])
-    }
 
     fn string(b: &[u8], start: usize, words: usize) -> String {
         let mut s = Vec::new();
@@ -217,5 +290,47 @@ mod tests {
         assert_eq!(id.serial(), b"e65535.255:a-very-lo");
         let id = Identity::new("e1.2:h\u{e9}");
         assert_eq!(&id.serial()[..8], b"e1.2:h__");
+    }
+
+    #[test]
+    fn parse_reads_back_what_build_wrote() {
+        let mut block = [0u8; 512];
+        build(&mut block, &Identity::new("e1.2:host"), 0x1_2345_6789, true);
+        let info = parse(&block).unwrap();
+        assert_eq!(
+            info,
+            IdentifyInfo {
+                sectors: 0x1_2345_6789,
+                lba48: true,
+                model: MODEL.into(),
+                serial: "e1.2:host".into(),
+                firmware: env!("CARGO_PKG_VERSION").into(),
+            }
+        );
+        assert_eq!(parse(&block[..511]), None);
+    }
+
+    #[test]
+    fn parse_without_lba48_takes_words_60_61() {
+        let mut block = [0u8; 512];
+        block[120..124].copy_from_slice(&[0x00, 0x00, 0x01, 0x00]);
+        block[200..208].copy_from_slice(&u64::MAX.to_le_bytes());
+        // Word 83 with bit 10 but not valid (bits 15:14 = 11): no LBA48.
+        block[166..168].copy_from_slice(&0xc400u16.to_le_bytes());
+        let info = parse(&block).unwrap();
+        assert_eq!((info.sectors, info.lba48), (0x10000, false));
+        assert_eq!((info.model.as_str(), info.serial.as_str()), ("", ""));
+        // Word 86 alone, as the Linux aoe driver reads it.
+        block[172..174].copy_from_slice(&(1u16 << 10).to_le_bytes());
+        let info = parse(&block).unwrap();
+        assert_eq!((info.sectors, info.lba48), (u64::MAX, true));
+        // Word 83 valid (bits 14 and 10) alone; model "MO" (word 27, bytes swapped).
+        block[172..174].fill(0);
+        block[166..168].copy_from_slice(&0x4400u16.to_le_bytes());
+        block[200..208].copy_from_slice(&0x1_0000_0000u64.to_le_bytes());
+        block[54..56].copy_from_slice(b"OM");
+        let info = parse(&block).unwrap();
+        assert_eq!((info.sectors, info.lba48), (0x1_0000_0000, true));
+        assert_eq!(info.model, "MO");
     }
 }

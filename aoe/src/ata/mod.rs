@@ -41,15 +41,21 @@ pub mod identify;
 
 use l2san_common::store::{StoreError, Volume};
 
-pub use identify::{Identity, IDENTIFY_LEN};
+pub use identify::{IdentifyInfo, Identity, IDENTIFY_LEN};
 
 /// Bytes per logical sector.
 pub const SECTOR_SIZE: usize = 512;
 
 /// Status register bits.
 pub mod status {
+    /// Busy.
+    pub const BSY: u8 = 0x80;
     /// Device ready.
     pub const DRDY: u8 = 0x40;
+    /// Device fault.
+    pub const DF: u8 = 0x20;
+    /// Data request.
+    pub const DRQ: u8 = 0x08;
     /// An error occurred; see the Error register.
     pub const ERR: u8 = 0x01;
 }

@@ -178,6 +178,19 @@ pub struct ConfigRepr<'a> {
     pub config_string: &'a [u8],
 }
 
+impl ConfigRepr<'static> {
+    /// A Query Config request with CCmd 0 (read): every field zero, the version nibble
+    /// included, as Linux and iPXE send it.
+    pub const READ_REQUEST: ConfigRepr<'static> = ConfigRepr {
+        buffer_count: 0,
+        firmware_version: 0,
+        sector_count: 0,
+        aoe_version: 0,
+        command: ConfigCommand::Read,
+        config_string: b"",
+    };
+}
+
 impl<'a> ConfigRepr<'a> {
     /// `Truncated` if the fixed part is missing, `BadLength` if the string length field names
     /// more than the frame carries or more than 1024 bytes.
@@ -227,17 +240,8 @@ mod tests {
         let bytes = arg(IPXE, 1);
         let p = ConfigPacket::new_checked(&bytes[..]).unwrap();
         let r = ConfigRepr::parse(&p).unwrap();
-        assert_eq!(
-            r,
-            ConfigRepr {
-                buffer_count: 0,
-                firmware_version: 0,
-                sector_count: 0,
-                aoe_version: 0,
-                command: ConfigCommand::Read,
-                config_string: b"",
-            }
-        );
+        assert_eq!(r, ConfigRepr::READ_REQUEST);
+        assert_eq!((r.aoe_version, r.command), (0, ConfigCommand::Read));
     }
 
     #[test]

@@ -241,6 +241,19 @@ impl HeaderRepr {
         })
     }
 
+    /// A version-1 request header (no flags, Error zero).
+    pub fn request(major: u16, minor: u8, command: Command, tag: u32) -> HeaderRepr {
+        HeaderRepr {
+            version: VERSION,
+            response: false,
+            error: None,
+            major,
+            minor,
+            command,
+            tag,
+        }
+    }
+
     /// A version-1 response header.
     pub fn response(
         major: u16,

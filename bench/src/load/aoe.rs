@@ -1,27 +1,21 @@
 //! The AoE side of the load generator: discovery (Query Config, then IDENTIFY for the
-//! capacity), and building requests and parsing replies in preallocated frames.
+//! capacity) through [`l2san_aoe::initiator`], and requests reissued and replies decoded in
+//! preallocated frames by the same initiator's request and response code.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use l2san_aoe::wire::ata::{self, AtaFlags, AtaPacket, AtaRepr};
-use l2san_aoe::wire::config::{ConfigCommand, ConfigPacket};
-use l2san_aoe::wire::header::{Command, HeaderPacket, HeaderRepr, HEADER_LEN, VERSION};
-use l2san_aoe::wire::{ETHERTYPE, ETH_HEADER_LEN};
-use l2san_common::ether::{emit_header, MIN_FRAME_LEN};
+use l2san_aoe::initiator::{
+    reissue, AtaRefused, AtaRequest, Body, Event as AoeEvent, Initiator, Request, Response,
+    ResponseBody, Tags, Target, ATA_DATA_OFFSET,
+};
+use l2san_aoe::wire::Command;
+use l2san_common::ether::MIN_FRAME_LEN;
 use l2san_common::io::{FrameRx, FrameTx};
-use l2san_common::{EtherType, MacAddr};
+use l2san_common::MacAddr;
 
 use super::{client_mac, client_of, Event, Io, Protocol, Reply, Send, Session};
 
-const ATA_READ_EXT: u8 = 0x24;
-const ATA_WRITE_EXT: u8 = 0x34;
-const ATA_IDENTIFY: u8 = 0xec;
-/// BSY | DF | DRQ | ERR: the status bits on which Linux fails a request.
-const ATA_STATUS_BAD: u8 = 0xa9;
-/// Offset of the ATA argument in a whole frame, and of the data after it.
-const ARG_OFFSET: usize = ETH_HEADER_LEN + HEADER_LEN;
-const DATA_OFFSET: usize = ARG_OFFSET + ata::ARG_LEN;
 /// Tags of discovery requests: bit 31 set, like the aoetools, so that they never collide
 /// with the engine's (which keep bit 31 clear).
 const SETUP_TAG: u32 = 0x8000_0000;
@@ -51,98 +45,70 @@ pub fn parse_target(s: &str) -> Result<(u16, u8)> {
     Ok((major, minor))
 }
 
-impl Aoe {
-    fn header(&self, frame: &mut [u8], command: Command, tag: u32) {
-        let h = HeaderRepr {
-            version: VERSION,
-            response: false,
-            error: None,
-            major: self.major,
-            minor: self.minor,
-            command,
-            tag,
-        };
-        h.emit(&mut HeaderPacket::new_unchecked(
-            &mut frame[ETH_HEADER_LEN..],
-        ));
+/// The engine's request for `io`.
+fn ata_request(io: &Io) -> AtaRequest {
+    if io.write {
+        AtaRequest::Write {
+            lba: io.lba,
+            sector_count: io.sectors,
+            lba48: true,
+        }
+    } else {
+        AtaRequest::Read {
+            lba: io.lba,
+            sector_count: io.sectors,
+            lba48: true,
+        }
     }
 }
 
 impl Protocol for Aoe {
     fn area_len(&self, write_sectors: u8) -> usize {
-        (DATA_OFFSET + write_sectors as usize * 512).max(MIN_FRAME_LEN)
+        (ATA_DATA_OFFSET + write_sectors as usize * 512).max(MIN_FRAME_LEN)
     }
 
     fn prepare(&self, area: &mut [u8], client: u32) {
         area.fill(0);
-        emit_header(
-            area,
-            self.target,
-            client_mac(self.mac_base, client),
-            EtherType::Aoe,
-        );
-        self.header(area, Command::IssueAta, 0);
+        // The addresses; `build` writes the tag and the argument of each request.
+        Request {
+            dst: self.target,
+            src: client_mac(self.mac_base, client),
+            major: self.major,
+            minor: self.minor,
+            tag: 0,
+            body: Body::Ata(AtaRequest::Identify),
+        }
+        .emit(area);
     }
 
     fn write_data(&self, area: &mut [u8], sectors: u8, fill: &mut dyn FnMut(u64, &mut [u8])) {
         fill(
             0,
-            &mut area[DATA_OFFSET..DATA_OFFSET + sectors as usize * 512],
+            &mut area[ATA_DATA_OFFSET..ATA_DATA_OFFSET + sectors as usize * 512],
         );
     }
 
     fn build(&self, area: &mut [u8], io: &Io, send: &mut Send<'_>) {
-        HeaderPacket::new_unchecked(&mut area[ETH_HEADER_LEN..]).set_tag(io.tag);
-        let arg = AtaRepr {
-            aflags: AtaFlags(AtaFlags::EXTENDED | if io.write { AtaFlags::WRITE } else { 0 }),
-            err_feature: 0,
-            sector_count: io.sectors,
-            cmd_status: if io.write {
-                ATA_WRITE_EXT
-            } else {
-                ATA_READ_EXT
-            },
-            lba: io.lba,
-        };
-        arg.emit(&mut AtaPacket::new_unchecked(&mut area[ARG_OFFSET..]));
-        let data = if io.write {
-            io.sectors as usize * 512
-        } else {
-            0
-        };
-        send(0, (DATA_OFFSET + data).max(MIN_FRAME_LEN));
+        let len = reissue(area, io.tag, ata_request(io));
+        send(0, len);
     }
 
     fn parse<'a>(&self, frame: &'a [u8]) -> Option<Reply<'a>> {
-        let (client, tag, ok, data) = self.reply(frame)?;
+        let r = Response::parse(frame)?;
+        let h = r.header;
+        if h.major != self.major || h.minor != self.minor || h.command != Command::IssueAta {
+            return None;
+        }
+        let (ok, data) = match r.body {
+            ResponseBody::Ata(a) => (!a.failed(), a.data),
+            ResponseBody::Error(_) => (false, frame.get(ATA_DATA_OFFSET..)?),
+            _ => return None,
+        };
         Some(Reply {
-            client: client_of(self.mac_base, self.clients, &client)?,
-            tag,
+            client: client_of(self.mac_base, self.clients, &r.dst.0)?,
+            tag: h.tag,
             event: Event::Done { ok, data },
         })
-    }
-}
-
-impl Aoe {
-    /// An ATA response of our target: (destination MAC, tag, success, data after the
-    /// argument).
-    fn reply<'a>(&self, frame: &'a [u8]) -> Option<([u8; 6], u32, bool, &'a [u8])> {
-        if frame.len() < DATA_OFFSET || frame[12..14] != ETHERTYPE.to_be_bytes() {
-            return None;
-        }
-        let h = HeaderPacket::new_unchecked(&frame[ETH_HEADER_LEN..]);
-        if !h.response()
-            || h.major() != self.major
-            || h.minor() != self.minor
-            || h.command() != Command::IssueAta
-        {
-            return None;
-        }
-        let a = AtaPacket::new_unchecked(h.payload());
-        let ok = !h.error_flag() && a.cmd_status() & ATA_STATUS_BAD == 0;
-        let mut client = [0u8; 6];
-        client.copy_from_slice(&frame[..6]);
-        Some((client, h.tag(), ok, &frame[DATA_OFFSET..]))
     }
 }
 
@@ -158,44 +124,24 @@ pub fn discover(
     minor: u8,
     timeout: Duration,
 ) -> Result<(Aoe, Session)> {
-    let client = client_mac(mac_base, 0);
-    let probe = Aoe {
-        target: MacAddr::BROADCAST,
-        major,
-        minor,
-        mac_base,
-        clients,
-    };
-    let mut q = vec![0u8; MIN_FRAME_LEN];
-    emit_header(&mut q, MacAddr::BROADCAST, client, EtherType::Aoe);
-    probe.header(&mut q, Command::QueryConfig, SETUP_TAG);
-    {
-        let mut c = ConfigPacket::new_unchecked(&mut q[ARG_OFFSET..]);
-        c.set_version_command(0, ConfigCommand::Read);
-    }
+    let mut initiator = Initiator::new(client_mac(mac_base, 0), Tags::new(SETUP_TAG, 0), None);
+    let mut out = Vec::new();
+    initiator.query_config(major, minor, &mut out);
     let mut found = None;
     for _ in 0..3 {
-        tx.send_frames(&[&q])?;
-        found = super::await_frame(rx, timeout, |f| {
-            if f.len() < ARG_OFFSET + 8 || f[..6] != client.0 {
-                return None;
-            }
-            let h = HeaderPacket::new_unchecked(&f[ETH_HEADER_LEN..]);
-            if !h.response()
-                || h.error_flag()
-                || h.command() != Command::QueryConfig
-                || h.major() != major
-                || h.minor() != minor
+        tx.send_frames(&[&out[0]])?;
+        found = super::await_frame(rx, timeout, |f| match initiator.on_frame(f)? {
+            AoeEvent::Config { target, config, .. }
+                if target.major == major && target.minor == minor =>
             {
-                return None;
+                Some((
+                    target.mac,
+                    config.buffer_count,
+                    config.sector_count,
+                    config.firmware_version,
+                ))
             }
-            let c = ConfigPacket::new_unchecked(h.payload());
-            Some((
-                MacAddr::from_bytes(&f[6..12]),
-                c.buffer_count(),
-                c.sector_count(),
-                c.firmware_version(),
-            ))
+            _ => None,
         })?;
         if found.is_some() {
             break;
@@ -204,45 +150,52 @@ pub fn discover(
     let Some((target, buffer_count, sector_count, firmware)) = found else {
         bail!("no answer to Query Config for e{major}.{minor}: is the target serving on this segment?");
     };
-    let aoe = Aoe { target, ..probe };
+    let aoe = Aoe {
+        target,
+        major,
+        minor,
+        mac_base,
+        clients,
+    };
 
-    let mut id = vec![0u8; MIN_FRAME_LEN];
-    aoe.prepare(&mut id, 0);
-    aoe.header(&mut id, Command::IssueAta, SETUP_TAG | 1);
-    AtaRepr {
-        aflags: AtaFlags(0),
-        err_feature: 0,
-        sector_count: 1,
-        cmd_status: ATA_IDENTIFY,
-        lba: 0,
-    }
-    .emit(&mut AtaPacket::new_unchecked(&mut id[ARG_OFFSET..]));
+    // Sent again by hand below, the same frame each time.
+    out.clear();
+    let export = Target {
+        mac: target,
+        major,
+        minor,
+    };
+    initiator.ata(
+        export,
+        AtaRequest::Identify,
+        &[],
+        std::time::Instant::now(),
+        &mut out,
+    );
     let mut ident = None;
     for _ in 0..3 {
-        tx.send_frames(&[&id])?;
-        ident = super::await_frame(rx, timeout, |f| {
-            let (to, tag, ok, data) = aoe.reply(f)?;
-            (to == client.0 && tag == SETUP_TAG | 1).then(|| (ok, data.to_vec()))
+        tx.send_frames(&[&out[0]])?;
+        ident = super::await_frame(rx, timeout, |f| match initiator.on_frame(f)? {
+            // The identity, or how many data bytes came back.
+            AoeEvent::Ata { reply, .. } => Some(match reply {
+                Ok(a) if !a.failed() => a.identify().ok_or(a.data.len()),
+                Ok(a) => Err(a.data.len()),
+                Err(AtaRefused::Aoe(_) | AtaRefused::Truncated) => {
+                    Err(f.len().saturating_sub(ATA_DATA_OFFSET))
+                }
+            }),
+            _ => None,
         })?;
         if ident.is_some() {
             break;
         }
     }
-    let Some((ok, data)) = ident else {
+    let Some(ident) = ident else {
         bail!("e{major}.{minor} at {target} answered Query Config but not IDENTIFY");
     };
-    if !ok || data.len() < 512 {
-        bail!(
-            "IDENTIFY failed on e{major}.{minor} ({} data bytes)",
-            data.len()
-        );
-    }
-    let word = |w: usize| u16::from_le_bytes([data[2 * w], data[2 * w + 1]]) as u64;
-    let lba48 = word(83) & (1 << 10) != 0 || word(86) & (1 << 10) != 0;
-    let capacity = if lba48 {
-        word(100) | word(101) << 16 | word(102) << 32 | word(103) << 48
-    } else {
-        word(60) | word(61) << 16
+    let capacity = match ident {
+        Ok(info) => info.sectors,
+        Err(len) => bail!("IDENTIFY failed on e{major}.{minor} ({len} data bytes)"),
     };
     // AoEr11: 0 means 2, for backward compatibility.
     let max_sectors = if sector_count == 0 { 2 } else { sector_count };
@@ -260,7 +213,6 @@ pub fn discover(
         },
     ))
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

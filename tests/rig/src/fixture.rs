@@ -8,12 +8,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{anyhow, ensure, Context, Result};
+use l2san_aoe::initiator::{AtaRequest, Body, Request};
+use l2san_common::MacAddr;
 
 use crate::rawsock::RawSocket;
 use crate::rig::{self, Child, Netns, Tap};
-
-/// The AoE EtherType.
-const ETHERTYPE_AOE: u16 = 0x88a2;
 
 /// A MAC address.
 pub type Mac = [u8; 6];
@@ -39,34 +38,18 @@ pub fn parse_mac(text: &str) -> Result<Mac> {
         .map_err(|_| anyhow!("bad MAC {text:?}: not 6 bytes"))
 }
 
-/// An AoE Issue ATA Command frame to e0.0 from `src` (48-bit opcodes), padded to 60 bytes.
-pub fn ata_frame(
-    dst: Mac,
-    src: Mac,
-    tag: u32,
-    op: u8,
-    count: u8,
-    lba: u64,
-    data: &[u8],
-) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&ETHERTYPE_AOE.to_be_bytes());
-    f.extend_from_slice(&[0x10, 0]); // Ver 1, no flags, no error
-    f.extend_from_slice(&0u16.to_be_bytes()); // shelf 0
-    f.push(0); // slot 0
-    f.push(0); // Issue ATA Command
-    f.extend_from_slice(&tag.to_be_bytes());
-    let write = if data.is_empty() { 0 } else { 0x01 };
-    f.extend_from_slice(&[0x40 | write, 0, count, op]);
-    f.extend_from_slice(&lba.to_le_bytes()[..6]);
-    f.extend_from_slice(&[0, 0]);
-    f.extend_from_slice(data);
-    if f.len() < 60 {
-        f.resize(60, 0);
+/// An AoE Issue ATA Command frame to e0.0 from `src`, `data` after the argument, padded to 60
+/// bytes.
+pub fn ata_frame(dst: Mac, src: Mac, tag: u32, request: AtaRequest, data: &[u8]) -> Vec<u8> {
+    Request {
+        dst: MacAddr(dst),
+        src: MacAddr(src),
+        major: 0,
+        minor: 0,
+        tag,
+        body: Body::Ata(request),
     }
-    f
+    .to_frame(data)
 }
 
 /// The MAC of `dev` inside `ns`.
