@@ -12,7 +12,7 @@
 //! first SOFi3, the last EOFt with END_SEQ and SEQ_INIT handing the initiative back.
 //!
 //! For a load generator's preallocated frames, [`Initiator::emit_command_template`],
-//! [`Initiator::set_command`], [`Initiator::emit_data_template`] and [`finish_data_frame`]
+//! [`set_command`], [`Initiator::emit_data_template`] and [`finish_data_frame`]
 //! write a command or data frame in place, and [`reply_of`] reads a reply without allocating.
 
 use l2san_common::ether::{emit_header, EtherType, HEADER_LEN as ETH_LEN};
@@ -332,7 +332,7 @@ impl Initiator {
     }
 
     /// Write an FCP_CMND frame for `lun` into `area[..CMND_FRAME_LEN]`, all but what
-    /// [`set_command`](Self::set_command) fills in per command.
+    /// [`set_command`] fills in per command.
     pub fn emit_command_template(&self, area: &mut [u8], lun: [u8; 8]) {
         let area = &mut area[..CMND_FRAME_LEN];
         emit_header(area, self.remote.mac, self.local.mac, EtherType::Fcoe);
@@ -351,31 +351,6 @@ impl Initiator {
             ));
     }
 
-    /// Fill a command template in: OX_ID, CDB, data direction, FCP_DL, CRC. The frame is
-    /// `area[..CMND_FRAME_LEN]`.
-    pub fn set_command(
-        &self,
-        area: &mut [u8],
-        ox: u16,
-        cdb: &[u8; 16],
-        direction: DataDirection,
-        fcp_dl: u32,
-    ) {
-        FcPacket::new_unchecked(&mut area[FC_AT..PAYLOAD_AT]).set_ox_id(ox);
-        {
-            let mut cmnd =
-                FcpCmndPacket::new_unchecked(&mut area[PAYLOAD_AT..PAYLOAD_AT + FCP_CMND_LEN]);
-            cmnd.set_data_flags(
-                direction == DataDirection::Read,
-                direction == DataDirection::Write,
-            );
-            cmnd.set_cdb(cdb);
-            cmnd.set_fcp_dl(fcp_dl);
-        }
-        let sum = crc32(&area[FC_AT..PAYLOAD_AT + FCP_CMND_LEN]);
-        FcoePacket::new_unchecked(&mut area[ETH_LEN..CMND_FRAME_LEN]).set_crc(sum);
-    }
-
     /// Write the fixed part of an FCP_DATA frame into `frame`: Ethernet and FCoE headers and
     /// an FC header at relative offset `offset`; [`finish_data_frame`] does the rest.
     pub fn emit_data_template(&self, frame: &mut [u8], offset: u32) {
@@ -388,6 +363,30 @@ impl Initiator {
         hdr.f_ctl = FCtl::REL_OFF;
         hdr.emit(&mut FcPacket::new_unchecked(&mut frame[FC_AT..PAYLOAD_AT]));
     }
+}
+
+/// Fill a command template in: OX_ID, CDB, data direction, FCP_DL, CRC. The frame is
+/// `area[..CMND_FRAME_LEN]`.
+pub fn set_command(
+    area: &mut [u8],
+    ox: u16,
+    cdb: &[u8; 16],
+    direction: DataDirection,
+    fcp_dl: u32,
+) {
+    FcPacket::new_unchecked(&mut area[FC_AT..PAYLOAD_AT]).set_ox_id(ox);
+    {
+        let mut cmnd =
+            FcpCmndPacket::new_unchecked(&mut area[PAYLOAD_AT..PAYLOAD_AT + FCP_CMND_LEN]);
+        cmnd.set_data_flags(
+            direction == DataDirection::Read,
+            direction == DataDirection::Write,
+        );
+        cmnd.set_cdb(cdb);
+        cmnd.set_fcp_dl(fcp_dl);
+    }
+    let sum = crc32(&area[FC_AT..PAYLOAD_AT + FCP_CMND_LEN]);
+    FcoePacket::new_unchecked(&mut area[ETH_LEN..CMND_FRAME_LEN]).set_crc(sum);
 }
 
 /// F_CTL of our data frames: relative offset; the last one ends the sequence and hands the

@@ -8,7 +8,7 @@ use l2san_common::ether::{EtherType, MacAddr};
 use l2san_common::io::TxBatch;
 use l2san_common::store::{Image, ImageOptions};
 
-use super::fcp::{finish_data_frame, CMND_FRAME_LEN};
+use super::fcp::{finish_data_frame, set_command, CMND_FRAME_LEN};
 use super::frame::{self, fip_of, receive, vn2vn_of, FLOGI_MAC, PAYLOAD_AT};
 use super::scsi::{self, Capacity, Inquiry, Sense};
 use super::vn2vn::{HeardIn, JoinState};
@@ -237,7 +237,7 @@ fn command_template_matches_the_whole_command_frame() {
         } else {
             DataDirection::Read
         };
-        i.set_command(&mut area, ox, &cdb, dir, 2048);
+        set_command(&mut area, ox, &cdb, dir, 2048);
         let whole = i.command(ox, &Command::new(scsi::lun(0), cdb, dir, 2048));
         assert_eq!(area[..CMND_FRAME_LEN], whole[..]);
     }
