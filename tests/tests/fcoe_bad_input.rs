@@ -31,15 +31,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use l2san_common::MacAddr;
-use l2san_fcoe::wire::els::{
-    fcp_sppf, spp_flags, ElsCommand, ElsPacket, LoginRepr, PrliRepr, LOGIN_LEN, PRLI_LEN,
-};
+use l2san_fcoe::initiator::{frame, scsi, ElsRequest, Initiator, Port, Vn2VnPort};
+use l2san_fcoe::wire::els::{fcp_sppf, ElsPacket, LoginRepr, PrliRepr, LOGIN_LEN, PRLI_LEN};
 use l2san_fcoe::wire::fc::{FCtl, FcHeaderRepr, FcPacket, FcType, RCtl};
 use l2san_fcoe::wire::fcoe::{crc32, emit_frame, Eof, FcoePacket, FcoeRepr, Sof};
 use l2san_fcoe::wire::fcp::{rsp_flags, FcpCmndPacket, FcpCmndRepr, TaskAttribute};
-use l2san_fcoe::wire::fip::{
-    fpma, FipPacket, FipRepr, Vn2VnRepr, Vn2VnSubcode, VnPortId, ALL_VN2VN_MACS, VN2VN_FC_MAP,
-};
+use l2san_fcoe::wire::fip::{Fc4Features, FipPacket, FipRepr, Vn2VnSubcode, ALL_VN2VN_MACS};
 use l2san_fcoe::wire::{FcId, Wwn};
 use l2san_rig::fixture::{VethOpts, VethPair};
 use l2san_rig::rawsock::RawSocket;
@@ -65,9 +62,7 @@ const MFS: usize = 1452;
 const GOOD: u8 = 0x00;
 const CHECK_CONDITION: u8 = 0x02;
 const TEST_UNIT_READY: u8 = 0x00;
-const READ_10: u8 = 0x28;
 const WRITE_6: u8 = 0x0a;
-const WRITE_10: u8 = 0x2a;
 const WRITE_16: u8 = 0x8a;
 
 const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -145,21 +140,23 @@ fn cdb16(bytes: &[u8]) -> [u8; 16] {
 }
 
 fn read10(lba: u32, blocks: u16) -> [u8; 16] {
-    let mut c = [0u8; 16];
-    c[0] = READ_10;
-    c[2..6].copy_from_slice(&lba.to_be_bytes());
-    c[7..9].copy_from_slice(&blocks.to_be_bytes());
-    c
+    scsi::read_write(false, lba.into(), blocks.into(), false)
 }
 
 fn write10(lba: u32, blocks: u16) -> [u8; 16] {
-    let mut c = read10(lba, blocks);
-    c[0] = WRITE_10;
-    c
+    scsi::read_write(true, lba.into(), blocks.into(), false)
 }
 
 fn lun(n: u8) -> [u8; 8] {
-    [0, n, 0, 0, 0, 0, 0, 0]
+    scsi::lun(n.into())
+}
+
+/// Our iPXE-style N_Port (01.01.02) towards the target (01.01.01): the login payloads when
+/// the capture's are not at hand.
+fn initiator() -> Initiator {
+    let us = Port::p2p(MacAddr::ZERO, FcId::new(OUR_ID), OUR_WWPN, OUR_WWNN);
+    let them = Port::p2p(MacAddr::ZERO, FcId::new(TARGET_ID), Wwn(0), Wwn(0));
+    Initiator::p2p(us, them, MFS as u16)
 }
 
 /// A received FCoE frame, checked and split.
@@ -591,11 +588,9 @@ impl Fx {
     /// FLOGI to 0E:FC:00:FF:FF:FE (iPXE's, from the capture when it is there).
     fn flogi(&mut self) -> Result<()> {
         let ox = self.ox();
-        let login = LoginRepr::n_port(ElsCommand::Flogi, OUR_WWPN, OUR_WWNN, MFS as u16);
         let mut payload = capture_els(8);
         if payload.len() != LOGIN_LEN || payload[0] != 0x04 {
-            payload = vec![0u8; LOGIN_LEN];
-            login.emit(&mut ElsPacket::new_unchecked(&mut payload[..]));
+            payload = initiator().els_payload(ElsRequest::Flogi);
         }
         let mut hdr = request(RCtl::ElsRequest, FcType::Els, ox);
         hdr.d_id = FcId::FLOGI;
@@ -631,9 +626,7 @@ impl Fx {
     fn plogi(&mut self) -> Result<()> {
         let mut payload = capture_els(10);
         if payload.len() != LOGIN_LEN || payload[0] != 0x03 {
-            payload = vec![0u8; LOGIN_LEN];
-            LoginRepr::n_port(ElsCommand::Plogi, OUR_WWPN, OUR_WWNN, MFS as u16)
-                .emit(&mut ElsPacket::new_unchecked(&mut payload[..]));
+            payload = initiator().els_payload(ElsRequest::Plogi);
         }
         let fr = self.ls_acc(&payload, LOGIN_LEN, "PLOGI")?;
         ensure!(
@@ -647,17 +640,7 @@ impl Fx {
     fn prli(&mut self) -> Result<()> {
         let mut payload = capture_els(12);
         if payload.len() != PRLI_LEN || payload[0] != 0x20 {
-            payload = vec![0u8; PRLI_LEN];
-            PrliRepr {
-                command: ElsCommand::Prli,
-                fc4_type: 0x08,
-                type_ext: 0,
-                flags: spp_flags::EST_IMG_PAIR,
-                originator_pa: 0,
-                responder_pa: 0,
-                service_params: fcp_sppf::INIT_FCN | fcp_sppf::RD_XRDY_DIS,
-            }
-            .emit(&mut ElsPacket::new_unchecked(&mut payload[..]));
+            payload = initiator().els_payload(ElsRequest::Prli);
         }
         let fr = self.ls_acc(&payload, PRLI_LEN, "PRLI")?;
         let acc = PrliRepr::parse(&ElsPacket::new_unchecked(&fr.data[..]))
@@ -1047,19 +1030,12 @@ fn padded_frames_dropped() {
 
 /// A VN2VN Probe Request for N_Port ID `id`, from us; `extra` descriptors appended.
 fn probe(us: [u8; 6], id: FcId, extra: &[&[u8]]) -> Vec<u8> {
-    let repr = FipRepr::Vn2Vn(Vn2VnRepr {
-        subcode: Vn2VnSubcode::ProbeRequest,
-        flags: 0,
-        enode_mac: MacAddr(us),
-        wwnn: OUR_WWNN,
-        vn_port: VnPortId {
-            mac: fpma(VN2VN_FC_MAP, id),
-            fc_id: id,
-            wwpn: OUR_WWPN,
-        },
-        fc4_features: None,
-        max_fcoe_size: None,
-    });
+    let me = Vn2VnPort {
+        port: Port::vn2vn(MacAddr(us), id, OUR_WWPN, OUR_WWNN),
+        fc4: Fc4Features::empty(),
+        max_fcoe_size: 0,
+    };
+    let repr = FipRepr::Vn2Vn(me.repr(Vn2VnSubcode::ProbeRequest));
     let mut p = vec![0u8; repr.buffer_len()];
     repr.emit(&mut FipPacket::new_unchecked(&mut p[..]));
     for d in extra {
@@ -1138,10 +1114,7 @@ impl Fx {
             let Some(f) = self.fip.recv(left)? else {
                 bail!("no VN2VN beacon from the target within {wait:?}");
             };
-            let Ok(p) = FipPacket::new_checked(&f[14..]) else {
-                continue;
-            };
-            if let Ok(FipRepr::Vn2Vn(v)) = FipRepr::parse(&p) {
+            if let Some((_, _, v)) = frame::vn2vn_of(&f) {
                 if v.subcode == Vn2VnSubcode::Beacon && v.enode_mac.0 == self.them {
                     return Ok(v.vn_port.fc_id);
                 }
