@@ -119,6 +119,13 @@ fn builds_ipxes_commands_and_reads_their_multi_frame_data() {
         let f = frame(IPXE_BOOT, n);
         let (ox, rx_id, reply) = i.fcp_reply(&f, true).expect("a reply to us");
         assert_eq!((ox, rx_id), (0x0a, 0x0102));
+        // Not a reply to another port, nor from another target.
+        let mut other = i.clone();
+        other.local.id = FcId::new(0x01_0103);
+        assert!(other.fcp_reply(&f, true).is_none());
+        other = i.clone();
+        other.remote.id = FcId::new(0x01_0103);
+        assert!(other.fcp_reply(&f, true).is_none());
         if let ExchangeStep::Done(o) = x.on_reply(rx_id, &reply) {
             done = Some(o);
         }
@@ -415,7 +422,9 @@ impl Rig {
 }
 
 /// Log `i` in: each request answered with LS_ACC (a PLOGI of the target's own answered).
-fn log_in(rig: &Rig, i: &mut Initiator) {
+/// Returns how many PLOGIs of its own the target sent.
+fn log_in(rig: &mut Rig, i: &mut Initiator) -> usize {
+    let mut plogis = 0;
     for (n, kind) in [ElsRequest::Flogi, ElsRequest::Plogi, ElsRequest::Prli]
         .into_iter()
         .enumerate()
@@ -423,17 +432,25 @@ fn log_in(rig: &Rig, i: &mut Initiator) {
         let ox = 0x8000 + n as u16;
         let mut verdict = None;
         let mut answers = Vec::new();
-        for f in rig.send(&[i.request(kind, ox)]) {
+        // The target sends its PLOGI, if it does, from its next timer tick.
+        let mut heard = rig.send(&[i.request(kind, ox)]);
+        heard.extend(rig.wait(Duration::from_millis(100)));
+        for f in heard {
             if let Some(acc) = i.answer_plogi(&f) {
                 answers.push(acc);
             } else if let Some(v) = i.on_els_reply(kind, ox, &f) {
                 verdict = Some(v);
             }
         }
-        rig.send(&answers);
+        plogis += answers.len();
+        for f in rig.send(&answers) {
+            // Nothing comes back for an LS_ACC but, maybe, the target's next request.
+            assert!(i.on_els_reply(kind, ox, &f).is_none());
+        }
         assert_eq!(verdict, Some(ElsVerdict::Accepted), "{kind:?}");
     }
     assert_eq!(i.state, LoginState::Ready);
+    plogis
 }
 
 /// READ CAPACITY(16) through the power-on unit attention, INQUIRY, REPORT LUNS, a multi-frame
@@ -564,7 +581,8 @@ fn joins_logs_in_and_does_io_against_l2san_over_vn2vn() {
         fip_of(&flogi),
         Some((_, _, FipRepr::ElsRequest(_)))
     ));
-    log_in(&rig, &mut i);
+    // Our WWPN (10:00:...) is the lower: the target logs in to us too, and is answered.
+    assert_eq!(log_in(&mut rig, &mut i), 1);
     assert_eq!(i.peer_mfs, 1452);
     assert_eq!(rig.target.session_count(), 1);
     io_and_logout(&rig, &mut i);
@@ -572,7 +590,7 @@ fn joins_logs_in_and_does_io_against_l2san_over_vn2vn() {
 
 #[test]
 fn logs_in_point_to_point_and_does_io_against_l2san() {
-    let rig = Rig::new();
+    let mut rig = Rig::new();
     let local = Port::p2p(
         MacAddr([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]),
         FcId::new(0x01_0102),
@@ -584,7 +602,8 @@ fn logs_in_point_to_point_and_does_io_against_l2san() {
     let flogi = i.request(ElsRequest::Flogi, 0x8000);
     assert_eq!(flogi[..6], FLOGI_MAC.0);
     assert_eq!(header_of(&flogi).d_id, FcId::FLOGI);
-    log_in(&rig, &mut i);
+    // Our WWPN is the higher: no PLOGI from the target.
+    assert_eq!(log_in(&mut rig, &mut i), 0);
     io_and_logout(&rig, &mut i);
 }
 
