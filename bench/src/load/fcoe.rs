@@ -27,6 +27,9 @@
 //! the stale one is not aborted (no ABTS): a target keeps a write exchange waiting for data
 //! until its own timeout. CRCs are computed for every frame sent and checked on received
 //! frames only in verify runs.
+//!
+//! The frames and their meaning come from [`l2san_fcoe::initiator`], one initiator per client;
+//! this file holds only the pacing: steps sent to every client at once, retries, the slots.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};

@@ -69,7 +69,7 @@ pub fn request_header(
 
 /// Write a whole FCoE frame into `buf` (cleared and resized): Ethernet header, FCoE header
 /// with `sof`, `hdr` (its fill-byte count set), `len` payload bytes written by `fill`, zero
-/// fill bytes, the CRC and `eof`. Never shorter than the Ethernet minimum.
+/// fill bytes, the CRC and `eof`. (The smallest FCoE frame, 60 bytes, needs no Ethernet pad.)
 #[allow(clippy::too_many_arguments)]
 pub fn fc_frame(
     buf: &mut Vec<u8>,

@@ -23,7 +23,7 @@ use super::Port;
 use crate::wire::els::{
     fcp_sppf, spp_flags, spp_resp, ElsCommand, ElsPacket, LoginRepr, LogoRepr, LsRjtRepr, PrliRepr,
 };
-use crate::wire::fc::{FCtl, FcHeaderRepr, FcType, RCtl, RX_ID_UNKNOWN};
+use crate::wire::fc::{FCtl, FcHeaderRepr, FcPacket, FcType, RCtl, RX_ID_UNKNOWN};
 use crate::wire::fip::{ElsKind, Fc4Features, FipEls, FipRepr};
 use crate::wire::FcId;
 
@@ -162,9 +162,7 @@ impl Initiator {
         match kind {
             ElsRequest::Flogi if self.fip_flogi => {
                 let mut fc = vec![0u8; hdr.buffer_len() + payload.len()];
-                hdr.emit(&mut crate::wire::fc::FcPacket::new_unchecked(
-                    &mut fc[..hdr.buffer_len()],
-                ));
+                hdr.emit(&mut FcPacket::new_unchecked(&mut fc[..hdr.buffer_len()]));
                 fc[hdr.buffer_len()..].copy_from_slice(&payload);
                 let repr = FipRepr::ElsRequest(FipEls {
                     kind: ElsKind::Flogi,
