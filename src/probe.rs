@@ -41,13 +41,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use l2san_aoe::initiator::{AtaRefused, AtaReply, AtaRequest, Event, Initiator, Retry, Tags};
-use l2san_common::ether::{emit_header, HEADER_LEN as ETH_LEN, MIN_FRAME_LEN};
+use l2san_common::ether::MIN_FRAME_LEN;
 use l2san_common::io::sys::packet;
 use l2san_common::{EtherType, EthernetFrame, FrameRx, FrameTx, Interface, MacAddr};
-use l2san_fcoe::wire::fip::{
-    fpma, Fc4Features, FipPacket, FipRepr, Vn2VnRepr, Vn2VnSubcode, VnPortId, ALL_VN2VN_MACS,
-    VN2VN_FC_MAP,
-};
+use l2san_fcoe::initiator::vn2vn::{port_id_from as valid_port_id, HeardIn, Join, JoinConfig};
+use l2san_fcoe::initiator::{wwn_of as wwn, Port, Vn2VnPort};
+use l2san_fcoe::wire::fip::Fc4Features;
 use l2san_fcoe::wire::{FcId, Wwn};
 
 use crate::cli::ProbeArgs;
@@ -163,35 +162,15 @@ impl Report {
 
 type AoeKey = (u16, u8, MacAddr);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ClaimState {
-    /// Listening only.
-    Off,
-    /// Probe Request for `port_id` sent at `since`.
-    Probing,
-    /// Claim Notification sent `claims` times, the last at `since`.
-    Claimed { claims: u32 },
-    /// Every ID tried was in use.
-    GaveUp,
-}
-
 /// The probe without sockets: frames in, frames out, driven by `now`.
 pub struct Discovery {
-    cfg: ProbeConfig,
-    enode_mac: MacAddr,
-    wwpn: Wwn,
-    wwnn: Wwn,
-    port_id: FcId,
-    claim: ClaimState,
-    since: Instant,
-    probe_tries: u32,
+    /// Our short-lived VN_Port: probe, claims, and the VN2VN ports heard.
+    join: Join,
     started: Instant,
     queries_sent: u32,
     /// The AoE requests: tags, IDENTIFY matching and retries.
     initiator: Initiator,
     aoe: BTreeMap<AoeKey, AoeFound>,
-    vn: BTreeMap<(FcId, Wwn, MacAddr), VnFound>,
-    rng: u64,
 }
 
 /// The probe's ENode MAC: `0a:4c:32` and the last three bytes of the interface MAC (any
@@ -203,18 +182,6 @@ pub fn enode_mac_for(mac: MacAddr) -> MacAddr {
         e[2] ^= 1;
     }
     MacAddr(e)
-}
-
-fn wwn(prefix: u16, mac: MacAddr) -> Wwn {
-    let mut b = [0u8; 8];
-    b[..2].copy_from_slice(&prefix.to_be_bytes());
-    b[2..].copy_from_slice(&mac.0);
-    Wwn::from_bytes(b)
-}
-
-fn valid_port_id(v: u32) -> FcId {
-    let v = v & 0xffff;
-    FcId::new(if v == 0 || v == 0xffff { 0x4c32 } else { v })
 }
 
 fn pad(mut frame: Vec<u8>) -> Vec<u8> {
@@ -236,37 +203,40 @@ impl Discovery {
             ^ 0x9e37_79b9_7f4a_7c15;
         // Tags with bit 31 and the seed's 15 bits above a counter.
         let tags = Tags::new(0x8000_0000 | u32::from(cfg.tag_seed & 0x7fff) << 16, 0);
+        let port = Vn2VnPort {
+            port: Port::vn2vn(
+                enode_mac,
+                port_id,
+                wwn(0x1000, enode_mac),
+                wwn(0x2000, enode_mac),
+            ),
+            // No FC-4 type: nothing to log in to.
+            fc4: Fc4Features::empty(),
+            max_fcoe_size: MAX_FCOE_SIZE.min(u16::try_from(cfg.mtu).unwrap_or(u16::MAX)),
+        };
+        let join = JoinConfig {
+            claim: cfg.fcoe_claim,
+            probe_wait: PROBE_WAIT,
+            claim_again: CLAIM_AGAIN,
+            claims: 2,
+            probe_tries: PROBE_TRIES,
+        };
         Discovery {
             initiator: Initiator::new(cfg.mac, tags, Some(IDENTIFY_RETRY)),
-            claim: if cfg.fcoe_claim {
-                ClaimState::Probing
-            } else {
-                ClaimState::Off
-            },
-            cfg,
-            enode_mac,
-            wwpn: wwn(0x1000, enode_mac),
-            wwnn: wwn(0x2000, enode_mac),
-            port_id,
-            since: now,
-            probe_tries: 0,
+            join: Join::new(port, join, rng, now),
             started: now,
             queries_sent: 0,
             aoe: BTreeMap::new(),
-            vn: BTreeMap::new(),
-            rng,
         }
     }
 
     /// The first frames: Query Config and, when claiming, the Probe Request.
     pub fn start(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
         self.started = now;
-        self.since = now;
         self.send_query(out);
-        if self.claim == ClaimState::Probing {
-            self.send_vn2vn(Vn2VnSubcode::ProbeRequest, out);
-            self.probe_tries = 1;
-        }
+        let mut fip = Vec::new();
+        self.join.start(now, &mut fip);
+        out.extend(fip.into_iter().map(pad));
     }
 
     /// When [`tick`](Self::tick) next has something to do.
@@ -275,10 +245,8 @@ impl Discovery {
         if self.queries_sent < 2 {
             next = next.min(self.started + QUERY_AGAIN);
         }
-        match self.claim {
-            ClaimState::Probing => next = next.min(self.since + PROBE_WAIT),
-            ClaimState::Claimed { claims: 1 } => next = next.min(self.since + CLAIM_AGAIN),
-            _ => {}
+        if let Some(t) = self.join.next_wakeup() {
+            next = next.min(t);
         }
         if let Some(t) = self.initiator.next_wakeup() {
             next = next.min(t);
@@ -291,58 +259,15 @@ impl Discovery {
         if self.queries_sent < 2 && now >= self.started + QUERY_AGAIN {
             self.send_query(out);
         }
-        match self.claim {
-            ClaimState::Probing if now >= self.since + PROBE_WAIT => {
-                tracing::debug!(
-                    "claiming VN2VN port ID {} as ENode {} (WWPN {})",
-                    self.port_id,
-                    self.enode_mac,
-                    self.wwpn
-                );
-                self.send_vn2vn(Vn2VnSubcode::ClaimNotification, out);
-                self.claim = ClaimState::Claimed { claims: 1 };
-                self.since = now;
-            }
-            ClaimState::Claimed { claims: 1 } if now >= self.since + CLAIM_AGAIN => {
-                self.send_vn2vn(Vn2VnSubcode::ClaimNotification, out);
-                self.claim = ClaimState::Claimed { claims: 2 };
-                self.since = now;
-            }
-            _ => {}
-        }
+        let mut fip = Vec::new();
+        self.join.tick(now, &mut fip);
+        out.extend(fip.into_iter().map(pad));
         self.initiator.poll(now, out);
     }
 
     fn send_query(&mut self, out: &mut Vec<Vec<u8>>) {
         self.queries_sent += 1;
         self.initiator.query_config(0xffff, 0xff, out);
-    }
-
-    fn vn2vn_repr(&self, subcode: Vn2VnSubcode) -> FipRepr<'static> {
-        let claim = subcode.is_claim();
-        FipRepr::Vn2Vn(Vn2VnRepr {
-            subcode,
-            flags: 0,
-            enode_mac: self.enode_mac,
-            wwnn: self.wwnn,
-            vn_port: VnPortId {
-                mac: fpma(VN2VN_FC_MAP, self.port_id),
-                fc_id: self.port_id,
-                wwpn: self.wwpn,
-            },
-            // No FC-4 type: nothing to log in to.
-            fc4_features: claim.then(Fc4Features::empty),
-            max_fcoe_size: claim
-                .then(|| MAX_FCOE_SIZE.min(u16::try_from(self.cfg.mtu).unwrap_or(u16::MAX))),
-        })
-    }
-
-    fn send_vn2vn(&self, subcode: Vn2VnSubcode, out: &mut Vec<Vec<u8>>) {
-        let repr = self.vn2vn_repr(subcode);
-        let mut f = vec![0u8; ETH_LEN + repr.buffer_len()];
-        emit_header(&mut f, ALL_VN2VN_MACS, self.enode_mac, EtherType::Fip);
-        repr.emit(&mut FipPacket::new_unchecked(&mut f[ETH_LEN..]));
-        out.push(pad(f));
     }
 
     /// One received frame.
@@ -352,7 +277,12 @@ impl Discovery {
         };
         match eth.ethertype() {
             EtherType::Aoe => self.on_aoe(frame, now, out),
-            EtherType::Fip => self.on_fip(eth.src(), eth.dst(), eth.payload(), now, out),
+            EtherType::Fip => {
+                // VN2VN frames for us: the join records their senders as neighbours.
+                let mut fip = Vec::new();
+                self.join.on_frame(frame, now, &mut fip);
+                out.extend(fip.into_iter().map(pad));
+            }
             _ => {}
         }
     }
@@ -391,94 +321,6 @@ impl Discovery {
             }
             None => {}
         }
-    }
-
-    fn on_fip(
-        &mut self,
-        src: MacAddr,
-        dst: MacAddr,
-        payload: &[u8],
-        now: Instant,
-        out: &mut Vec<Vec<u8>>,
-    ) {
-        if src == self.enode_mac || (dst != self.enode_mac && dst != ALL_VN2VN_MACS) {
-            return;
-        }
-        let Ok(p) = FipPacket::new_checked(payload) else {
-            return;
-        };
-        let Ok(FipRepr::Vn2Vn(v)) = FipRepr::parse(&p) else {
-            return;
-        };
-        if v.enode_mac == self.enode_mac {
-            return;
-        }
-        let heard = match v.subcode {
-            Vn2VnSubcode::ProbeRequest => return,
-            Vn2VnSubcode::ProbeReply => {
-                if dst != self.enode_mac {
-                    return;
-                }
-                if v.vn_port.fc_id == self.port_id && self.claim == ClaimState::Probing {
-                    self.pick_another_id(now, out);
-                }
-                "probe reply"
-            }
-            Vn2VnSubcode::ClaimResponse => {
-                if dst != self.enode_mac {
-                    return;
-                }
-                "claim response"
-            }
-            Vn2VnSubcode::ClaimNotification => "claim",
-            Vn2VnSubcode::Beacon => "beacon",
-        };
-        self.record(&v, heard);
-    }
-
-    fn pick_another_id(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
-        if self.probe_tries >= PROBE_TRIES {
-            self.claim = ClaimState::GaveUp;
-            return;
-        }
-        let taken: BTreeSet<FcId> = self.vn.keys().map(|k| k.0).collect();
-        loop {
-            // xorshift64*
-            let mut x = self.rng;
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            self.rng = x;
-            let id = valid_port_id((x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32);
-            if id != self.port_id && !taken.contains(&id) {
-                self.port_id = id;
-                break;
-            }
-        }
-        self.probe_tries += 1;
-        self.since = now;
-        self.send_vn2vn(Vn2VnSubcode::ProbeRequest, out);
-    }
-
-    fn record(&mut self, v: &Vn2VnRepr, heard: &'static str) {
-        let key = (v.vn_port.fc_id, v.vn_port.wwpn, v.enode_mac);
-        let e = self.vn.entry(key).or_insert_with(|| VnFound {
-            wwpn: v.vn_port.wwpn,
-            wwnn: v.wwnn,
-            port_id: v.vn_port.fc_id,
-            vn_mac: v.vn_port.mac,
-            enode_mac: v.enode_mac,
-            fc4: None,
-            max_fcoe_size: None,
-            heard: BTreeSet::new(),
-            duplicate_port_id: false,
-            duplicate_wwpn: false,
-        });
-        e.wwnn = v.wwnn;
-        e.vn_mac = v.vn_port.mac;
-        e.fc4 = v.fc4_features.or(e.fc4);
-        e.max_fcoe_size = v.max_fcoe_size.or(e.max_fcoe_size);
-        e.heard.insert(heard);
     }
 
     /// What was found, sorted, with the conflicts flagged.
@@ -526,7 +368,7 @@ impl Discovery {
             });
         }
 
-        let mut fcoe: Vec<VnFound> = self.vn.values().cloned().collect();
+        let mut fcoe: Vec<VnFound> = self.join.neighbours().map(vn_found).collect();
         let mut by_id: BTreeMap<FcId, BTreeSet<Wwn>> = BTreeMap::new();
         let mut by_wwpn: BTreeMap<Wwn, BTreeSet<MacAddr>> = BTreeMap::new();
         for v in &fcoe {
@@ -566,6 +408,31 @@ impl Discovery {
             fcoe,
             warnings,
         }
+    }
+}
+
+/// A VN2VN port heard, as the report lists it.
+fn vn_found(n: &l2san_fcoe::initiator::Neighbour) -> VnFound {
+    VnFound {
+        wwpn: n.vn_port.wwpn,
+        wwnn: n.wwnn,
+        port_id: n.vn_port.fc_id,
+        vn_mac: n.vn_port.mac,
+        enode_mac: n.enode,
+        fc4: n.fc4,
+        max_fcoe_size: n.max_fcoe_size,
+        heard: n
+            .heard
+            .iter()
+            .map(|h| match h {
+                HeardIn::ProbeReply => "probe reply",
+                HeardIn::Claim => "claim",
+                HeardIn::ClaimResponse => "claim response",
+                HeardIn::Beacon => "beacon",
+            })
+            .collect(),
+        duplicate_port_id: false,
+        duplicate_wwpn: false,
     }
 }
 
@@ -1047,28 +914,12 @@ mod tests {
             t,
         );
         let beacon = |enode: MacAddr, id: u32, wwpn: Wwn| {
-            let repr = FipRepr::Vn2Vn(Vn2VnRepr {
-                subcode: Vn2VnSubcode::Beacon,
-                flags: 0,
-                enode_mac: enode,
-                wwnn: wwn(0x1000, enode),
-                vn_port: VnPortId {
-                    mac: fpma(VN2VN_FC_MAP, FcId::new(id)),
-                    fc_id: FcId::new(id),
-                    wwpn,
-                },
-                fc4_features: None,
-                max_fcoe_size: None,
-            });
-            let mut f = vec![0u8; ETH_LEN + repr.buffer_len()];
-            emit_header(
-                &mut f,
-                ALL_VN2VN_MACS,
-                fpma(VN2VN_FC_MAP, FcId::new(id)),
-                EtherType::Fip,
-            );
-            repr.emit(&mut FipPacket::new_unchecked(&mut f[ETH_LEN..]));
-            f
+            Vn2VnPort {
+                port: Port::vn2vn(enode, FcId::new(id), wwpn, wwn(0x1000, enode)),
+                fc4: Fc4Features::empty(),
+                max_fcoe_size: 0,
+            }
+            .beacon()
         };
         let mut out = Vec::new();
         let w = Wwn(0x2000_0000_0000_0001);

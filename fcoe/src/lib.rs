@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 pub mod fc;
 pub mod fip;
+pub mod initiator;
 pub mod scsi;
 pub mod target;
 pub mod wire;

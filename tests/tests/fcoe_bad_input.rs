@@ -35,13 +35,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use l2san_common::MacAddr;
+use l2san_fcoe::initiator::{frame, scsi, Port, Vn2VnPort};
 use l2san_fcoe::wire::els::{fcp_sppf, ElsPacket, LoginRepr, PrliRepr, LOGIN_LEN, PRLI_LEN};
 use l2san_fcoe::wire::fc::{FCtl, FcHeaderRepr, FcPacket, FcType, RCtl};
 use l2san_fcoe::wire::fcoe::{crc32, emit_frame, Eof, FcoePacket, FcoeRepr, Sof};
 use l2san_fcoe::wire::fcp::{rsp_flags, FcpCmndPacket, FcpCmndRepr, TaskAttribute};
-use l2san_fcoe::wire::fip::{
-    fpma, FipPacket, FipRepr, Vn2VnRepr, Vn2VnSubcode, VnPortId, ALL_VN2VN_MACS, VN2VN_FC_MAP,
-};
+use l2san_fcoe::wire::fip::{Fc4Features, FipPacket, FipRepr, Vn2VnSubcode, ALL_VN2VN_MACS};
 use l2san_fcoe::wire::{FcId, Wwn};
 use l2san_rig::fixture::{VethOpts, VethPair};
 use l2san_rig::rawsock::RawSocket;
@@ -67,9 +66,7 @@ const MFS: usize = 1452;
 const GOOD: u8 = 0x00;
 const CHECK_CONDITION: u8 = 0x02;
 const TEST_UNIT_READY: u8 = 0x00;
-const READ_10: u8 = 0x28;
 const WRITE_6: u8 = 0x0a;
-const WRITE_10: u8 = 0x2a;
 const WRITE_16: u8 = 0x8a;
 
 const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -147,21 +144,15 @@ fn cdb16(bytes: &[u8]) -> [u8; 16] {
 }
 
 fn read10(lba: u32, blocks: u16) -> [u8; 16] {
-    let mut c = [0u8; 16];
-    c[0] = READ_10;
-    c[2..6].copy_from_slice(&lba.to_be_bytes());
-    c[7..9].copy_from_slice(&blocks.to_be_bytes());
-    c
+    scsi::read_write(false, lba.into(), blocks.into(), false)
 }
 
 fn write10(lba: u32, blocks: u16) -> [u8; 16] {
-    let mut c = read10(lba, blocks);
-    c[0] = WRITE_10;
-    c
+    scsi::read_write(true, lba.into(), blocks.into(), false)
 }
 
 fn lun(n: u8) -> [u8; 8] {
-    [0, n, 0, 0, 0, 0, 0, 0]
+    scsi::lun(n.into())
 }
 
 /// A received FCoE frame, checked and split.
@@ -1041,19 +1032,12 @@ fn padded_frames_dropped() {
 
 /// A VN2VN Probe Request for N_Port ID `id`, from us; `extra` descriptors appended.
 fn probe(us: [u8; 6], id: FcId, extra: &[&[u8]]) -> Vec<u8> {
-    let repr = FipRepr::Vn2Vn(Vn2VnRepr {
-        subcode: Vn2VnSubcode::ProbeRequest,
-        flags: 0,
-        enode_mac: MacAddr(us),
-        wwnn: OUR_WWNN,
-        vn_port: VnPortId {
-            mac: fpma(VN2VN_FC_MAP, id),
-            fc_id: id,
-            wwpn: OUR_WWPN,
-        },
-        fc4_features: None,
-        max_fcoe_size: None,
-    });
+    let me = Vn2VnPort {
+        port: Port::vn2vn(MacAddr(us), id, OUR_WWPN, OUR_WWNN),
+        fc4: Fc4Features::empty(),
+        max_fcoe_size: 0,
+    };
+    let repr = FipRepr::Vn2Vn(me.repr(Vn2VnSubcode::ProbeRequest));
     let mut p = vec![0u8; repr.buffer_len()];
     repr.emit(&mut FipPacket::new_unchecked(&mut p[..]));
     for d in extra {
@@ -1132,10 +1116,7 @@ impl Fx {
             let Some(f) = self.fip.recv(left)? else {
                 bail!("no VN2VN beacon from the target within {wait:?}");
             };
-            let Ok(p) = FipPacket::new_checked(&f[14..]) else {
-                continue;
-            };
-            if let Ok(FipRepr::Vn2Vn(v)) = FipRepr::parse(&p) {
+            if let Some((_, _, v)) = frame::vn2vn_of(&f) {
                 if v.subcode == Vn2VnSubcode::Beacon && v.enode_mac.0 == self.them {
                     return Ok(v.vn_port.fc_id);
                 }

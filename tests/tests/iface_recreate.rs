@@ -38,7 +38,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use l2san_aoe::initiator::{AtaRequest, Body, Request};
 use l2san_common::MacAddr;
-use l2san_rig::fcoe_guest::crc32;
+use l2san_fcoe::initiator::{
+    frame, scsi, Command, DataDirection, ElsRequest, ElsVerdict, Exchange, ExchangeStep, Initiator,
+    Outcome, Port,
+};
+use l2san_fcoe::wire::{FcId, Wwn};
 use l2san_rig::fixture::{fmt_mac, ifindex_of, mac_of};
 use l2san_rig::rawsock::RawSocket;
 use l2san_rig::rig::{self, wait_until, Netns, Run};
@@ -64,8 +68,7 @@ const RECOVER: Duration = Duration::from_secs(15);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Why these tests do not run against vblade.
 const L2SAN_ONLY: &str = "vblade exits when its interface goes away, and has no FCoE";
-/// The point-to-point FLOGI address and our WWPN (higher than l2san's: we are 01.01.02).
-const FLOGI_MAC: [u8; 6] = [0x0e, 0xfc, 0x00, 0xff, 0xff, 0xfe];
+/// Our WWPN (higher than l2san's: we are 01.01.02).
 const OUR_WWPN: u64 = 0x2000_5254_0012_3456;
 const OUR_ID: u32 = 0x01_0102;
 const TARGET_ID: u32 = 0x01_0101;
@@ -145,12 +148,17 @@ struct Client {
     ox: u16,
 }
 
-/// A received FCoE frame: FC header fields and payload.
-struct Fc {
-    r_ctl: u8,
-    f_ctl: u32,
-    ox_id: u16,
-    payload: Vec<u8>,
+/// Our point-to-point N_Port (01.01.02, receive size 1452) and its login to l2san's
+/// (01.01.01 at `a`'s first MAC), iPXE style: plain FLOGI, PLOGI, PRLI.
+fn fcoe_initiator(us: [u8; 6]) -> Initiator {
+    let local = Port::p2p(
+        MacAddr(us),
+        FcId::new(OUR_ID),
+        Wwn(OUR_WWPN),
+        Wwn(OUR_WWPN ^ 0x3000 << 48),
+    );
+    let remote = Port::p2p(MacAddr(A_MAC), FcId::new(TARGET_ID), Wwn(0), Wwn(0));
+    Initiator::p2p(local, remote, 1452)
 }
 
 impl Client {
@@ -285,48 +293,12 @@ impl Client {
         Ok(())
     }
 
-    /// One FCoE request (SOFi3, EOFt, good CRC): an FC header of ours with `payload`.
-    fn fc_send(
-        &mut self,
-        dst: [u8; 6],
-        r_ctl: u8,
-        (d_id, s_id): (u32, u32),
-        fc_type: u8,
-        payload: &[u8],
-    ) -> Result<u16> {
-        self.ox += 1;
-        let mut fc = Vec::with_capacity(24 + payload.len());
-        fc.push(r_ctl);
-        fc.extend_from_slice(&d_id.to_be_bytes()[1..]);
-        fc.push(0);
-        fc.extend_from_slice(&s_id.to_be_bytes()[1..]);
-        fc.push(fc_type);
-        fc.extend_from_slice(&[0x29, 0, 0]); // FIRST_SEQ | END_SEQ | SEQ_INIT
-        fc.extend_from_slice(&[self.ox as u8 | 1, 0, 0, 0]);
-        fc.extend_from_slice(&self.ox.to_be_bytes());
-        fc.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
-        fc.extend_from_slice(payload);
-        let mut f = Vec::with_capacity(fc.len() + 36);
-        f.extend_from_slice(&dst);
-        f.extend_from_slice(&self.us);
-        f.extend_from_slice(&ETH_FCOE.to_be_bytes());
-        f.extend_from_slice(&[0; 13]);
-        f.push(0x2e);
-        f.extend_from_slice(&fc);
-        f.extend_from_slice(&crc32(&fc).to_le_bytes());
-        f.extend_from_slice(&[0x42, 0, 0, 0]);
-        self.fcoe.send(&f)?;
-        Ok(self.ox)
-    }
-
-    /// The frames of exchange `ox` up to the one that ends it.
-    fn fc_exchange(&self, ox: u16, what: &str) -> Result<Vec<Fc>> {
-        let deadline = Instant::now() + REPLY_TIMEOUT;
-        let mut out = Vec::new();
+    /// The next FCoE frame to us before `deadline`: from l2san's FCoE MAC, with a good CRC.
+    fn fc_recv(&self, deadline: Instant, what: &str) -> Result<Option<Vec<u8>>> {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let Some(f) = self.fcoe.recv(left)? else {
-                bail!("{what}: no complete answer within {REPLY_TIMEOUT:?}");
+                return Ok(None);
             };
             if f.len() < 14 + 14 + 24 + 8 || f[0..6] != self.us {
                 continue;
@@ -336,107 +308,90 @@ impl Client {
                 "{what}: FCoE frame from {:02x?}",
                 &f[6..12]
             );
-            let fc = &f[28..f.len() - 8];
-            let crc = u32::from_le_bytes([
-                f[f.len() - 8],
-                f[f.len() - 7],
-                f[f.len() - 6],
-                f[f.len() - 5],
-            ]);
-            ensure!(crc == crc32(fc), "{what}: bad CRC in l2san's frame");
-            let frame = Fc {
-                r_ctl: fc[0],
-                f_ctl: u32::from_be_bytes([0, fc[9], fc[10], fc[11]]),
-                ox_id: u16::from_be_bytes([fc[16], fc[17]]),
-                payload: fc[24..].to_vec(),
-            };
-            if frame.ox_id != ox {
-                continue;
-            }
-            // LAST_SEQ
-            let last = frame.f_ctl & 0x10_0000 != 0;
-            out.push(frame);
-            if last {
-                return Ok(out);
-            }
+            ensure!(
+                frame::receive(&f, true).is_some(),
+                "{what}: bad CRC in l2san's frame"
+            );
+            return Ok(Some(f));
         }
     }
 
     /// An ELS request; its reply must be LS_ACC.
-    fn els(&mut self, dst: [u8; 6], ids: (u32, u32), payload: &[u8], what: &str) -> Result<()> {
-        let ox = self.fc_send(dst, 0x22, ids, 0x01, payload)?;
-        let reply = self.fc_exchange(ox, what)?;
-        ensure!(
-            reply.len() == 1 && reply[0].r_ctl == 0x23 && reply[0].payload.first() == Some(&0x02),
-            "{what}: expected an LS_ACC, got R_CTL {:02x?} payload {:02x?}",
-            reply.iter().map(|r| r.r_ctl).collect::<Vec<_>>(),
-            reply.first().map(|r| &r.payload[..r.payload.len().min(8)])
-        );
-        Ok(())
-    }
-
-    /// A SCSI command to LUN 0; returns the data in and the SCSI status.
-    fn scsi(&mut self, cdb: [u8; 16], fcp_dl: u32, what: &str) -> Result<(Vec<u8>, u8)> {
-        let mut cmnd = vec![0u8; 32];
-        cmnd[11] = 0x02; // RDDATA
-        cmnd[12..28].copy_from_slice(&cdb);
-        cmnd[28..32].copy_from_slice(&fcp_dl.to_be_bytes());
-        let ox = self.fc_send(A_MAC, 0x06, (TARGET_ID, OUR_ID), 0x08, &cmnd)?;
-        let frames = self.fc_exchange(ox, what)?;
-        let mut data = Vec::new();
-        for fr in &frames {
-            match fr.r_ctl {
-                0x01 => data.extend_from_slice(&fr.payload),
-                0x07 => {
-                    ensure!(fr.payload.len() >= 24, "{what}: short FCP_RSP");
-                    return Ok((data, fr.payload[11]));
-                }
-                other => bail!("{what}: unexpected R_CTL {other:#04x}"),
+    fn els(&mut self, login: &mut Initiator, kind: ElsRequest, what: &str) -> Result<()> {
+        self.ox += 1;
+        let ox = self.ox;
+        self.fcoe.send(&login.request(kind, ox))?;
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        loop {
+            let Some(f) = self.fc_recv(deadline, what)? else {
+                bail!("{what}: no complete answer within {REPLY_TIMEOUT:?}");
+            };
+            if let Some(v) = login.on_els_reply(kind, ox, &f) {
+                ensure!(
+                    v == ElsVerdict::Accepted,
+                    "{what}: expected an LS_ACC, got {v:?}"
+                );
+                return Ok(());
             }
         }
-        bail!("{what}: no FCP_RSP")
+    }
+
+    /// A SCSI command to LUN 0 reading up to `fcp_dl` bytes; returns how it ended.
+    fn scsi(
+        &mut self,
+        login: &Initiator,
+        cdb: [u8; 16],
+        fcp_dl: u32,
+        what: &str,
+    ) -> Result<Outcome> {
+        self.ox += 1;
+        let ox = self.ox;
+        let cmd = Command::new(scsi::lun(0), cdb, DataDirection::Read, fcp_dl);
+        self.fcoe.send(&login.command(ox, &cmd))?;
+        let mut exchange = Exchange::new(ox, fcp_dl);
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        loop {
+            let Some(f) = self.fc_recv(deadline, what)? else {
+                bail!("{what}: no FCP_RSP within {REPLY_TIMEOUT:?}");
+            };
+            let Some((got_ox, rx_id, reply)) = login.fcp_reply(&f, true) else {
+                continue;
+            };
+            if got_ox != ox {
+                continue;
+            }
+            match exchange.on_reply(rx_id, &reply) {
+                ExchangeStep::Pending => {}
+                ExchangeStep::SendData { .. } => bail!("{what}: XFER_RDY for a read"),
+                ExchangeStep::Done(o) => return Ok(o),
+            }
+        }
     }
 
     /// Point-to-point login (FLOGI, PLOGI, PRLI), TEST UNIT READY until GOOD (the first one
     /// reports the power-on unit attention), then READ(10) of 8 blocks at `lba`.
     fn fcoe_read(&mut self, lba: u32) -> Result<Vec<u8>> {
-        let login = |cmd: u8| {
-            let mut p = vec![0u8; 116];
-            p[0] = cmd;
-            p[4..8].copy_from_slice(&[0x20, 0x20, 0, 10]);
-            p[8..12].copy_from_slice(&[0x88, 0, 0x05, 0xac]);
-            p[16..20].copy_from_slice(&2000u32.to_be_bytes());
-            p[20..28].copy_from_slice(&OUR_WWPN.to_be_bytes());
-            p[28..36].copy_from_slice(&(OUR_WWPN ^ 0x3000 << 48).to_be_bytes());
-            p[68] = 0x80;
-            p[70..72].copy_from_slice(&[0x05, 0xac]);
-            p
-        };
-        self.els(FLOGI_MAC, (0xff_fffe, 0), &login(0x04), "FLOGI")?;
-        self.els(A_MAC, (TARGET_ID, OUR_ID), &login(0x03), "PLOGI")?;
-        let prli = [
-            0x20, 0x10, 0, 20, 0x08, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x22,
-        ];
-        self.els(A_MAC, (TARGET_ID, OUR_ID), &prli, "PRLI")?;
+        let mut login = fcoe_initiator(self.us);
+        self.els(&mut login, ElsRequest::Flogi, "FLOGI")?;
+        self.els(&mut login, ElsRequest::Plogi, "PLOGI")?;
+        self.els(&mut login, ElsRequest::Prli, "PRLI")?;
         let mut ready = false;
         for _ in 0..3 {
-            let (_, status) = self.scsi([0; 16], 0, "TEST UNIT READY")?;
-            if status == 0 {
+            let o = self.scsi(&login, scsi::test_unit_ready(), 0, "TEST UNIT READY")?;
+            if o.good() {
                 ready = true;
                 break;
             }
         }
         ensure!(ready, "TEST UNIT READY never GOOD");
-        let mut cdb = [0u8; 16];
-        cdb[0] = 0x28;
-        cdb[2..6].copy_from_slice(&lba.to_be_bytes());
-        cdb[8] = 8;
-        let (data, status) = self.scsi(cdb, 8 * SECTOR as u32, "READ(10)")?;
+        let cdb = scsi::read_write(false, u64::from(lba), 8, false);
+        let o = self.scsi(&login, cdb, 8 * SECTOR as u32, "READ(10)")?;
         ensure!(
-            status == 0,
-            "READ(10) at LBA {lba}: SCSI status {status:#04x}"
+            o.good(),
+            "READ(10) at LBA {lba}: SCSI status {:#04x}",
+            o.status
         );
-        Ok(data)
+        Ok(o.data)
     }
 }
 

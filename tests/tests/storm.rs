@@ -81,6 +81,9 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use l2san_aoe::initiator::{AtaRequest, Body, Request};
 use l2san_common::MacAddr;
+use l2san_fcoe::initiator::{Command, DataDirection, ElsRequest, Initiator, Port, Vn2VnPort};
+use l2san_fcoe::wire::fip::{Fc4Features, Vn2VnSubcode};
+use l2san_fcoe::wire::{FcId, Wwn};
 use l2san_rig::bootdisk;
 use l2san_rig::fcoe_guest::{self, crc32, port_id_from_mac, vn_mac, wwpn_from_mac, Side};
 use l2san_rig::fixture::mac_of;
@@ -835,6 +838,22 @@ struct Fake {
 }
 
 impl Fake {
+    /// Its VN_Port (claims and beacons).
+    fn vn(&self) -> Vn2VnPort {
+        vn_port(self.enode, self.port, self.wwpn)
+    }
+
+    /// Its login to l2san (FIP FLOGI, PLOGI, PRLI, LOGO), receive size 2048.
+    fn initiator(&self, peers: &Peers) -> Initiator {
+        let l2san = Port::vn2vn(
+            MacAddr(peers.l2san),
+            FcId::new(peers.l2san_port),
+            Wwn(0),
+            Wwn(0),
+        );
+        Initiator::vn2vn(self.vn().port, l2san, 2048)
+    }
+
     fn ox(&mut self) -> u16 {
         self.next_ox = self.next_ox.wrapping_add(1).max(0x1000);
         if self.recent.len() >= 8 {
@@ -952,63 +971,21 @@ fn fcoe_frame(dst: [u8; 6], src: [u8; 6], mut fc: Vec<u8>) -> Vec<u8> {
     f
 }
 
-/// A PLOGI or FLOGI payload (116 bytes) for `wwpn`, receive size 2048.
-fn login_payload(cmd: u8, wwpn: u64) -> Vec<u8> {
-    let mut p = vec![0u8; 116];
-    p[0] = cmd;
-    p[4..8].copy_from_slice(&[0x20, 0x20, 0, 10]);
-    p[8..12].copy_from_slice(&[0x88, 0, 0x08, 0x00]);
-    p[12..16].copy_from_slice(&[0, 0xff, 0, 0x01]);
-    p[16..20].copy_from_slice(&2000u32.to_be_bytes());
-    p[20..28].copy_from_slice(&wwpn.to_be_bytes());
-    p[28..36].copy_from_slice(&(wwpn ^ 0x3000 << 48).to_be_bytes());
-    p[68] = 0x80; // class 3 valid
-    p[70..72].copy_from_slice(&[0x08, 0x00]);
-    p[74..76].copy_from_slice(&[0, 0xff]);
-    p[78..80].copy_from_slice(&[0, 1]);
-    p
-}
-
-/// A FIP frame: header (version 1) and descriptors.
-fn fip_frame(dst: [u8; 6], src: [u8; 6], op: u16, sub: u8, flags: u16, descs: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(24 + descs.len());
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&ETH_FIP.to_be_bytes());
-    f.extend_from_slice(&[0x10, 0]);
-    f.extend_from_slice(&op.to_be_bytes());
-    f.extend_from_slice(&[0, sub]);
-    f.extend_from_slice(&((descs.len() / 4) as u16).to_be_bytes());
-    f.extend_from_slice(&flags.to_be_bytes());
-    f.extend_from_slice(descs);
-    f
-}
-
-/// A well-formed VN2VN frame of port `port` (`subcode` 1 probe request, 3 claim notification,
-/// 5 beacon): MAC, NAME and VN_Port ID descriptors, claims also FC-4 features and size.
-fn vn2vn_frame(subcode: u8, enode: [u8; 6], port: u32, wwpn: u64) -> Vec<u8> {
-    let vn = vn_mac(port);
-    let mut d = Vec::with_capacity(220);
-    d.extend_from_slice(&[2, 2]);
-    d.extend_from_slice(&enode);
-    d.extend_from_slice(&[4, 3, 0, 0]);
-    d.extend_from_slice(&(wwpn ^ 0x3000 << 48).to_be_bytes());
-    d.extend_from_slice(&[11, 5]);
-    d.extend_from_slice(&vn);
-    d.push(0);
-    d.extend_from_slice(&port.to_be_bytes()[1..]);
-    d.extend_from_slice(&wwpn.to_be_bytes());
-    if subcode == 3 {
-        let mut fc4 = vec![0u8; 164];
-        fc4[0] = 15;
-        fc4[1] = 41;
-        fc4[6] = 0x01; // FC-4 type 8 (FCP)
-        d.extend_from_slice(&fc4);
-        d.extend_from_slice(&[6, 1]);
-        d.extend_from_slice(&1518u16.to_be_bytes());
+/// A well-formed VN_Port of port `port`: WWNN from the WWPN, claims carry FC-4 type FCP (no
+/// features) and a max FCoE size of 1518.
+fn vn_port(enode: [u8; 6], port: u32, wwpn: u64) -> Vn2VnPort {
+    let mut fc4 = Fc4Features::empty();
+    fc4.set_type(Fc4Features::TYPE_FCP);
+    Vn2VnPort {
+        port: Port::vn2vn(
+            MacAddr(enode),
+            FcId::new(port),
+            Wwn(wwpn),
+            Wwn(wwpn ^ 0x3000 << 48),
+        ),
+        fc4,
+        max_fcoe_size: 1518,
     }
-    let src = if subcode == 5 { vn } else { enode };
-    fip_frame(FIP_MCAST[2], src, 5, subcode, 0, &d)
 }
 
 impl Generator {
@@ -1130,8 +1107,13 @@ impl Generator {
                 port = self.rng.next() as u32 & 0xff_ffff;
             }
             let wwpn = self.rng.next();
-            let sub = self.rng.pick(&[1, 3, 3, 5]);
-            let mut f = vn2vn_frame(sub, enode, port, wwpn);
+            let sub = self.rng.pick(&[
+                Vn2VnSubcode::ProbeRequest,
+                Vn2VnSubcode::ClaimNotification,
+                Vn2VnSubcode::ClaimNotification,
+                Vn2VnSubcode::Beacon,
+            ]);
+            let mut f = vn_port(enode, port, wwpn).frame(sub);
             self.sanitise_fip(&mut f);
             return f;
         }
@@ -1176,6 +1158,7 @@ impl Generator {
         let them = vn_mac(l2san_port);
         let step = fake.step;
         fake.step += 1;
+        let login = fake.initiator(&self.peers);
         let els = |fake: &mut Fake, payload: &[u8]| {
             let ox = fake.ox();
             let mut fc = fc_header(0x22, l2san_port, fake.port, 0x01, F_CTL_FIRST, 0, ox, 0);
@@ -1185,32 +1168,14 @@ impl Generator {
         match step {
             0 => {
                 self.counts.vn2vn_frames += 1;
-                vec![vn2vn_frame(3, fake.enode, fake.port, fake.wwpn)]
+                vec![fake.vn().claim()]
             }
-            1 => {
+            // FIP FLOGI, PLOGI, PRLI (FCP, initiator, no XFER_RDY for reads).
+            1..=3 => {
                 self.counts.fake_logins += 1;
-                let ox = fake.ox();
-                let mut fc = fc_header(0x22, l2san_port, fake.port, 0x01, F_CTL_FIRST, 0, ox, 0);
-                fc.extend_from_slice(&login_payload(0x04, fake.wwpn));
-                let mut d = vec![7, ((4 + fc.len()) / 4) as u8, 0, 0];
-                d.extend_from_slice(&fc);
-                d.extend_from_slice(&[2, 2]);
-                d.extend_from_slice(&me);
-                vec![fip_frame(self.l2san, fake.enode, 2, 1, 0x8000, &d)]
-            }
-            2 => {
-                self.counts.fake_logins += 1;
-                els(fake, &login_payload(0x03, fake.wwpn))
-            }
-            3 => {
-                self.counts.fake_logins += 1;
-                // PRLI: FCP, establish image pair, initiator, no XFER_RDY for reads.
-                els(
-                    fake,
-                    &[
-                        0x20, 0x10, 0, 20, 0x08, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x22,
-                    ],
-                )
+                let kind =
+                    [ElsRequest::Flogi, ElsRequest::Plogi, ElsRequest::Prli][step as usize - 1];
+                vec![login.request(kind, fake.ox())]
             }
             _ => {
                 let lun = [0u8; 8];
@@ -1236,13 +1201,14 @@ impl Generator {
                         cdb[2..6].copy_from_slice(&(lba as u32).to_be_bytes());
                         cdb[7..9].copy_from_slice(&(n as u16).to_be_bytes());
                         let len = n as u32 * 512;
-                        let (ox, c) = cmnd(fake, cdb, 0x01, len, lun);
-                        let mut fc =
-                            fc_header(0x01, l2san_port, fake.port, 0x08, F_CTL_DATA, 0, ox, 0);
+                        let ox = fake.ox();
+                        let write = Command::new(lun, cdb, DataDirection::Write, len);
                         let mut data = b"STORM fake initiator write ".repeat(40);
                         data.truncate(len as usize);
-                        fc.extend_from_slice(&data);
-                        vec![c, fcoe_frame(them, me, fc)]
+                        // The data at once, unsolicited (no XFER_RDY awaited: RX_ID FFFF).
+                        let mut frames = vec![login.command(ox, &write)];
+                        frames.extend(login.data_out(ox, 0xffff, 0, &data, 2048));
+                        frames
                     }
                     // Commands that read or ask.
                     6..=18 => {
@@ -1290,7 +1256,8 @@ impl Generator {
                             1 => dl + 512,
                             _ => dl,
                         };
-                        vec![cmnd(fake, cdb, 0x02, dl, lun).1]
+                        let read = Command::new(lun, cdb, DataDirection::Read, dl);
+                        vec![login.command(fake.ox(), &read)]
                     }
                     // Random CDBs to LUNs 0-3 or any (sanitised).
                     19..=21 => {
@@ -1355,20 +1322,17 @@ impl Generator {
                     // A beacon.
                     28 => {
                         self.counts.vn2vn_frames += 1;
-                        vec![vn2vn_frame(5, fake.enode, fake.port, fake.wwpn)]
+                        vec![fake.vn().beacon()]
                     }
                     // LOGO: log in again from the FIP FLOGI on.
                     29 => {
                         fake.step = 1;
-                        let mut p = vec![0x05, 0, 0, 0, 0];
-                        p.extend_from_slice(&fake.port.to_be_bytes()[1..]);
-                        p.extend_from_slice(&fake.wwpn.to_be_bytes());
-                        els(fake, &p)
+                        vec![login.request(ElsRequest::Logo, fake.ox())]
                     }
                     // Claim again.
                     _ => {
                         self.counts.vn2vn_frames += 1;
-                        vec![vn2vn_frame(3, fake.enode, fake.port, fake.wwpn)]
+                        vec![fake.vn().claim()]
                     }
                 }
             }

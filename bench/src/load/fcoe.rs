@@ -27,51 +27,33 @@
 //! the stale one is not aborted (no ABTS): a target keeps a write exchange waiting for data
 //! until its own timeout. CRCs are computed for every frame sent and checked on received
 //! frames only in verify runs.
+//!
+//! The frames and their meaning come from [`l2san_fcoe::initiator`], one initiator per client;
+//! this file holds only the pacing: steps sent to every client at once, retries, the slots.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use l2san_common::ether::{emit_header, EtherType, MacAddr, HEADER_LEN as ETH_LEN};
+use l2san_common::ether::MacAddr;
 use l2san_common::io::{FrameRx, FrameTx};
-use l2san_fcoe::fc::mfs_for_mtu;
-use l2san_fcoe::scsi::lun::encode_sam_lun;
-use l2san_fcoe::wire::els::{
-    fcp_sppf, spp_flags, spp_resp, ElsCommand, ElsPacket, LoginRepr, LogoRepr, LsRjtRepr, PrliRepr,
+use l2san_fcoe::initiator::fcp::{finish_data_frame, reply_of, set_command, CMND_FRAME_LEN};
+use l2san_fcoe::initiator::frame::{
+    frame_len, max_fcoe_size, mfs_for_mtu, receive, vn2vn_of, PAYLOAD_AT,
 };
-use l2san_fcoe::wire::fc::{FCtl, FcHeaderRepr, FcPacket, FcType, RCtl, RX_ID_UNKNOWN};
-use l2san_fcoe::wire::fcoe::{
-    crc32, Eof, FcoePacket, FcoeRepr, Sof, HEADER_LEN as FCOE_HDR, MAX_LEN, TRAILER_LEN,
+use l2san_fcoe::initiator::scsi::{self, Capacity, Sense, CHECK_CONDITION, GOOD};
+use l2san_fcoe::initiator::vn2vn::BEACON_EVERY;
+use l2san_fcoe::initiator::{
+    wwn_of, Command, DataDirection, ElsRequest, ElsVerdict, Initiator, Neighbour, Port, Reply,
+    Vn2VnPort,
 };
-use l2san_fcoe::wire::fcp::{
-    rsp_flags, FcpCmndPacket, FcpRspPacket, TaskAttribute, XferRdyPacket, FCP_CMND_LEN,
-};
-use l2san_fcoe::wire::fip::{
-    fpma, ElsKind, Fc4Features, FipEls, FipPacket, FipRepr, Vn2VnRepr, Vn2VnSubcode, VnPortId,
-    ALL_VN2VN_MACS, VN2VN_FC_MAP,
-};
+use l2san_fcoe::wire::fip::{Fc4Features, Vn2VnSubcode, VN2VN_FC_MAP};
 use l2san_fcoe::wire::{FcId, Wwn};
 
-use super::{client_mac, Event, Io, Protocol, Reply, Send, Session};
+use super::{client_mac, Event, Io, Protocol, Reply as EngineReply, Send, Session};
 
-const FC_HDR: usize = 24;
-/// Where the FC header starts in a whole frame.
-const FC_AT: usize = ETH_LEN + FCOE_HDR;
-/// Where the FC payload starts in a whole frame.
-const PAYLOAD_AT: usize = FC_AT + FC_HDR;
-/// A whole FCoE frame with `len` bytes of FC payload (a multiple of 4).
-const fn frame_len(len: usize) -> usize {
-    PAYLOAD_AT + len + TRAILER_LEN
-}
 /// The FCP_CMND frame at the start of a slot's area, and where the data frames begin.
-const CMND_LEN: usize = frame_len(FCP_CMND_LEN);
-const DATA_AREA: usize = CMND_LEN.next_multiple_of(32);
-/// SAM status GOOD and CHECK CONDITION.
-const GOOD: u8 = 0;
-const CHECK_CONDITION: u8 = 2;
-/// VN2VN beacon period (FC-BB-6 `FIP_VN_BEACON_INT`); targets age a silent port out after
-/// 2.5 of them.
-const BEACON_EVERY: Duration = Duration::from_secs(8);
+const DATA_AREA: usize = CMND_FRAME_LEN.next_multiple_of(32);
 /// OX_IDs of login exchanges have bit 15 set; the engine's tags keep it clear.
 const LOGIN_OX: u16 = 0x8000;
 
@@ -97,30 +79,12 @@ pub struct FcoeOptions {
     pub step_tries: u32,
 }
 
-/// One simulated initiator.
-#[derive(Debug, Clone, Copy)]
-struct Client {
-    enode: MacAddr,
-    vn_mac: MacAddr,
-    id: FcId,
-    wwpn: Wwn,
-    wwnn: Wwn,
-}
-
-/// The remote port, as its claim (response) described it.
-#[derive(Debug, Clone, Copy)]
-struct Remote {
-    enode: MacAddr,
-    vn_mac: MacAddr,
-    id: FcId,
-    wwpn: Wwn,
-}
-
 /// A logged-in FCoE target and its clients, as the engine drives them.
 pub struct Fcoe {
-    target: Remote,
+    target: Port,
     lun: [u8; 8],
-    clients: Vec<Client>,
+    /// One initiator per simulated client, each logged in to `target`.
+    clients: Vec<Initiator>,
     /// Client index by the low 16 bits of a port ID (`u32::MAX`: none).
     by_id: Vec<u32>,
     /// Write data bytes per FCP_DATA frame we send (whole sectors).
@@ -133,166 +97,14 @@ pub struct Fcoe {
     last_beacon: Cell<Duration>,
 }
 
-/// WWPN `10:00:<mac>` (NAA 1): lower than any NAA 2 or 5 name.
-fn wwpn_of(mac: MacAddr) -> Wwn {
-    let mut b = [0u8; 8];
-    b[0] = 0x10;
-    b[2..].copy_from_slice(&mac.0);
-    Wwn::from_bytes(b)
-}
-
-/// WWNN `20:00:<mac>`.
-fn wwnn_of(mac: MacAddr) -> Wwn {
-    Wwn(wwpn_of(mac).0 ^ (0x30u64 << 56))
-}
-
-/// Our FC receive size at `mtu` (Linux: 1452 at 1500, 2112 from 2158 up).
-fn our_mfs(mtu: u32) -> usize {
-    mfs_for_mtu(mtu)
-}
-
-fn max_fcoe_size(mtu: u32) -> u16 {
-    mtu.min(MAX_LEN as u32) as u16
-}
-
-/// Write a one-frame sequence (SOFi3, EOFt) into `buf` (resized): Ethernet header, FCoE
-/// header, FC header, `len` bytes of payload from `fill`, fill bytes, trailer with CRC.
-fn fc_frame(
-    buf: &mut Vec<u8>,
-    dst: MacAddr,
-    src: MacAddr,
-    hdr: FcHeaderRepr,
-    len: usize,
-    fill: impl FnOnce(&mut [u8]),
-) {
-    let fill_bytes = FCtl::fill_for(len);
-    let fc_len = FC_HDR + len + fill_bytes;
-    buf.clear();
-    buf.resize(ETH_LEN + FCOE_HDR + fc_len + TRAILER_LEN, 0);
-    emit_header(buf, dst, src, EtherType::Fcoe);
-    let mut hdr = hdr;
-    hdr.f_ctl = hdr.f_ctl.with_fill_bytes(fill_bytes);
-    hdr.emit(&mut FcPacket::new_unchecked(
-        &mut buf[FC_AT..FC_AT + FC_HDR],
-    ));
-    fill(&mut buf[PAYLOAD_AT..PAYLOAD_AT + len]);
-    let repr = FcoeRepr {
-        sof: Sof::I3,
-        eof: Eof::T,
-        fc_frame_len: fc_len,
-    };
-    repr.emit(&mut FcoePacket::new_unchecked(&mut buf[ETH_LEN..]));
-}
-
-/// The header of a one-frame request sequence that opens an exchange we originate.
-fn request_header(
-    r_ctl: RCtl,
-    fc_type: FcType,
-    d_id: FcId,
-    s_id: FcId,
-    ox_id: u16,
-) -> FcHeaderRepr {
-    FcHeaderRepr {
-        r_ctl,
-        d_id,
-        cs_ctl: 0,
-        s_id,
-        fc_type,
-        f_ctl: FCtl::FIRST_SEQ | FCtl::END_SEQ | FCtl::SEQ_INIT,
-        seq_id: 0,
-        df_ctl: 0,
-        seq_cnt: 0,
-        ox_id,
-        rx_id: RX_ID_UNKNOWN,
-        parameter: 0,
+/// Client `enode`'s VN_Port with port ID `id`: WWPN `10:00:<ENode MAC>` (NAA 1, lower than
+/// any NAA 2 or 5 name), WWNN `20:00:<ENode MAC>`, an FCP initiator.
+fn vn_port(enode: MacAddr, id: FcId, mtu: u32) -> Vn2VnPort {
+    Vn2VnPort {
+        port: Port::vn2vn(enode, id, wwn_of(0x1000, enode), wwn_of(0x2000, enode)),
+        fc4: Fc4Features::fcp(Fc4Features::FCP_INITIATOR),
+        max_fcoe_size: max_fcoe_size(mtu),
     }
-}
-
-/// A VN2VN frame of `client` (claims from the ENode MAC, beacons from the VN MAC).
-fn vn2vn_frame(client: &Client, subcode: Vn2VnSubcode, mtu: u32) -> Vec<u8> {
-    let claim = subcode == Vn2VnSubcode::ClaimNotification;
-    let repr = FipRepr::Vn2Vn(Vn2VnRepr {
-        subcode,
-        flags: 0,
-        enode_mac: client.enode,
-        wwnn: client.wwnn,
-        vn_port: VnPortId {
-            mac: client.vn_mac,
-            fc_id: client.id,
-            wwpn: client.wwpn,
-        },
-        fc4_features: claim.then(|| Fc4Features::fcp(Fc4Features::FCP_INITIATOR)),
-        max_fcoe_size: claim.then(|| max_fcoe_size(mtu)),
-    });
-    let src = if claim { client.enode } else { client.vn_mac };
-    fip_frame(ALL_VN2VN_MACS, src, &repr)
-}
-
-fn fip_frame(dst: MacAddr, src: MacAddr, repr: &FipRepr<'_>) -> Vec<u8> {
-    let len = (ETH_LEN + repr.buffer_len()).max(60);
-    let mut f = vec![0u8; len];
-    emit_header(&mut f, dst, src, EtherType::Fip);
-    repr.emit(&mut FipPacket::new_unchecked(&mut f[ETH_LEN..]));
-    f
-}
-
-/// A received FCoE frame.
-struct Received<'a> {
-    dst: &'a [u8],
-    fc: FcPacket<&'a [u8]>,
-    /// The FC payload without its fill bytes.
-    data: &'a [u8],
-}
-
-/// A received FCoE frame, its CRC checked when asked.
-fn fcoe_payload(frame: &[u8], check_crc: bool) -> Option<Received<'_>> {
-    if frame.len() < frame_len(0) || frame[12..14] != EtherType::FCOE.to_be_bytes() {
-        return None;
-    }
-    let p = FcoePacket::new_unchecked(&frame[ETH_LEN..]);
-    if check_crc && FcoeRepr::parse(&p).is_err() {
-        return None;
-    }
-    let fc_frame = &frame[FC_AT..frame.len() - TRAILER_LEN];
-    let fc = FcPacket::new_checked(fc_frame).ok()?;
-    let payload = &fc_frame[FC_HDR..];
-    let data = &payload[..payload.len().saturating_sub(fc.f_ctl().fill_bytes())];
-    Some(Received {
-        dst: &frame[..6],
-        fc,
-        data,
-    })
-}
-
-/// A VN2VN FIP frame: (destination, its meaning).
-fn vn2vn_of(frame: &[u8]) -> Option<([u8; 6], Vn2VnRepr)> {
-    if frame.len() < ETH_LEN || frame[12..14] != EtherType::FIP.to_be_bytes() {
-        return None;
-    }
-    let p = FipPacket::new_checked(&frame[ETH_LEN..]).ok()?;
-    match FipRepr::parse(&p) {
-        Ok(FipRepr::Vn2Vn(v)) => {
-            let mut dst = [0u8; 6];
-            dst.copy_from_slice(&frame[..6]);
-            Some((dst, v))
-        }
-        _ => None,
-    }
-}
-
-/// Build the (lun, CDB) bytes of a READ/WRITE(10) or (16).
-fn rw_cdb(write: bool, lba: u64, blocks: u32, cdb16: bool) -> [u8; 16] {
-    let mut cdb = [0u8; 16];
-    if !cdb16 && lba <= u32::MAX as u64 && blocks <= u16::MAX as u32 {
-        cdb[0] = if write { 0x2a } else { 0x28 };
-        cdb[2..6].copy_from_slice(&(lba as u32).to_be_bytes());
-        cdb[7..9].copy_from_slice(&(blocks as u16).to_be_bytes());
-    } else {
-        cdb[0] = if write { 0x8a } else { 0x88 };
-        cdb[2..10].copy_from_slice(&lba.to_be_bytes());
-        cdb[10..14].copy_from_slice(&blocks.to_be_bytes());
-    }
-    cdb
 }
 
 impl Fcoe {
@@ -311,27 +123,8 @@ impl Fcoe {
 
     /// Send every client's LOGO (no answer awaited): the target ends their sessions.
     pub fn logout(&self, tx: &mut dyn FrameTx) {
-        let mut f = Vec::new();
         for (i, c) in self.clients.iter().enumerate() {
-            let hdr = request_header(
-                RCtl::ElsRequest,
-                FcType::Els,
-                self.target.id,
-                c.id,
-                LOGIN_OX | 0x7000 | i as u16,
-            );
-            let logo = LogoRepr {
-                n_port_id: c.id,
-                wwpn: c.wwpn,
-            };
-            fc_frame(
-                &mut f,
-                self.target.vn_mac,
-                c.vn_mac,
-                hdr,
-                logo.buffer_len(),
-                |b| logo.emit(&mut ElsPacket::new_unchecked(b)),
-            );
+            let f = c.request(ElsRequest::Logo, LOGIN_OX | 0x7000 | i as u16);
             let _ = tx.send_frames(&[&f]);
         }
     }
@@ -344,40 +137,13 @@ impl Protocol for Fcoe {
 
     fn prepare(&self, area: &mut [u8], client: u32) {
         area.fill(0);
-        let c = self.clients[client as usize];
-        let t = &self.target;
-        // The command frame.
-        emit_header(area, t.vn_mac, c.vn_mac, EtherType::Fcoe);
-        let mut hdr = request_header(RCtl::FcpCmnd, FcType::Fcp, t.id, c.id, 0);
-        hdr.emit(&mut FcPacket::new_unchecked(
-            &mut area[FC_AT..FC_AT + FC_HDR],
-        ));
-        {
-            let mut p = FcoePacket::new_unchecked(&mut area[ETH_LEN..CMND_LEN]);
-            p.set_version(0);
-            p.set_sof(Sof::I3);
-            p.set_eof(Eof::T);
-        }
-        {
-            let mut cmnd =
-                FcpCmndPacket::new_unchecked(&mut area[PAYLOAD_AT..PAYLOAD_AT + FCP_CMND_LEN]);
-            cmnd.set_lun(self.lun);
-            cmnd.set_task_attribute(TaskAttribute::Simple, 0);
-        }
+        let c = &self.clients[client as usize];
+        c.emit_command_template(area, self.lun);
         // The data frames: everything but the exchange IDs, sequence flags and trailer.
         let frames = (area.len() - DATA_AREA) / self.stride;
-        hdr.r_ctl = RCtl::FcpData;
-        hdr.seq_id = 1;
         for k in 0..frames {
             let at = DATA_AREA + k * self.stride;
-            emit_header(&mut area[at..], t.vn_mac, c.vn_mac, EtherType::Fcoe);
-            area[at + ETH_LEN] = 0; // FCoE version 0; reserved bytes stay zero
-            hdr.seq_cnt = k as u16;
-            hdr.parameter = (k * self.chunk) as u32;
-            hdr.f_ctl = FCtl::REL_OFF;
-            hdr.emit(&mut FcPacket::new_unchecked(
-                &mut area[at + FC_AT..at + FC_AT + FC_HDR],
-            ));
+            c.emit_data_template(&mut area[at..], (k * self.chunk) as u32);
         }
     }
 
@@ -391,21 +157,20 @@ impl Protocol for Fcoe {
     }
 
     fn build(&self, area: &mut [u8], io: &Io, send: &mut Send<'_>) {
-        let bytes = io.sectors as u32 * 512;
-        {
-            let mut fc = FcPacket::new_unchecked(&mut area[FC_AT..FC_AT + FC_HDR]);
-            fc.set_ox_id(io.tag as u16);
-        }
-        {
-            let mut cmnd =
-                FcpCmndPacket::new_unchecked(&mut area[PAYLOAD_AT..PAYLOAD_AT + FCP_CMND_LEN]);
-            cmnd.set_data_flags(!io.write, io.write);
-            cmnd.set_cdb(&rw_cdb(io.write, io.lba, io.sectors as u32, self.cdb16));
-            cmnd.set_fcp_dl(bytes);
-        }
-        let sum = crc32(&area[FC_AT..PAYLOAD_AT + FCP_CMND_LEN]);
-        FcoePacket::new_unchecked(&mut area[ETH_LEN..CMND_LEN]).set_crc(sum);
-        send(0, CMND_LEN);
+        let cdb = scsi::read_write(io.write, io.lba, io.sectors as u32, self.cdb16);
+        let direction = if io.write {
+            DataDirection::Write
+        } else {
+            DataDirection::Read
+        };
+        set_command(
+            area,
+            io.tag as u16,
+            &cdb,
+            direction,
+            io.sectors as u32 * 512,
+        );
+        send(0, CMND_FRAME_LEN);
     }
 
     fn write_ready(
@@ -429,62 +194,39 @@ impl Protocol for Fcoe {
         for k in first..=last {
             let at = DATA_AREA + k * self.stride;
             let data = self.chunk.min(offset + len - k * self.chunk);
-            let end = k == last;
-            let frame = &mut area[at..at + frame_len(data)];
-            {
-                let mut fc = FcPacket::new_unchecked(&mut frame[FC_AT..FC_AT + FC_HDR]);
-                fc.set_ox_id(io.tag as u16);
-                fc.set_rx_id(responder_id);
-                fc.set_seq_cnt((k - first) as u16);
-                let f_ctl = if end {
-                    FCtl::REL_OFF | FCtl::END_SEQ | FCtl::SEQ_INIT
-                } else {
-                    FCtl::REL_OFF
-                };
-                fc.set_f_ctl(f_ctl);
-            }
-            let sum = crc32(&frame[FC_AT..PAYLOAD_AT + data]);
-            let mut p = FcoePacket::new_unchecked(&mut frame[ETH_LEN..]);
-            p.set_sof(if k == first { Sof::I3 } else { Sof::N3 });
-            p.set_crc(sum);
-            p.set_eof(if end { Eof::T } else { Eof::N });
-            send(at, frame_len(data));
+            let n = finish_data_frame(
+                &mut area[at..],
+                io.tag as u16,
+                responder_id,
+                (k - first) as u16,
+                k == first,
+                k == last,
+                data,
+            );
+            send(at, n);
         }
     }
 
-    fn parse<'a>(&self, frame: &'a [u8]) -> Option<Reply<'a>> {
-        let Received { dst, fc, data } = fcoe_payload(frame, self.check_crc)?;
-        if dst[..3] != VN2VN_FC_MAP || fc.s_id() != self.target.id || fc.fc_type() != FcType::Fcp {
+    fn parse<'a>(&self, frame: &'a [u8]) -> Option<EngineReply<'a>> {
+        let rx = receive(frame, self.check_crc)?;
+        if rx.dst.0[..3] != VN2VN_FC_MAP || rx.fc.s_id() != self.target.id {
             return None;
         }
-        let client = self.client_by_id(fc.d_id())?;
-        let tag = fc.ox_id() as u32;
-        let event = match fc.r_ctl() {
-            RCtl::FcpData => Event::Data {
-                offset: fc.parameter(),
-                data,
+        let client = self.client_by_id(rx.fc.d_id())?;
+        let tag = rx.fc.ox_id() as u32;
+        let event = match reply_of(&rx)? {
+            Reply::Data { offset, data, .. } => Event::Data { offset, data },
+            Reply::XferRdy { rx_id, offset, len } => Event::WriteReady {
+                offset,
+                len,
+                responder_id: rx_id,
             },
-            RCtl::XferRdy => {
-                let x = XferRdyPacket::new_checked(data).ok()?;
-                Event::WriteReady {
-                    offset: x.rel_offset(),
-                    len: x.burst_len(),
-                    responder_id: fc.rx_id(),
-                }
-            }
-            RCtl::FcpRsp => {
-                let r = FcpRspPacket::new_checked(data).ok()?;
-                let resid = rsp_flags::RESID_UNDER | rsp_flags::RESID_OVER;
-                let info_bad = r.flags() & rsp_flags::RSP_LEN_VALID != 0
-                    && r.rsp_info().get(3).is_some_and(|&code| code != 0);
-                Event::Done {
-                    ok: r.scsi_status() == GOOD && r.flags() & resid == 0 && !info_bad,
-                    data: &[],
-                }
-            }
-            _ => return None,
+            Reply::Rsp(r) => Event::Done {
+                ok: r.ok(),
+                data: &[],
+            },
         };
-        Some(Reply { client, tag, event })
+        Some(EngineReply { client, tag, event })
     }
 
     fn tag_bits(&self) -> u32 {
@@ -517,78 +259,60 @@ struct Login<'a> {
     rx: &'a mut dyn FrameRx,
     tx: &'a mut dyn FrameTx,
     opts: &'a FcoeOptions,
-    clients: Vec<Client>,
-    target: Remote,
+    /// Each client's VN_Port (claims, beacons) and its login to the target.
+    ports: Vec<Vn2VnPort>,
+    clients: Vec<Initiator>,
+    target: Port,
     /// Frames to send once the current receive batch is done (answers to the target's
     /// PLOGIs).
     answers: Vec<Vec<u8>>,
-    /// Per client: the peer's receive size from the PLOGI LS_ACC.
-    peer_mfs: Vec<usize>,
-    /// Per client: capacity in blocks and block length, from READ CAPACITY(16).
-    capacity: Vec<Option<(u64, u32)>>,
+    /// Per client: capacity from READ CAPACITY(16).
+    capacity: Vec<Option<Capacity>>,
     /// Why a client failed its last try of a step, for the error message.
     why: Vec<String>,
 }
 
 impl Login<'_> {
-    fn client_of_mac(&self, mac: &[u8]) -> Option<usize> {
+    fn client_of_mac(&self, mac: MacAddr) -> Option<usize> {
         self.clients
             .iter()
-            .position(|c| c.vn_mac.0 == mac[..6] || c.enode.0 == mac[..6])
+            .position(|c| c.local.mac == mac || c.local.enode == mac)
     }
 
     /// Answer a PLOGI the target originated to one of our VN MACs with LS_ACC.
     fn answer_plogi(&mut self, frame: &[u8]) -> bool {
-        let Some(Received { dst, fc, .. }) = fcoe_payload(frame, true) else {
+        let Some(rx) = receive(frame, true) else {
             return false;
         };
-        if fc.r_ctl() != RCtl::ElsRequest
-            || fc.fc_type() != FcType::Els
-            || fc.s_id() != self.target.id
-        {
+        let Some(i) = self.client_of_mac(rx.dst) else {
             return false;
+        };
+        match self.clients[i].answer_plogi(frame) {
+            Some(acc) => {
+                self.answers.push(acc);
+                true
+            }
+            None => false,
         }
-        let Some(i) = self.client_of_mac(dst) else {
-            return false;
+    }
+
+    /// An ELS reply to client `i`'s request `kind` on exchange `ox`: LS_ACC is done; LS_RJT
+    /// (or a refused PRLI) notes why and lets the step send again.
+    fn els_step(&mut self, kind: ElsRequest, frame: &[u8], ox: u16) -> Heard {
+        let Some(i) = frame
+            .get(..6)
+            .and_then(|d| self.client_of_mac(MacAddr::from_bytes(d)))
+        else {
+            return Heard::Nothing;
         };
-        let Ok(els) = ElsPacket::new_checked(fc.data()) else {
-            return false;
-        };
-        if els.command() != ElsCommand::Plogi {
-            return false;
+        match self.clients[i].on_els_reply(kind, ox, frame) {
+            Some(ElsVerdict::Accepted) => Heard::Done(i),
+            Some(v @ (ElsVerdict::Rejected(_) | ElsVerdict::PrliRefused(_))) => {
+                self.why[i] = v.to_string();
+                Heard::Nothing
+            }
+            _ => Heard::Nothing,
         }
-        let c = self.clients[i];
-        let hdr = FcHeaderRepr {
-            r_ctl: RCtl::ElsReply,
-            d_id: self.target.id,
-            cs_ctl: 0,
-            s_id: c.id,
-            fc_type: FcType::Els,
-            f_ctl: FCtl::EX_CTX | FCtl::LAST_SEQ | FCtl::END_SEQ | FCtl::SEQ_INIT,
-            seq_id: fc.seq_id(),
-            df_ctl: 0,
-            seq_cnt: 0,
-            ox_id: fc.ox_id(),
-            rx_id: RX_ID_UNKNOWN,
-            parameter: 0,
-        };
-        let acc = LoginRepr::n_port(
-            ElsCommand::LsAcc,
-            c.wwpn,
-            c.wwnn,
-            our_mfs(self.opts.mtu) as u16,
-        );
-        let mut f = Vec::new();
-        fc_frame(
-            &mut f,
-            self.target.vn_mac,
-            c.vn_mac,
-            hdr,
-            acc.buffer_len(),
-            |b| acc.emit(&mut ElsPacket::new_unchecked(b)),
-        );
-        self.answers.push(f);
-        true
     }
 
     /// Run one step for every client: send `request(client, try)`, hand what comes back to
@@ -648,7 +372,7 @@ impl Login<'_> {
             .filter(|&i| !done[i])
             .take(8)
             .map(|i| {
-                let c = &self.clients[i];
+                let c = &self.clients[i].local;
                 let why = &self.why[i];
                 format!("client {i} ({}, port ID {}){}", c.enode, c.id, why)
             })
@@ -659,14 +383,6 @@ impl Login<'_> {
             self.opts.step_tries,
             missing.join(", ")
         )
-    }
-
-    /// The FC frame of an ELS or FCP reply from the target to client `i`'s exchange `ox`.
-    fn reply_to<'f>(&self, frame: &'f [u8], ox: u16) -> Option<(usize, FcPacket<&'f [u8]>)> {
-        let Received { dst, fc, .. } = fcoe_payload(frame, true)?;
-        let i = self.client_of_mac(dst)?;
-        (fc.ox_id() == ox && fc.s_id() == self.target.id && fc.d_id() == self.clients[i].id)
-            .then_some((i, fc))
     }
 }
 
@@ -684,14 +400,14 @@ pub fn login(
             opts.id_base
         );
     }
-    let mfs = our_mfs(opts.mtu);
+    let mfs = mfs_for_mtu(opts.mtu);
     if mfs < 512 + 4 {
         bail!(
             "MTU {} is too small for FCoE data frames of a whole sector",
             opts.mtu
         );
     }
-    let make_clients = |skip: Option<FcId>| -> Vec<Client> {
+    let make_ports = |skip: Option<FcId>| -> Vec<Vn2VnPort> {
         let mut id = opts.id_base;
         (0..opts.clients)
             .map(|i| {
@@ -699,45 +415,26 @@ pub fn login(
                 if Some(FcId::new(id)) == skip {
                     id += 1;
                 }
-                let enode = client_mac(opts.mac_base, i);
-                let id = FcId::new(id);
-                Client {
-                    enode,
-                    vn_mac: fpma(VN2VN_FC_MAP, id),
-                    id,
-                    wwpn: wwpn_of(enode),
-                    wwnn: wwnn_of(enode),
-                }
+                vn_port(client_mac(opts.mac_base, i), FcId::new(id), opts.mtu)
             })
             .collect()
     };
-    let mut clients = make_clients(None);
+    let mut ports = make_ports(None);
 
     // Find the target: claim the first client's ID and listen for claim responses (and for a
     // claim from a port that holds that ID itself).
-    let first = clients[0];
-    let claim = vn2vn_frame(&first, Vn2VnSubcode::ClaimNotification, opts.mtu);
+    let first = ports[0];
+    let claim = first.claim();
     let mut target = None;
     // An l2san just started is still probing its own ID for about a second.
     let deadline = Instant::now() + Duration::from_secs(5);
     while target.is_none() && Instant::now() < deadline {
         tx.send_frames(&[&claim])?;
         target = super::await_frame(rx, Duration::from_millis(400), |f| {
-            let (dst, v) = vn2vn_of(f)?;
-            let answer = v.subcode == Vn2VnSubcode::ClaimResponse && dst == first.enode.0;
-            let defends = v.subcode == Vn2VnSubcode::ClaimNotification
-                && v.vn_port.fc_id == first.id
-                && v.vn_port.wwpn != first.wwpn;
-            let fcp_target = v.fc4_features.is_some_and(|f| {
-                f.features_of(Fc4Features::TYPE_FCP) & Fc4Features::FCP_TARGET != 0
-            });
+            let (dst, _, v) = vn2vn_of(f)?;
+            let n = Neighbour::of(&v);
             let wanted = opts.target_wwpn.is_none_or(|w| w == v.vn_port.wwpn);
-            ((answer || defends) && fcp_target && wanted).then_some(Remote {
-                enode: v.enode_mac,
-                vn_mac: v.vn_port.mac,
-                id: v.vn_port.fc_id,
-                wwpn: v.vn_port.wwpn,
-            })
+            (first.answers_claim(dst, &v) && n.is_fcp_target() && wanted).then(|| n.port())
         })?;
     }
     let Some(target) = target else {
@@ -747,242 +444,136 @@ pub fn login(
                 .map_or(String::new(), |w| format!(" with WWPN {w}"))
         );
     };
-    if clients.iter().any(|c| c.id == target.id) {
-        clients = make_clients(Some(target.id));
+    if ports.iter().any(|p| p.port.id == target.id) {
+        ports = make_ports(Some(target.id));
     }
 
-    let n = clients.len();
+    let n = ports.len();
+    let clients = ports
+        .iter()
+        .map(|p| Initiator::vn2vn(p.port, target, mfs as u16))
+        .collect();
     let mut l = Login {
         rx,
         tx,
         opts,
+        ports,
         clients,
         target,
         answers: Vec::new(),
-        peer_mfs: vec![mfs; n],
         capacity: vec![None; n],
         why: vec![String::new(); n],
     };
 
     // 1. Claims: the target answers each with a claim response to the ENode MAC.
-    l.step(
-        "claim",
-        &|l, i, _| vn2vn_frame(&l.clients[i], Vn2VnSubcode::ClaimNotification, l.opts.mtu),
-        &mut |l, f, _| {
-            let Some((dst, v)) = vn2vn_of(f) else {
-                return Heard::Nothing;
-            };
-            if v.subcode != Vn2VnSubcode::ClaimResponse || v.vn_port.wwpn != l.target.wwpn {
-                return Heard::Nothing;
+    l.step("claim", &|l, i, _| l.ports[i].claim(), &mut |l, f, _| {
+        let Some((dst, src, v)) = vn2vn_of(f) else {
+            return Heard::Nothing;
+        };
+        if v.vn_port.wwpn != l.target.wwpn {
+            return Heard::Nothing;
+        }
+        match l.client_of_mac(dst) {
+            Some(i) if l.ports[i].heard(src, dst, &v) == Some(Vn2VnSubcode::ClaimResponse) => {
+                Heard::Done(i)
             }
-            l.client_of_mac(&dst).map_or(Heard::Nothing, Heard::Done)
-        },
-    )?;
+            _ => Heard::Nothing,
+        }
+    })?;
 
     // 2. FLOGI inside FIP, to the target's ENode MAC.
     l.step(
         "FLOGI",
-        &|l, i, ox| {
-            let c = l.clients[i];
-            let hdr = request_header(RCtl::ElsRequest, FcType::Els, l.target.id, c.id, ox);
-            let flogi = LoginRepr::n_port(ElsCommand::Flogi, c.wwpn, c.wwnn, mfs as u16);
-            let mut fc = vec![0u8; FC_HDR + flogi.buffer_len()];
-            hdr.emit(&mut FcPacket::new_unchecked(&mut fc[..FC_HDR]));
-            flogi.emit(&mut ElsPacket::new_unchecked(&mut fc[FC_HDR..]));
-            let repr = FipRepr::ElsRequest(FipEls {
-                kind: ElsKind::Flogi,
-                fc_frame: &fc,
-                mac: Some(c.vn_mac),
-            });
-            fip_frame(l.target.enode, c.enode, &repr)
-        },
-        &mut |l, f, ox| {
-            if f.len() < ETH_LEN || f[12..14] != EtherType::FIP.to_be_bytes() {
-                return Heard::Nothing;
-            }
-            let Some(i) = l.client_of_mac(&f[..6]) else {
-                return Heard::Nothing;
-            };
-            let Ok(p) = FipPacket::new_checked(&f[ETH_LEN..]) else {
-                return Heard::Nothing;
-            };
-            let Ok(FipRepr::ElsReply(els)) = FipRepr::parse(&p) else {
-                return Heard::Nothing;
-            };
-            let Ok(fc) = FcPacket::new_checked(els.fc_frame) else {
-                return Heard::Nothing;
-            };
-            if fc.ox_id() != ox {
-                return Heard::Nothing;
-            }
-            els_verdict(l, i, fc.data())
-        },
+        &|l, i, ox| l.clients[i].request(ElsRequest::Flogi, ox),
+        &mut |l, f, ox| l.els_step(ElsRequest::Flogi, f, ox),
     )?;
 
     // 3. PLOGI over FCoE (the target's own PLOGI is answered as it comes).
     l.step(
         "PLOGI",
-        &|l, i, ox| {
-            let c = l.clients[i];
-            let hdr = request_header(RCtl::ElsRequest, FcType::Els, l.target.id, c.id, ox);
-            let plogi = LoginRepr::n_port(ElsCommand::Plogi, c.wwpn, c.wwnn, mfs as u16);
-            let mut f = Vec::new();
-            fc_frame(
-                &mut f,
-                l.target.vn_mac,
-                c.vn_mac,
-                hdr,
-                plogi.buffer_len(),
-                |b| plogi.emit(&mut ElsPacket::new_unchecked(b)),
-            );
-            f
-        },
-        &mut |l, f, ox| {
-            let Some((i, fc)) = l.reply_to(f, ox) else {
-                return Heard::Nothing;
-            };
-            if let Ok(els) = ElsPacket::new_checked(fc.data()) {
-                if let Ok(acc) = LoginRepr::parse(&els) {
-                    if els.command() == ElsCommand::LsAcc {
-                        l.peer_mfs[i] = acc.max_payload(mfs as u16) as usize;
-                    }
-                }
-            }
-            els_verdict(l, i, fc.data())
-        },
+        &|l, i, ox| l.clients[i].request(ElsRequest::Plogi, ox),
+        &mut |l, f, ox| l.els_step(ElsRequest::Plogi, f, ox),
     )?;
 
     // 4. PRLI for FCP.
     l.step(
         "PRLI",
-        &|l, i, ox| {
-            let c = l.clients[i];
-            let hdr = request_header(RCtl::ElsRequest, FcType::Els, l.target.id, c.id, ox);
-            let prli = PrliRepr {
-                command: ElsCommand::Prli,
-                fc4_type: Fc4Features::TYPE_FCP,
-                type_ext: 0,
-                flags: spp_flags::EST_IMG_PAIR,
-                originator_pa: 0,
-                responder_pa: 0,
-                service_params: fcp_sppf::INIT_FCN | fcp_sppf::RD_XRDY_DIS,
-            };
-            let mut f = Vec::new();
-            fc_frame(
-                &mut f,
-                l.target.vn_mac,
-                c.vn_mac,
-                hdr,
-                prli.buffer_len(),
-                |b| prli.emit(&mut ElsPacket::new_unchecked(b)),
-            );
-            f
-        },
-        &mut |l, f, ox| {
-            let Some((i, fc)) = l.reply_to(f, ox) else {
-                return Heard::Nothing;
-            };
-            let Ok(els) = ElsPacket::new_checked(fc.data()) else {
-                return Heard::Nothing;
-            };
-            match (els.command(), PrliRepr::parse(&els)) {
-                (ElsCommand::LsAcc, Ok(p)) if p.response_code() == spp_resp::ACK => Heard::Done(i),
-                (ElsCommand::LsAcc, Ok(p)) => {
-                    l.why[i] = format!(": PRLI response code {}", p.response_code());
-                    Heard::Nothing
-                }
-                _ => els_verdict(l, i, fc.data()),
-            }
-        },
+        &|l, i, ox| l.clients[i].request(ElsRequest::Prli, ox),
+        &mut |l, f, ox| l.els_step(ElsRequest::Prli, f, ox),
     )?;
 
     // 5. READ CAPACITY(16), through the power-on unit attention.
-    let lun = encode_sam_lun(opts.lun);
+    let lun = scsi::lun(opts.lun);
+    let read_capacity = Command::new(lun, scsi::read_capacity_16(), DataDirection::Read, 32);
     l.step(
         "READ CAPACITY",
-        &|l, i, ox| {
-            let c = l.clients[i];
-            let hdr = request_header(RCtl::FcpCmnd, FcType::Fcp, l.target.id, c.id, ox);
-            let mut f = Vec::new();
-            fc_frame(&mut f, l.target.vn_mac, c.vn_mac, hdr, FCP_CMND_LEN, |b| {
-                let mut p = FcpCmndPacket::new_unchecked(b);
-                p.set_lun(lun);
-                p.set_task_attribute(TaskAttribute::Simple, 0);
-                p.set_data_flags(true, false);
-                let mut cdb = [0u8; 16];
-                cdb[0] = 0x9e;
-                cdb[1] = 0x10;
-                cdb[13] = 32;
-                p.set_cdb(&cdb);
-                p.set_fcp_dl(32);
-            });
-            f
-        },
+        &|l, i, ox| l.clients[i].command(ox, &read_capacity),
         &mut |l, f, ox| {
-            let Some((i, fc)) = l.reply_to(f, ox) else {
+            let Some(i) = f
+                .get(..6)
+                .and_then(|d| l.client_of_mac(MacAddr::from_bytes(d)))
+            else {
                 return Heard::Nothing;
             };
-            let d = fc.data();
-            match fc.r_ctl() {
-                RCtl::FcpData if fc.parameter() == 0 && d.len() >= 12 => {
-                    let last = u64::from_be_bytes(d[..8].try_into().unwrap_or_default());
-                    let block = u32::from_be_bytes(d[8..12].try_into().unwrap_or_default());
-                    l.capacity[i] = Some((last.saturating_add(1), block));
+            let Some((got_ox, _, reply)) = l.clients[i].fcp_reply(f, true) else {
+                return Heard::Nothing;
+            };
+            if got_ox != ox {
+                return Heard::Nothing;
+            }
+            match reply {
+                Reply::Data {
+                    offset: 0, data, ..
+                } if data.len() >= 12 => {
+                    l.capacity[i] = Capacity::parse_16(data);
                     Heard::Nothing
                 }
-                RCtl::FcpRsp => {
-                    let Ok(r) = FcpRspPacket::new_checked(d) else {
-                        return Heard::Nothing;
-                    };
-                    match r.scsi_status() {
-                        GOOD if l.capacity[i].is_some() => Heard::Done(i),
-                        CHECK_CONDITION => {
-                            let s = r.sense();
-                            l.why[i] = match s.get(2..14) {
-                                Some(s) => format!(
-                                    ": CHECK CONDITION {:02x}/{:02x}/{:02x}",
-                                    s[0] & 0xf,
-                                    s[10],
-                                    s[11]
-                                ),
-                                None => ": CHECK CONDITION".into(),
-                            };
-                            // A unit attention is expected once; anything else repeats and
-                            // ends in the step's error.
-                            Heard::Again(i)
-                        }
-                        other => {
-                            l.why[i] = format!(": SCSI status {other:#04x}");
-                            Heard::Nothing
-                        }
+                Reply::Rsp(r) => match r.status {
+                    GOOD if l.capacity[i].is_some() => Heard::Done(i),
+                    CHECK_CONDITION => {
+                        l.why[i] = match Sense::parse(r.sense) {
+                            Some(s) => format!(": CHECK CONDITION {s}"),
+                            None => ": CHECK CONDITION".into(),
+                        };
+                        // A unit attention is expected once; anything else repeats and
+                        // ends in the step's error.
+                        Heard::Again(i)
                     }
-                }
+                    other => {
+                        l.why[i] = format!(": SCSI status {other:#04x}");
+                        Heard::Nothing
+                    }
+                },
                 _ => Heard::Nothing,
             }
         },
     )?;
 
-    let (blocks, block_len) = l.capacity[0].unwrap_or((0, 512));
+    let Capacity { blocks, block_len } = l.capacity[0].unwrap_or(Capacity {
+        blocks: 0,
+        block_len: 512,
+    });
     if block_len != 512 {
         bail!(
             "LUN {} has {block_len}-byte blocks; l2san-load drives 512-byte sectors only",
             opts.lun
         );
     }
-    let peer = l.peer_mfs.iter().copied().min().unwrap_or(mfs);
+    let peer = l
+        .clients
+        .iter()
+        .map(|c| c.peer_mfs as usize)
+        .min()
+        .unwrap_or(mfs);
     let chunk = peer.min(mfs) / 512 * 512;
     if chunk == 0 {
         bail!("the target receives frames of {peer} bytes, less than a sector");
     }
     let mut by_id = vec![u32::MAX; 0x1_0000];
     for (i, c) in l.clients.iter().enumerate() {
-        by_id[c.id.get() as usize] = i as u32;
+        by_id[c.local.id.get() as usize] = i as u32;
     }
-    let beacons = l
-        .clients
-        .iter()
-        .map(|c| vn2vn_frame(c, Vn2VnSubcode::Beacon, opts.mtu))
-        .collect();
+    let beacons = l.ports.iter().map(Vn2VnPort::beacon).collect();
     let t = l.target;
     let summary = format!(
         "FCoE VN2VN target WWPN {} port ID {} (ENode {}, VN MAC {}), LUN {}: {} MiB; \
@@ -990,12 +581,12 @@ pub fn login(
         t.wwpn,
         t.id,
         t.enode,
-        t.vn_mac,
+        t.mac,
         opts.lun,
         blocks / 2048,
         n,
-        l.clients[0].id,
-        l.clients[n - 1].id,
+        l.clients[0].local.id,
+        l.clients[n - 1].local.id,
         chunk,
         peer.min(mfs),
     );
@@ -1020,24 +611,6 @@ pub fn login(
             queue_limit: None,
         },
     ))
-}
-
-/// LS_ACC: done. LS_RJT: note why and let the step send again.
-fn els_verdict(l: &mut Login<'_>, i: usize, payload: &[u8]) -> Heard {
-    let Ok(els) = ElsPacket::new_checked(payload) else {
-        return Heard::Nothing;
-    };
-    match els.command() {
-        ElsCommand::LsAcc => Heard::Done(i),
-        ElsCommand::LsRjt => {
-            l.why[i] = match LsRjtRepr::parse(&els) {
-                Ok(r) => format!(": LS_RJT {:?}/{:?}", r.reason, r.explanation),
-                Err(_) => ": LS_RJT".into(),
-            };
-            Heard::Nothing
-        }
-        _ => Heard::Nothing,
-    }
 }
 
 #[cfg(test)]

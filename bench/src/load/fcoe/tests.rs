@@ -77,7 +77,7 @@ fn drive(mtu: u32, cfg: &LoadConfig) -> (super::super::Report, Arc<FcoeTarget>, 
     assert_eq!(session.capacity, 8 << 11);
     assert_eq!(t.session_count(), cfg.clients as usize);
     // The target's ID was stepped over.
-    assert!(proto.clients.iter().all(|c| c.id != proto.target.id));
+    assert!(proto.clients.iter().all(|c| c.local.id != proto.target.id));
     let r = run(&proto, &session, cfg, &mut rx, &mut tx).expect("run");
     proto.logout(&mut tx);
     (r, t, image)
@@ -123,17 +123,4 @@ fn reads_complete_with_their_data() {
     assert_eq!((r.completed, r.errors, r.bytes), (1000, 0, 512_000));
     // And the 32 bytes of READ CAPACITY(16) at login.
     assert_eq!(t.stats().read_bytes, 512_000 + 32);
-}
-
-#[test]
-fn cdbs() {
-    assert_eq!(
-        &rw_cdb(false, 0x0102_0304, 2, false)[..10],
-        &[0x28, 0, 1, 2, 3, 4, 0, 0, 2, 0]
-    );
-    assert_eq!(rw_cdb(true, 5, 1, false)[0], 0x2a);
-    let c = rw_cdb(false, 1 << 33, 1, false);
-    assert_eq!((c[0], c[5], c[13]), (0x88, 2, 1));
-    assert_eq!(rw_cdb(true, 5, 1, true)[0], 0x8a);
-    assert!(wwpn_of(MacAddr([2, 0, 0, 0, 0, 1])) < Wwn(0x2000_0000_0000_0000));
 }
