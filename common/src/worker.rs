@@ -147,7 +147,8 @@ pub enum Backend {
     /// AF_XDP where it pays off: a zero-copy driver and an AF_XDP socket for every RX queue
     /// (one worker per queue). Elsewhere AF_PACKET, with an info log saying why. Copy-mode
     /// AF_XDP is not chosen: on veth and tap it costs about what AF_PACKET does
-    /// (shared/reference/raw-io.md).
+    /// (measured on veth: 4.15-4.37 µs of CPU per 60-byte frame received against 4.35-4.82
+    /// for AF_PACKET; DESIGN.md, "AF_XDP").
     Auto,
     /// AF_XDP, in copy mode where the driver refuses zero-copy; AF_PACKET only where the
     /// kernel or driver refuses AF_XDP altogether, with a warning saying why.

@@ -5,6 +5,9 @@
 //! a backend: they build replies through [`Transmit`], which a [`TxBatch`] implements by filling
 //! preallocated buffers and handing them to the backend in one batched call.
 
+// Raw sockets, their rings and the few other system calls: the only unsafe of the io layer,
+// each block behind a safe API.
+#[allow(unsafe_code)]
 pub mod sys;
 
 use std::io;

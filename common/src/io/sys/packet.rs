@@ -2,7 +2,8 @@
 //!
 //! TPACKET_V2, not V3: a V3 block reaches user space only when it is full or its timer (at
 //! least 1 ms) fires, which adds up to a millisecond to every request at queue depth 1
-//! (shared/reference/raw-io.md). V2 hands over each frame as soon as it lands.
+//! (measured on veth at queue depth 1: 999 µs per request with V3, 20 µs with V2; see
+//! DESIGN.md, "The way of a frame"). V2 hands over each frame as soon as it lands.
 //!
 //! The socket is opened with protocol 0 (it hears nothing), gets a classic-BPF filter that
 //! passes only the served ethertypes, gets its ring, and only then is bound to the interface
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::cvt;
 use crate::io::{FrameRx, FrameTx, MAX_FRAME_LEN};
 
 /// How recently a frame must have arrived for latency mode to spin rather than sleep.
@@ -48,14 +50,6 @@ pub struct RingStats {
 /// An AF_PACKET socket bound to one interface, hearing only the given ethertypes.
 pub struct PacketSocket {
     fd: Arc<OwnedFd>,
-}
-
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
 }
 
 fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
