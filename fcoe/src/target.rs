@@ -83,6 +83,9 @@ impl Transmit for Counting<'_> {
         self.bytes += len.max(MIN_FRAME_LEN) as u64;
         self.inner.commit(len);
     }
+    fn now(&self) -> Instant {
+        self.inner.now()
+    }
 }
 
 /// The LUN table and allow-lists of a configuration; LUNs that cannot be served are logged
@@ -440,13 +443,13 @@ fn is_padded(payload: &[u8]) -> bool {
     false
 }
 
-/// The worker's view: `now` is read here, at the edge, and handed to the sans-IO target.
+/// The worker's view: the worker reads `now` once per receive batch and hands it here.
 impl FrameHandler for FcoeTarget {
     fn ethertypes(&self) -> &[u16] {
         &[EtherType::FCOE, EtherType::FIP]
     }
-    fn handle(&self, frame: &[u8], tx: &mut dyn Transmit) {
-        self.handle_frame(frame, Instant::now(), tx);
+    fn handle(&self, frame: &[u8], now: Instant, tx: &mut dyn Transmit) {
+        self.handle_frame(frame, now, tx);
     }
     fn link_changed(&self, mtu: u32, _tx: &mut dyn Transmit) {
         self.set_mtu(mtu);

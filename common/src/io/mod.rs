@@ -11,7 +11,7 @@
 pub mod sys;
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::ether::MIN_FRAME_LEN;
 
@@ -44,6 +44,11 @@ pub trait Transmit {
     /// Queue the first `len` bytes of the buffer last handed out. Frames shorter than the
     /// Ethernet minimum are padded with zeros, never with stale bytes.
     fn commit(&mut self, len: usize);
+    /// The time a reply committed now is handed to the transmit path: the end of a request's
+    /// service time, whose start is the `now` the handler was given with the request. A
+    /// worker's transmit path reads the clock; a [`TxBatch`] can be given a fixed time
+    /// ([`TxBatch::set_now`]) so that tests see exact service times.
+    fn now(&self) -> Instant;
 }
 
 /// Preallocated transmit buffers, flushed to a [`FrameTx`] when full and at the end of each
@@ -55,6 +60,8 @@ pub struct TxBatch {
     /// Frames the backend refused (ENOBUFS and the like); the initiator will retransmit.
     pub dropped: u64,
     pub sent: u64,
+    /// What [`Transmit::now`] says for this batch used on its own; `None` reads the clock.
+    clock: Option<Instant>,
 }
 
 impl TxBatch {
@@ -68,7 +75,14 @@ impl TxBatch {
             queued: 0,
             dropped: 0,
             sent: 0,
+            clock: None,
         }
+    }
+
+    /// From now on, [`Transmit::now`] of this batch (used on its own, by tests and benches)
+    /// says `now` instead of reading the clock.
+    pub fn set_now(&mut self, now: Instant) {
+        self.clock = Some(now);
     }
 
     pub fn len(&self) -> usize {
@@ -177,6 +191,9 @@ impl Transmit for Flushing<'_> {
     fn commit(&mut self, len: usize) {
         self.batch.push(len);
     }
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
 }
 
 /// A batch with nowhere to go: collects frames for tests and benches.
@@ -192,6 +209,9 @@ impl Transmit for TxBatch {
     }
     fn commit(&mut self, len: usize) {
         self.push(len);
+    }
+    fn now(&self) -> Instant {
+        self.clock.unwrap_or_else(Instant::now)
     }
 }
 
