@@ -53,7 +53,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use l2san_common::ether::{emit_header, HEADER_LEN as ETH_LEN};
-use l2san_common::io::MAX_FRAME_LEN;
+use l2san_common::io::{FieldWidth, Steering, MAX_FRAME_LEN};
 use l2san_common::store::{Backing, ClientKey};
 use l2san_common::sync::ReadMostly;
 use l2san_common::{EtherType, EthernetFrame, MacAddr, Transmit};
@@ -340,10 +340,25 @@ pub fn sector_count_for_mtu(mtu: u32) -> u8 {
     by_mtu.min(by_buffer).min(255) as u8
 }
 
+/// The field AoE frames are steered by over several workers: the ATA argument's LBA bytes 1-2
+/// (LBA bits 8-23, little-endian on the wire), after the Ethernet and AoE headers and the
+/// argument's first 4 bytes (flags, error/feature, sector count, command/status).
+pub const STEERING: Steering = Steering {
+    ethertype: EtherType::AOE,
+    offset: (ETH_LEN + HEADER_LEN + 4 + 1) as u16,
+    width: FieldWidth::U16,
+};
+
 /// How a worker drives the target: AoE frames in, replies and adverts out.
 impl l2san_common::FrameHandler for AoeTarget {
     fn ethertypes(&self) -> &[u16] {
         &[EtherType::AOE]
+    }
+    /// Steered by LBA bits 8-23: the requests of one initiator to one 128 KiB region meet
+    /// one worker and are handled in order (a delayed write never overtakes a newer one to
+    /// the same sectors), while regions and initiators spread over all workers.
+    fn steering(&self) -> &[Steering] {
+        &[STEERING]
     }
     fn handle(&self, frame: &[u8], now: Instant, tx: &mut dyn Transmit) {
         self.handle_frame(frame, now, tx);

@@ -1,6 +1,7 @@
 //! A worker: owns one receive ring and one transmit path of one interface, routes each frame
 //! by ethertype to a handler, and sends the replies in batches. It does not know what the
-//! frames mean.
+//! frames mean: the handlers say which ethertypes they serve and, for a fanout over several
+//! workers, by which field their frames are steered ([`FrameHandler::steering`]).
 //!
 //! The worker is the handlers' clock: it reads the time once per received batch and hands
 //! that `now` to every handler call of the batch (and to the timers), so the protocol code
@@ -12,9 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::ether::{EthernetFrame, MacAddr};
+use crate::io::sys::packet::Fanout;
 use crate::io::sys::xdp::{self, XdpConfig, XdpRx, XdpTx};
 use crate::io::sys::{packet, signal, PacketRx, PacketTx};
-use crate::io::{FrameRx, FrameTx, Transmit, TxBatch};
+use crate::io::{FrameRx, FrameTx, Steering, Transmit, TxBatch};
 use crate::netif::Interface;
 
 /// Frames handled per wake-up before replies are flushed (bounded batches).
@@ -31,6 +33,11 @@ const TICK: Duration = Duration::from_millis(5);
 pub trait FrameHandler: Send + Sync {
     /// The ethertypes this handler serves.
     fn ethertypes(&self) -> &[u16];
+    /// Which field of its frames spreads them over several workers of one interface; frames
+    /// of its ethertypes not listed here all go to the first worker. See [`Steering`].
+    fn steering(&self) -> &[Steering] {
+        &[]
+    }
     /// One received frame of one of [`ethertypes`](Self::ethertypes), Ethernet header
     /// included, received at `now` (read once for the whole receive batch).
     fn handle(&self, frame: &[u8], now: Instant, tx: &mut dyn Transmit);
@@ -305,8 +312,9 @@ pub fn fanout_group(ifindex: u32) -> u16 {
 /// AF_XDP is not used.
 ///
 /// With `role.count` > 1 this worker owns one socket of a fanout group: the kernel spreads the
-/// interface's frames over the group's rings (see [`packet::fanout_program`]). Only the leader
-/// (`role.index` 0) advertises and runs timers.
+/// interface's frames over the group's rings by the fields the handlers declare (see
+/// [`FrameHandler::steering`] and [`packet::fanout_program`]). Only the leader (`role.index`
+/// 0) advertises and runs timers.
 ///
 /// Socket errors never end it: ENETDOWN, ENOBUFS and a vanished interface are logged
 /// (at most once per 10 s per kind) and the socket is reopened until it works again.
@@ -320,6 +328,10 @@ pub fn run(
     let ethertypes: Vec<u16> = handlers
         .iter()
         .flat_map(|h| h.ethertypes().iter().copied())
+        .collect();
+    let steering: Vec<Steering> = handlers
+        .iter()
+        .flat_map(|h| h.steering().iter().copied())
         .collect();
     let mut batch = TxBatch::new(BATCH);
     let mut last_warn: Option<Instant> = None;
@@ -371,7 +383,10 @@ pub fn run(
         let opened = match xdp {
             Some(halves) => Ok(halves),
             None => {
-                let fanout = (role.count > 1).then_some(role.fanout_group);
+                let fanout = (role.count > 1).then_some(Fanout {
+                    group: role.fanout_group,
+                    steering: &steering,
+                });
                 packet::open_sized(index, &ethertypes, mtu, fanout).map(|(mut rx, tx)| {
                     rx.set_busy_poll(role.busy_poll);
                     Halves::Packet(rx, tx)

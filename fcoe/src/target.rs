@@ -448,6 +448,17 @@ impl FrameHandler for FcoeTarget {
     fn ethertypes(&self) -> &[u16] {
         &[EtherType::FCOE, EtherType::FIP]
     }
+    /// FCoE frames are steered by OX_ID, so that every frame of an exchange (a command and
+    /// its write data) meets the same worker; FIP is not steered (all on the first worker).
+    fn steering(&self) -> &[l2san_common::io::Steering] {
+        /// The FC header's OX_ID (its bytes 16-17), after the Ethernet and FCoE headers.
+        const OX_ID: l2san_common::io::Steering = l2san_common::io::Steering {
+            ethertype: EtherType::FCOE,
+            offset: (l2san_common::ether::HEADER_LEN + crate::wire::fcoe::HEADER_LEN + 16) as u16,
+            width: l2san_common::io::FieldWidth::U16,
+        };
+        &[OX_ID]
+    }
     fn handle(&self, frame: &[u8], now: Instant, tx: &mut dyn Transmit) {
         self.handle_frame(frame, now, tx);
     }

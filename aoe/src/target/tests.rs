@@ -1161,3 +1161,29 @@ fn a_new_interface_mac_is_followed() {
     assert_eq!(&tx.frames[0][0..6], &[0xff; 6]);
     assert_eq!(&tx.frames[0][6..12], &NEW.0, "advert from the new MAC");
 }
+
+/// The field the fanout steers AoE frames by is the ATA argument's LBA bits 8-23 (the
+/// program the workers always had: offset 29, two bytes), so one 128 KiB region of one
+/// initiator meets one worker.
+#[test]
+fn steered_by_lba_bits_8_to_23() {
+    use l2san_common::io::FieldWidth;
+    use l2san_common::FrameHandler;
+    let (t, _) = target();
+    assert_eq!(t.steering(), &[STEERING]);
+    assert_eq!(STEERING.ethertype, 0x88a2);
+    assert_eq!((STEERING.offset, STEERING.width), (29, FieldWidth::U16));
+    let field = |f: &[u8]| {
+        let at = usize::from(STEERING.offset);
+        [f[at], f[at + 1]]
+    };
+    let lba: u64 = 0x0012_3456_789a;
+    let f = ata(1, 0x24, lba, &[]);
+    assert_eq!(field(&f), [0x78, 0x56], "LBA bits 8-15, then 16-23");
+    // Every sector of a 256-sector (128 KiB) region carries the same field; the next region not.
+    let region = lba & !0xff;
+    for l in [region, region + 1, region + 0xff] {
+        assert_eq!(field(&ata(1, 0x24, l, &[])), field(&f));
+    }
+    assert_ne!(field(&ata(1, 0x24, region + 0x100, &[])), field(&f));
+}

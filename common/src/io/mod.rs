@@ -4,6 +4,9 @@
 //! queue replies while the receive half still lends it the request in place. Handlers never see
 //! a backend: they build replies through [`Transmit`], which a [`TxBatch`] implements by filling
 //! preallocated buffers and handing them to the backend in one batched call.
+//!
+//! The io layer knows no protocol field: a handler that needs its frames spread over several
+//! workers says by which field ([`Steering`]), and the backend builds its fanout from that.
 
 // Raw sockets, their rings and the few other system calls: the only unsafe of the io layer,
 // each block behind a safe API.
@@ -34,6 +37,27 @@ pub trait FrameRx: Send {
 pub trait FrameTx: Send {
     /// Send every frame in `frames`; returns how many the kernel took.
     fn send_frames(&mut self, frames: &[&[u8]]) -> io::Result<usize>;
+}
+
+/// Which worker handles the frames of one ethertype when several workers share an interface:
+/// a hash of the source MAC (bytes 2-5) and of the field at `offset`, so that frames from
+/// one source with the same field value always meet the same worker, in order, while other
+/// values spread over all workers. Frames of an ethertype no handler steers, and frames too
+/// short to hold the field, go to worker 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Steering {
+    pub ethertype: u16,
+    /// Where the field starts, in bytes from the start of the frame (Ethernet header included).
+    pub offset: u16,
+    pub width: FieldWidth,
+}
+
+/// How many bytes a [`Steering`] field takes (read in network order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldWidth {
+    U8,
+    U16,
+    U32,
 }
 
 /// Where a handler builds its replies.
