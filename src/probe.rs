@@ -766,7 +766,7 @@ mod tests {
             let mut tx = TxBatch::new(8);
             for f in frames {
                 for t in &self.aoe {
-                    t.handle(f, &mut tx);
+                    t.handle(f, now, &mut tx);
                 }
                 for t in &self.fcoe {
                     t.handle_frame(f, now, &mut tx);

@@ -372,7 +372,7 @@ fn execute(args: &ServeArgs, plan: Plan) -> Result<ExitCode, Error> {
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("l2san-{}-{index}", iface.name))
-                    .spawn(move || worker::run_with(&iface, &handlers, &stats, role, backend))
+                    .spawn(move || worker::run(&iface, &handlers, &stats, role, backend))
                     .context("starting a worker thread")?,
             );
         }

@@ -1,7 +1,7 @@
 //! The AoE protocol layer: turns received frames into replies. Sans-IO: it is handed whole
-//! Ethernet frames and a [`Transmit`] to build replies in; it never touches a socket or a
-//! thread, and reads the clock only to time an ATA command whose arrival it was told
-//! ([`AoeTarget::handle_frame_at`], for the latency histograms).
+//! Ethernet frames, the time `now` they were received, and a [`Transmit`] to build replies
+//! in; it never touches a socket, a clock or a thread. An ATA command's service time, for the
+//! latency histograms, runs from that `now` to the reply handed to [`Transmit::now`].
 //!
 //! # Validation order
 //!
@@ -53,9 +53,10 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
 use l2san_common::ether::{emit_header, HEADER_LEN as ETH_LEN};
-use l2san_common::io::MAX_FRAME_LEN;
+use l2san_common::io::{FieldWidth, Steering, MAX_FRAME_LEN};
 use l2san_common::store::{Backing, ClientKey};
 use l2san_common::sync::ReadMostly;
 use l2san_common::{EtherType, EthernetFrame, MacAddr, Transmit};
@@ -293,8 +294,9 @@ struct Request<'a> {
     arg: &'a [u8],
     /// The source's counters, once the frame is known to address one of our exports.
     client: Option<&'a ClientStats>,
-    /// When the handler got the frame (to measure ATA service times), if it was told.
-    started: Option<std::time::Instant>,
+    /// When the frame was received: the start of an ATA command's service time, and the
+    /// time an overlay's client was last heard from.
+    now: Instant,
 }
 
 /// The AoE target: every export served on one interface. `Send + Sync`; share it through an
@@ -341,13 +343,28 @@ pub fn sector_count_for_mtu(mtu: u32) -> u8 {
     by_mtu.min(by_buffer).min(255) as u8
 }
 
+/// The field AoE frames are steered by over several workers: the ATA argument's LBA bytes 1-2
+/// (LBA bits 8-23, little-endian on the wire), after the Ethernet and AoE headers and the
+/// argument's first 4 bytes (flags, error/feature, sector count, command/status).
+pub const STEERING: Steering = Steering {
+    ethertype: EtherType::AOE,
+    offset: (ETH_LEN + HEADER_LEN + 4 + 1) as u16,
+    width: FieldWidth::U16,
+};
+
 /// How a worker drives the target: AoE frames in, replies and adverts out.
 impl l2san_common::FrameHandler for AoeTarget {
     fn ethertypes(&self) -> &[u16] {
         &[EtherType::AOE]
     }
-    fn handle(&self, frame: &[u8], tx: &mut dyn Transmit) {
-        self.handle_frame_at(frame, tx, Some(std::time::Instant::now()));
+    /// Steered by LBA bits 8-23: the requests of one initiator to one 128 KiB region meet
+    /// one worker and are handled in order (a delayed write never overtakes a newer one to
+    /// the same sectors), while regions and initiators spread over all workers.
+    fn steering(&self) -> &[Steering] {
+        &[STEERING]
+    }
+    fn handle(&self, frame: &[u8], now: Instant, tx: &mut dyn Transmit) {
+        self.handle_frame(frame, now, tx);
     }
     /// Recompute the Sector Count and advertise (at start, and when the MTU changes).
     fn link_changed(&self, mtu: u32, tx: &mut dyn Transmit) {
@@ -355,7 +372,7 @@ impl l2san_common::FrameHandler for AoeTarget {
         self.advertise(tx);
     }
     /// Advertise after a reload (the leader worker ticks).
-    fn tick(&self, _now: std::time::Instant, tx: &mut dyn Transmit) {
+    fn tick(&self, _now: Instant, tx: &mut dyn Transmit) {
         if self.advertise_pending.swap(false, Ordering::AcqRel) {
             self.advertise(tx);
         }
@@ -485,20 +502,10 @@ impl AoeTarget {
         self.clients.snapshot()
     }
 
-    /// One received Ethernet frame (whole frame, Ethernet header included, ethertype
-    /// 0x88A2). Replies go to `tx`.
-    pub fn handle_frame(&self, frame: &[u8], tx: &mut dyn Transmit) {
-        self.handle_frame_at(frame, tx, None);
-    }
-
-    /// [`handle_frame`](Self::handle_frame) of a frame that arrived at `started`: ATA
-    /// service times go to the latency histograms.
-    pub fn handle_frame_at(
-        &self,
-        frame: &[u8],
-        tx: &mut dyn Transmit,
-        started: Option<std::time::Instant>,
-    ) {
+    /// One Ethernet frame (whole frame, Ethernet header included, ethertype 0x88A2),
+    /// received at `now`. Replies go to `tx`; ATA service times (`now` to [`Transmit::now`]
+    /// after the reply) go to the latency histograms.
+    pub fn handle_frame(&self, frame: &[u8], now: Instant, tx: &mut dyn Transmit) {
         bump(&self.stats.frames);
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             bump(&self.stats.truncated);
@@ -548,7 +555,7 @@ impl AoeTarget {
             broadcast: packet.broadcast_addressed(),
             arg: packet.payload(),
             client: None,
-            started,
+            now,
         };
         // 2. Version.
         if header.version != VERSION {
@@ -818,8 +825,8 @@ impl AoeTarget {
         // silence) of a `reset` client discards it first.
         let client = ClientKey::mac(req.src);
         let volume = ex.image.volume(&client);
-        if let (Some(set), Some(now)) = (ex.image.overlays(), req.started) {
-            if set.client_seen(&client, now, opcode == Opcode::IdentifyDevice) {
+        if let Some(set) = ex.image.overlays() {
+            if set.client_seen(&client, req.now, opcode == Opcode::IdentifyDevice) {
                 tracing::info!(
                     "e{}.{}: {} booted again: its overlay was reset",
                     ex.shelf,
@@ -868,12 +875,10 @@ impl AoeTarget {
         };
         reply.emit(&mut AtaPacket::new_unchecked(&mut head[ARG_START..]));
         self.commit(tx, ATA_OVERHEAD + data_len);
-        if let Some(t0) = req.started {
-            let took = t0.elapsed();
-            ex.stats.latency.record(took);
-            if let Some(c) = req.client {
-                c.latency.record(took);
-            }
+        let took = tx.now().saturating_duration_since(req.now);
+        ex.stats.latency.record(took);
+        if let Some(c) = req.client {
+            c.latency.record(took);
         }
     }
 

@@ -1,8 +1,10 @@
 //! What l2san's targets share: the Ethernet wire format and MAC addresses, frame I/O
 //! backends behind small traits, network-interface discovery, and the image store.
 //!
-//! Unsafe code lives only in [`io::sys`] (raw sockets and their rings) and in [`store`]
-//! (the memory map), each behind a safe API.
+//! Unsafe code lives only in [`io::sys`] (raw sockets and their rings) and in the store's
+//! memory map and its SIGBUS guard, each behind a safe API: denied everywhere else.
+
+#![deny(unsafe_code)]
 
 pub mod ether;
 pub mod io;

@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets (the last bucket has none): service time from the
-/// frame's arrival in the handler to its reply handed to the transmit path.
+/// `now` the worker read for the frame's receive batch to its reply handed to the transmit
+/// path ([`Transmit::now`](crate::io::Transmit::now)).
 pub const LATENCY_BOUNDS: [Duration; 12] = [
     Duration::from_micros(10),
     Duration::from_micros(50),

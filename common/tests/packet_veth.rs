@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use l2san_common::ether::emit_header;
 use l2san_common::io::sys::packet;
-use l2san_common::io::{FrameRx, FrameTx};
+use l2san_common::io::{FieldWidth, FrameRx, FrameTx, Steering};
 use l2san_common::{EtherType, Interface, MacAddr};
 
 struct VethPair {
@@ -143,9 +143,19 @@ fn fanout_keeps_a_region_on_one_worker_and_spreads_regions() {
     let b = Interface::by_name(&pair.b).unwrap();
     let (_rx_a, mut tx_a) = packet::open(a.index, &[EtherType::AOE]).unwrap();
     let group = l2san_common::worker::fanout_group(b.index);
+    // What the AoE target declares: LBA bits 8-23, the ATA argument's LBA bytes 1-2.
+    let steering = [Steering {
+        ethertype: EtherType::AOE,
+        offset: 29,
+        width: FieldWidth::U16,
+    }];
+    let fanout = packet::Fanout {
+        group,
+        steering: &steering,
+    };
     let mut rxs: Vec<_> = (0..2)
         .map(|_| {
-            packet::open_sized(b.index, &[EtherType::AOE], 1500, Some(group))
+            packet::open_sized(b.index, &[EtherType::AOE], 1500, Some(fanout))
                 .unwrap()
                 .0
         })

@@ -22,7 +22,7 @@ impl FrameHandler for Echo {
     fn ethertypes(&self) -> &[u16] {
         &[EtherType::AOE]
     }
-    fn handle(&self, frame: &[u8], tx: &mut dyn Transmit) {
+    fn handle(&self, frame: &[u8], _now: Instant, tx: &mut dyn Transmit) {
         let buf = tx.buffer(frame.len());
         buf[..frame.len()].copy_from_slice(frame);
         buf[..6].copy_from_slice(&frame[6..12]);
@@ -91,9 +91,7 @@ fn xdp_worker_answers_through_its_queue() {
                 fanout_group: worker::fanout_group(iface.index),
                 busy_poll: std::time::Duration::ZERO,
             };
-            std::thread::spawn(move || {
-                worker::run_with(&iface, &handlers, &stats, role, Backend::Xdp)
-            })
+            std::thread::spawn(move || worker::run(&iface, &handlers, &stats, role, Backend::Xdp))
         })
         .collect();
 

@@ -83,6 +83,9 @@ impl Transmit for Counting<'_> {
         self.bytes += len.max(MIN_FRAME_LEN) as u64;
         self.inner.commit(len);
     }
+    fn now(&self) -> Instant {
+        self.inner.now()
+    }
 }
 
 /// The LUN table and allow-lists of a configuration; LUNs that cannot be served are logged
@@ -440,13 +443,24 @@ fn is_padded(payload: &[u8]) -> bool {
     false
 }
 
-/// The worker's view: `now` is read here, at the edge, and handed to the sans-IO target.
+/// The worker's view: the worker reads `now` once per receive batch and hands it here.
 impl FrameHandler for FcoeTarget {
     fn ethertypes(&self) -> &[u16] {
         &[EtherType::FCOE, EtherType::FIP]
     }
-    fn handle(&self, frame: &[u8], tx: &mut dyn Transmit) {
-        self.handle_frame(frame, Instant::now(), tx);
+    /// FCoE frames are steered by OX_ID, so that every frame of an exchange (a command and
+    /// its write data) meets the same worker; FIP is not steered (all on the first worker).
+    fn steering(&self) -> &[l2san_common::io::Steering] {
+        /// The FC header's OX_ID (its bytes 16-17), after the Ethernet and FCoE headers.
+        const OX_ID: l2san_common::io::Steering = l2san_common::io::Steering {
+            ethertype: EtherType::FCOE,
+            offset: (l2san_common::ether::HEADER_LEN + crate::wire::fcoe::HEADER_LEN + 16) as u16,
+            width: l2san_common::io::FieldWidth::U16,
+        };
+        &[OX_ID]
+    }
+    fn handle(&self, frame: &[u8], now: Instant, tx: &mut dyn Transmit) {
+        self.handle_frame(frame, now, tx);
     }
     fn link_changed(&self, mtu: u32, _tx: &mut dyn Transmit) {
         self.set_mtu(mtu);

@@ -8,6 +8,7 @@
 #![no_main]
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use l2san_aoe::{AoeExport, AoeTarget};
 use l2san_common::io::{Transmit, TxBatch};
@@ -17,8 +18,8 @@ use libfuzzer_sys::fuzz_target;
 const OUR_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 1]);
 const IMAGE_LEN: usize = 64 * 1024;
 
-/// A Transmit whose buffers hold stale 0xa5 bytes.
-struct Stale(Vec<Vec<u8>>, Vec<u8>);
+/// A Transmit whose buffers hold stale 0xa5 bytes, at the time replies are handed over.
+struct Stale(Vec<Vec<u8>>, Vec<u8>, Instant);
 impl Transmit for Stale {
     fn buffer(&mut self, len: usize) -> &mut [u8] {
         self.1 = vec![0xa5; len.max(60)];
@@ -31,6 +32,9 @@ impl Transmit for Stale {
             f[len..].fill(0);
         }
         self.0.push(f);
+    }
+    fn now(&self) -> Instant {
+        self.2
     }
 }
 
@@ -62,6 +66,8 @@ fuzz_target!(|data: &[u8]| {
     );
     let mut before = vec![0u8; IMAGE_LEN];
     let mut after = vec![0u8; IMAGE_LEN];
+    // Every frame is received, and its replies handed over, at this one time.
+    let now = Instant::now();
     let mut rest = &data[1..];
     while rest.len() >= 3 {
         let len = (u16::from_le_bytes([rest[0], rest[1]]) as usize).min(rest.len() - 2);
@@ -73,10 +79,11 @@ fuzz_target!(|data: &[u8]| {
         let frame = l2san_common::test_utils::frame(dst, src, EtherType::Aoe, payload);
 
         image.read_at(0, &mut before).unwrap();
-        let mut stale = Stale(Vec::new(), Vec::new());
-        target.handle_frame(&frame, &mut stale);
+        let mut stale = Stale(Vec::new(), Vec::new(), now);
+        target.handle_frame(&frame, now, &mut stale);
         let mut clean = TxBatch::new(1);
-        twin.handle_frame(&frame, &mut clean);
+        clean.set_now(now);
+        twin.handle_frame(&frame, now, &mut clean);
         image.read_at(0, &mut after).unwrap();
 
         let replies = stale.0;

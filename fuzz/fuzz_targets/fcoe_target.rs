@@ -49,9 +49,14 @@ const ALL_VN2VN: MacAddr = MacAddr([0x01, 0x10, 0x18, 0x01, 0x00, 0x04]);
 const ALL_FCF: MacAddr = MacAddr([0x01, 0x10, 0x18, 0x01, 0x00, 0x02]);
 const FOREIGN: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x99]);
 
-/// A Transmit whose buffers hold stale 0xa5 bytes (and more of them than asked for).
-#[derive(Default)]
-struct Stale(Vec<Vec<u8>>, Vec<u8>);
+/// A Transmit whose buffers hold stale 0xa5 bytes (and more of them than asked for), at the
+/// time replies are handed over.
+struct Stale(Vec<Vec<u8>>, Vec<u8>, Instant);
+impl Stale {
+    fn at(now: Instant) -> Stale {
+        Stale(Vec::new(), Vec::new(), now)
+    }
+}
 impl Transmit for Stale {
     fn buffer(&mut self, len: usize) -> &mut [u8] {
         self.1 = vec![0xa5; len.max(60) + 16];
@@ -65,11 +70,18 @@ impl Transmit for Stale {
         }
         self.0.push(f);
     }
+    fn now(&self) -> Instant {
+        self.2
+    }
 }
 
-/// A Transmit with fresh zeroed buffers.
-#[derive(Default)]
-struct Clean(Vec<Vec<u8>>, Vec<u8>);
+/// A Transmit with fresh zeroed buffers, at the time replies are handed over.
+struct Clean(Vec<Vec<u8>>, Vec<u8>, Instant);
+impl Clean {
+    fn at(now: Instant) -> Clean {
+        Clean(Vec::new(), Vec::new(), now)
+    }
+}
 impl Transmit for Clean {
     fn buffer(&mut self, len: usize) -> &mut [u8] {
         self.1 = vec![0; len.max(60)];
@@ -79,6 +91,9 @@ impl Transmit for Clean {
         let mut f = std::mem::take(&mut self.1);
         f.truncate(len.max(60));
         self.0.push(f);
+    }
+    fn now(&self) -> Instant {
+        self.2
     }
 }
 
@@ -361,17 +376,17 @@ fuzz_target!(|data: &[u8]| {
             };
             let et = if fip { EtherType::Fip } else { EtherType::Fcoe };
             let frame = l2san_common::test_utils::frame(dst, src, et, &body);
-            let mut stale = Stale::default();
+            let mut stale = Stale::at(now);
             a.target.handle_frame(&frame, now, &mut stale);
-            let mut clean = Clean::default();
+            let mut clean = Clean::at(now);
             b.target.handle_frame(&frame, now, &mut clean);
             assert_eq!(stale.0, clean.0, "stale transmit bytes leaked into a reply");
             replies.push((stale.0, Some(frame)));
         }
         if ctl & 0xc0 != 0 {
-            let mut stale = Stale::default();
+            let mut stale = Stale::at(now);
             a.target.tick(now, &mut stale);
-            let mut clean = Clean::default();
+            let mut clean = Clean::at(now);
             b.target.tick(now, &mut clean);
             assert_eq!(
                 stale.0, clean.0,

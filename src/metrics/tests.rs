@@ -13,8 +13,9 @@ use l2san_fcoe::{FcoeAllow, FcoeConfig};
 use openmetrics_parser::prometheus::parse_prometheus;
 use openmetrics_parser::{MetricsExposition, PrometheusType, PrometheusValue};
 
-/// Replies land here and are forgotten: the counters are what the tests read.
-struct Discard(Vec<u8>);
+/// Replies land here and are forgotten: the counters are what the tests read. Its clock is
+/// the time the test sets, so service times are the same every run.
+struct Discard(Vec<u8>, std::time::Instant);
 
 impl Transmit for Discard {
     fn buffer(&mut self, len: usize) -> &mut [u8] {
@@ -22,6 +23,9 @@ impl Transmit for Discard {
         &mut self.0
     }
     fn commit(&mut self, _len: usize) {}
+    fn now(&self) -> std::time::Instant {
+        self.1
+    }
 }
 
 const TARGET: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -85,7 +89,8 @@ fn sample_sources(dir: &std::path::Path) -> Sources {
             AoeExport::new(1, 3, overlays.clone()),
         ],
     ));
-    let mut tx = Discard(Vec::new());
+    let start = std::time::Instant::now();
+    let mut tx = Discard(Vec::new(), start);
     let sector = [0x5a; 512];
     for frame in [
         aoe(PC_A, 1, 2, 0, 1, &ata(0x40, 1, 0x24, 0, &[])),
@@ -103,7 +108,10 @@ fn sample_sources(dir: &std::path::Path) -> Sources {
         aoe(PC_A, 1, 2, 0x10, 10, &[]),
         aoe(PC_A, 1, 2, 0, 11, &[])[..20].to_vec(),
     ] {
-        target.handle_frame(&frame, &mut tx);
+        // Each AoE request is answered 20 µs after its batch began.
+        let now = tx.1;
+        tx.1 = now + std::time::Duration::from_micros(20);
+        target.handle_frame(&frame, now, &mut tx);
     }
     // iPXE's FCoE boot, replayed against a target with the WWPN it asked for: logins,
     // SCSI reads, and a write whose data (sent to the capture's responder's RX_ID) stays
@@ -120,13 +128,14 @@ fn sample_sources(dir: &std::path::Path) -> Sources {
         allow: vec![(5, vec![FcoeAllow::Wwpn(Wwn(0x2000_5254_0000_000a))])],
     }));
     let ipxe = MacAddr([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
-    let mut now = std::time::Instant::now();
+    let mut now = tx.1;
     for frame in capture("ipxe-fcoe-p2p-boot.pcap") {
         let Ok(eth) = EthernetFrame::new_checked(&frame[..]) else {
             continue;
         };
         if eth.src() == ipxe && matches!(eth.ethertype(), EtherType::Fcoe | EtherType::Fip) {
             now += std::time::Duration::from_millis(1);
+            tx.1 = now;
             fcoe.handle_frame(&frame, now, &mut tx);
         }
     }
@@ -185,6 +194,13 @@ fn the_exposition_is_pinned() {
     let allocated = sources.overlays()[0].1.list()[0].bytes_allocated;
     let text = collect(&sources).render();
     let _ = std::fs::remove_dir_all(&dir);
+    if update_golden() {
+        let golden = text
+            .replace(&format!(" {allocated}\n"), " ALLOCATED\n")
+            .replace(env!("CARGO_PKG_VERSION"), "VERSION");
+        write_golden("collect.golden.prom", &golden);
+        return;
+    }
     let want = include_str!("collect.golden.prom")
         .replace("ALLOCATED", &allocated.to_string())
         .replace("VERSION", env!("CARGO_PKG_VERSION"));
@@ -203,12 +219,29 @@ fn the_exposition_is_pinned() {
     }
 }
 
+/// `L2SAN_UPDATE_GOLDEN=1 cargo test -p l2san metrics` writes the pinned files anew, after a
+/// deliberate change of the output: review their diff before committing it.
+fn update_golden() -> bool {
+    std::env::var_os("L2SAN_UPDATE_GOLDEN").is_some_and(|v| v == "1")
+}
+
+fn write_golden(name: &str, text: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/metrics")
+        .join(name);
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
 #[test]
 fn the_stats_table_is_pinned() {
     let dir = temp_dir("table");
     let sources = sample_sources(&dir);
     let text = table(&sources);
     let _ = std::fs::remove_dir_all(&dir);
+    if update_golden() {
+        write_golden("table.golden.txt", &text);
+        return;
+    }
     assert_eq!(text, include_str!("table.golden.txt"), "{text}");
 }
 

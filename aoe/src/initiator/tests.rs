@@ -252,8 +252,8 @@ fn tags_count_round_and_know_their_own() {
     assert!(t.owns(0x8123_0000) && !t.owns(0x0123_0000) && !t.owns(0x8124_0001));
 }
 
-/// Collects the target's replies.
-struct Replies(Vec<Vec<u8>>, Vec<u8>);
+/// Collects the target's replies; its clock stands still at the time it was made.
+struct Replies(Vec<Vec<u8>>, Vec<u8>, std::time::Instant);
 
 impl Transmit for Replies {
     fn buffer(&mut self, len: usize) -> &mut [u8] {
@@ -264,6 +264,9 @@ impl Transmit for Replies {
         let mut f = self.1[..len].to_vec();
         f.resize(len.max(60), 0);
         self.0.push(f);
+    }
+    fn now(&self) -> std::time::Instant {
+        self.2
     }
 }
 
@@ -288,9 +291,10 @@ fn target() -> AoeTarget {
 
 /// Every request through the target; every reply back.
 fn exchange(t: &AoeTarget, requests: &mut Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    let mut tx = Replies(Vec::new(), Vec::new());
+    let now = std::time::Instant::now();
+    let mut tx = Replies(Vec::new(), Vec::new(), now);
     for f in requests.drain(..) {
-        t.handle_frame(&f, &mut tx);
+        t.handle_frame(&f, now, &mut tx);
     }
     tx.0
 }

@@ -2,6 +2,8 @@
 //! Capture replays live in `replay.rs`.
 
 use super::*;
+use std::time::Duration;
+
 use l2san_common::test_utils::{drain, frame};
 use l2san_common::{Image, ImageOptions, TxBatch};
 
@@ -13,10 +15,11 @@ const HOST_B: MacAddr = MacAddr([0x52, 0x54, 0, 0x12, 0x34, 0x57]);
 const SECTORS: u64 = 4096;
 
 /// A Transmit whose buffers are full of 0xa5 every time: any byte a reply leaves unwritten
-/// shows up in the committed frame.
+/// shows up in the committed frame. Its clock stands still at `now` unless a test moves it.
 pub(super) struct StaleTx {
     buf: Vec<u8>,
     pub frames: Vec<Vec<u8>>,
+    pub now: Instant,
 }
 
 impl StaleTx {
@@ -24,6 +27,7 @@ impl StaleTx {
         StaleTx {
             buf: Vec::new(),
             frames: Vec::new(),
+            now: Instant::now(),
         }
     }
 }
@@ -44,6 +48,9 @@ impl Transmit for StaleTx {
             f.resize(60, 0);
         }
         self.frames.push(f);
+    }
+    fn now(&self) -> Instant {
+        self.now
     }
 }
 
@@ -67,7 +74,7 @@ fn target() -> (AoeTarget, Arc<Image>) {
 
 fn send(t: &AoeTarget, f: &[u8]) -> Vec<Vec<u8>> {
     let mut tx = StaleTx::new();
-    t.handle_frame(f, &mut tx);
+    t.handle_frame(f, tx.now, &mut tx);
     tx.frames
 }
 
@@ -715,7 +722,7 @@ fn stale_buffers_never_leak_and_txbatch_agrees() {
     let (t2, _) = target();
     let mut batch = TxBatch::new(1);
     for f in &frames {
-        t1.handle_frame(f, &mut batch);
+        t1.handle_frame(f, Instant::now(), &mut batch);
         let stale = send(&t2, f);
         assert_eq!(drain(&mut batch), stale, "request {:02x?}", &f[14..24]);
     }
@@ -895,6 +902,12 @@ fn export_stats_count_per_export() {
     let s = t.export_stats();
     assert_eq!(s.len(), 2);
     assert_eq!((s[0].0, s[0].1, s[1].1), (1, 2, 3));
+    // Every ATA command is timed; `send` hands the reply over at the time it was received.
+    let instant = |n| {
+        let mut h = HistogramSnapshot::default();
+        h.buckets[0] = n;
+        h
+    };
     assert_eq!(
         s[0].2,
         ExportStatsSnapshot {
@@ -904,7 +917,7 @@ fn export_stats_count_per_export() {
             bytes_read: 3 * 1024,
             bytes_written: 512,
             ata_errors: 1,
-            ..Default::default()
+            latency: instant(5),
         }
     );
     assert_eq!(
@@ -912,6 +925,7 @@ fn export_stats_count_per_export() {
         ExportStatsSnapshot {
             requests: 2,
             ata_errors: 1,
+            latency: instant(2),
             ..Default::default()
         }
     );
@@ -1008,25 +1022,29 @@ fn reconfigure_advertises_at_the_next_tick_only() {
     assert_eq!(tx.frames.len(), 2, "advertised once");
 }
 
-/// Per-client counters: I/O and refusals by source MAC; service times only when the frame
-/// comes through the worker interface (which says when it arrived).
+/// Per-client counters: I/O and refusals by source MAC, and every ATA command's service
+/// time, from the `now` it was received at to the transmit path's time after its reply.
 #[test]
 fn clients_are_counted_by_source_mac() {
+    use l2san_common::stats::LATENCY_BOUNDS;
     use l2san_common::FrameHandler;
     let img = memory_image(SECTORS, false);
     let mut e = AoeExport::new(1, 2, img);
     e.allow = vec![HOST_A];
     let t = target_with(vec![e]);
     let mut tx = StaleTx::new();
-    // Through the worker interface: timed.
-    t.handle(&ata(2, 0x24, 0, &[]), &mut tx);
-    t.handle(&ata(1, 0x34, 8, &[7; 512]), &mut tx);
-    // Sans-IO: counted, not timed.
-    t.handle_frame(&ata(1, 0x24, SECTORS + 5, &[]), &mut tx);
+    let received = tx.now;
+    // Each reply is handed over 30 µs after its request was received.
+    tx.now = received + Duration::from_micros(30);
+    t.handle(&ata(2, 0x24, 0, &[]), received, &mut tx);
+    t.handle(&ata(1, 0x34, 8, &[7; 512]), received, &mut tx);
+    // An ATA error is a reply too, and timed.
+    t.handle_frame(&ata(1, 0x24, SECTORS + 5, &[]), received, &mut tx);
     // HOST_B is not allowed; a frame for nobody's shelf makes no client at all.
-    t.handle(&ata_to(HOST_B, 1, 2, 0, 1, 0xec, 0, &[]), &mut tx);
+    t.handle(&ata_to(HOST_B, 1, 2, 0, 1, 0xec, 0, &[]), received, &mut tx);
     t.handle(
         &ata_to(MacAddr([2, 9, 9, 9, 9, 9]), 7, 7, 0, 1, 0xec, 0, &[]),
+        received,
         &mut tx,
     );
     let c = t.client_stats();
@@ -1037,10 +1055,16 @@ fn clients_are_counted_by_source_mac() {
         (a.bytes_read, a.bytes_written, a.ata_errors),
         (1024, 512, 1)
     );
-    assert_eq!(a.latency.count(), 2, "two timed ATA commands");
+    // Three ATA commands of 30 µs each: all in the bucket up to 50 µs.
+    assert_eq!(LATENCY_BOUNDS[1], Duration::from_micros(50));
+    let mut want = [0; LATENCY_BOUNDS.len() + 1];
+    want[1] = 3;
+    assert_eq!(a.latency.buckets, want, "three timed ATA commands");
+    assert_eq!(a.latency.sum_ns, 3 * 30_000);
     let b = c.iter().find(|(m, _)| *m == Some(HOST_B)).unwrap().1;
     assert_eq!((b.requests, b.not_allowed), (0, 1));
-    assert_eq!(t.export_stats()[0].2.latency.count(), 2);
+    assert_eq!(b.latency.count(), 0, "refused: nothing timed");
+    assert_eq!(t.export_stats()[0].2.latency, a.latency);
 }
 
 /// An overlay export: each client reads its own writes over the base, the base is never
@@ -1065,44 +1089,48 @@ fn overlay_export_keeps_clients_apart_and_resets_on_boot() {
         &dir.join("overlays"),
         OverlayOptions {
             policy: OverlayPolicy::Reset,
-            reset_after: std::time::Duration::from_millis(300),
+            reset_after: Duration::from_millis(300),
             ..Default::default()
         },
     )
     .unwrap();
     let t = target_with(vec![AoeExport::new(1, 2, Arc::new(set))]);
     let mut tx = StaleTx::new();
-    let read = |t: &AoeTarget, host: MacAddr, tx: &mut StaleTx| {
-        t.handle(&ata_to(host, 1, 2, 0x40, 1, 0x24, 3, &[]), tx);
+    let start = tx.now;
+    let read = |t: &AoeTarget, host: MacAddr, now: Instant, tx: &mut StaleTx| {
+        t.handle(&ata_to(host, 1, 2, 0x40, 1, 0x24, 3, &[]), now, tx);
         let r = tx.frames.pop().unwrap();
         assert_eq!(regs(&r).0 & 0x01, 0, "read failed");
         r[36..36 + 512].to_vec()
     };
     t.handle(
         &ata_to(HOST_A, 1, 2, 0x41, 1, 0x34, 3, &[0xaa; 512]),
+        start,
         &mut tx,
     );
     assert_eq!(regs(&tx.frames.pop().unwrap()).0 & 0x01, 0, "write failed");
     t.handle(
         &ata_to(HOST_B, 1, 2, 0x41, 1, 0x34, 3, &[0xbb; 512]),
+        start,
         &mut tx,
     );
-    assert_eq!(read(&t, HOST_A, &mut tx), [0xaa; 512]);
-    assert_eq!(read(&t, HOST_B, &mut tx), [0xbb; 512]);
+    assert_eq!(read(&t, HOST_A, start, &mut tx), [0xaa; 512]);
+    assert_eq!(read(&t, HOST_B, start, &mut tx), [0xbb; 512]);
     let third = MacAddr([2, 0, 0, 0, 0, 3]);
     assert_eq!(
-        read(&t, third, &mut tx),
+        read(&t, third, start, &mut tx),
         [0x11; 512],
         "no overlay: the base"
     );
     // IDENTIFY soon after: not a new boot.
-    t.handle(&ata_to(HOST_A, 1, 2, 0, 1, 0xec, 0, &[]), &mut tx);
-    assert_eq!(read(&t, HOST_A, &mut tx), [0xaa; 512]);
-    // IDENTIFY after a silence: a new boot, the overlay is gone; B keeps its own.
-    std::thread::sleep(std::time::Duration::from_millis(400));
-    t.handle(&ata_to(HOST_A, 1, 2, 0, 1, 0xec, 0, &[]), &mut tx);
-    assert_eq!(read(&t, HOST_A, &mut tx), [0x11; 512]);
-    assert_eq!(read(&t, HOST_B, &mut tx), [0xbb; 512]);
+    t.handle(&ata_to(HOST_A, 1, 2, 0, 1, 0xec, 0, &[]), start, &mut tx);
+    assert_eq!(read(&t, HOST_A, start, &mut tx), [0xaa; 512]);
+    // IDENTIFY after a silence longer than reset_after: a new boot, the overlay is gone;
+    // B keeps its own.
+    let later = start + Duration::from_millis(400);
+    t.handle(&ata_to(HOST_A, 1, 2, 0, 1, 0xec, 0, &[]), later, &mut tx);
+    assert_eq!(read(&t, HOST_A, later, &mut tx), [0x11; 512]);
+    assert_eq!(read(&t, HOST_B, later, &mut tx), [0xbb; 512]);
     assert_eq!(std::fs::read(&base_path).unwrap(), vec![0x11u8; 64 * 512]);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -1132,4 +1160,30 @@ fn a_new_interface_mac_is_followed() {
     assert_eq!(tx.frames.len(), 1);
     assert_eq!(&tx.frames[0][0..6], &[0xff; 6]);
     assert_eq!(&tx.frames[0][6..12], &NEW.0, "advert from the new MAC");
+}
+
+/// The field the fanout steers AoE frames by is the ATA argument's LBA bits 8-23 (the
+/// program the workers always had: offset 29, two bytes), so one 128 KiB region of one
+/// initiator meets one worker.
+#[test]
+fn steered_by_lba_bits_8_to_23() {
+    use l2san_common::io::FieldWidth;
+    use l2san_common::FrameHandler;
+    let (t, _) = target();
+    assert_eq!(t.steering(), &[STEERING]);
+    assert_eq!(STEERING.ethertype, 0x88a2);
+    assert_eq!((STEERING.offset, STEERING.width), (29, FieldWidth::U16));
+    let field = |f: &[u8]| {
+        let at = usize::from(STEERING.offset);
+        [f[at], f[at + 1]]
+    };
+    let lba: u64 = 0x0012_3456_789a;
+    let f = ata(1, 0x24, lba, &[]);
+    assert_eq!(field(&f), [0x78, 0x56], "LBA bits 8-15, then 16-23");
+    // Every sector of a 256-sector (128 KiB) region carries the same field; the next region not.
+    let region = lba & !0xff;
+    for l in [region, region + 1, region + 0xff] {
+        assert_eq!(field(&ata(1, 0x24, l, &[])), field(&f));
+    }
+    assert_ne!(field(&ata(1, 0x24, region + 0x100, &[])), field(&f));
 }

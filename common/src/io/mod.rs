@@ -4,11 +4,17 @@
 //! queue replies while the receive half still lends it the request in place. Handlers never see
 //! a backend: they build replies through [`Transmit`], which a [`TxBatch`] implements by filling
 //! preallocated buffers and handing them to the backend in one batched call.
+//!
+//! The io layer knows no protocol field: a handler that needs its frames spread over several
+//! workers says by which field ([`Steering`]), and the backend builds its fanout from that.
 
+// Raw sockets, their rings and the few other system calls: the only unsafe of the io layer,
+// each block behind a safe API.
+#[allow(unsafe_code)]
 pub mod sys;
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::ether::MIN_FRAME_LEN;
 
@@ -33,6 +39,27 @@ pub trait FrameTx: Send {
     fn send_frames(&mut self, frames: &[&[u8]]) -> io::Result<usize>;
 }
 
+/// Which worker handles the frames of one ethertype when several workers share an interface:
+/// a hash of the source MAC (bytes 2-5) and of the field at `offset`, so that frames from
+/// one source with the same field value always meet the same worker, in order, while other
+/// values spread over all workers. Frames of an ethertype no handler steers, and frames too
+/// short to hold the field, go to worker 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Steering {
+    pub ethertype: u16,
+    /// Where the field starts, in bytes from the start of the frame (Ethernet header included).
+    pub offset: u16,
+    pub width: FieldWidth,
+}
+
+/// How many bytes a [`Steering`] field takes (read in network order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldWidth {
+    U8,
+    U16,
+    U32,
+}
+
 /// Where a handler builds its replies.
 pub trait Transmit {
     /// A buffer of at least `len` bytes for the next frame (`len` at most [`MAX_FRAME_LEN`]).
@@ -41,6 +68,11 @@ pub trait Transmit {
     /// Queue the first `len` bytes of the buffer last handed out. Frames shorter than the
     /// Ethernet minimum are padded with zeros, never with stale bytes.
     fn commit(&mut self, len: usize);
+    /// The time a reply committed now is handed to the transmit path: the end of a request's
+    /// service time, whose start is the `now` the handler was given with the request. A
+    /// worker's transmit path reads the clock; a [`TxBatch`] can be given a fixed time
+    /// ([`TxBatch::set_now`]) so that tests see exact service times.
+    fn now(&self) -> Instant;
 }
 
 /// Preallocated transmit buffers, flushed to a [`FrameTx`] when full and at the end of each
@@ -52,6 +84,8 @@ pub struct TxBatch {
     /// Frames the backend refused (ENOBUFS and the like); the initiator will retransmit.
     pub dropped: u64,
     pub sent: u64,
+    /// What [`Transmit::now`] says for this batch used on its own; `None` reads the clock.
+    clock: Option<Instant>,
 }
 
 impl TxBatch {
@@ -65,7 +99,14 @@ impl TxBatch {
             queued: 0,
             dropped: 0,
             sent: 0,
+            clock: None,
         }
+    }
+
+    /// From now on, [`Transmit::now`] of this batch (used on its own, by tests and benches)
+    /// says `now` instead of reading the clock.
+    pub fn set_now(&mut self, now: Instant) {
+        self.clock = Some(now);
     }
 
     pub fn len(&self) -> usize {
@@ -174,6 +215,9 @@ impl Transmit for Flushing<'_> {
     fn commit(&mut self, len: usize) {
         self.batch.push(len);
     }
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
 }
 
 /// A batch with nowhere to go: collects frames for tests and benches.
@@ -189,6 +233,9 @@ impl Transmit for TxBatch {
     }
     fn commit(&mut self, len: usize) {
         self.push(len);
+    }
+    fn now(&self) -> Instant {
+        self.clock.unwrap_or_else(Instant::now)
     }
 }
 

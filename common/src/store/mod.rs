@@ -22,7 +22,10 @@
 //! client's view of an export with per-client copy-on-write overlays ([`overlay`]);
 //! [`Backing`] is what an export serves.
 
+// The memory map of an image and the SIGBUS guard over it: the store's only unsafe.
+#[allow(unsafe_code)]
 mod guard;
+#[allow(unsafe_code)]
 mod map;
 pub mod overlay;
 mod volume;

@@ -360,7 +360,7 @@ impl FcPort {
                         self.send_status(tx, &link, ox_id, rx_id, status::GOOD, flags, resid, None);
                         let done = Done::Read {
                             bytes: u64::from(xfer),
-                            took: rx.now.elapsed(),
+                            took: tx.now().saturating_duration_since(rx.now),
                         };
                         self.counters.record(lun_no, wwpn, done);
                     }
@@ -409,7 +409,7 @@ impl FcPort {
                             );
                             Done::Write {
                                 bytes: 0,
-                                took: rx.now.elapsed(),
+                                took: tx.now().saturating_duration_since(rx.now),
                             }
                         }
                         Err(sense) => {
@@ -593,7 +593,7 @@ impl FcPort {
                 );
                 let done = Done::Write {
                     bytes: u64::from(x.len),
-                    took: rx.now.saturating_duration_since(x.started) + rx.now.elapsed(),
+                    took: tx.now().saturating_duration_since(x.started),
                 };
                 self.counters.record(lun_no, wwpn, done);
             }

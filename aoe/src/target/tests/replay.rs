@@ -142,7 +142,7 @@ fn replay(name: &str, read_only: bool) -> usize {
         if is_response(f) {
             continue;
         }
-        t.handle_frame(f, &mut batch);
+        t.handle_frame(f, Instant::now(), &mut batch);
         let ours = drain(&mut batch);
         assert_eq!(
             ours.len(),
@@ -239,7 +239,7 @@ fn ipxe_query_config_reply_bytes() {
         vec![AoeExport::new(0, 0, img)],
     );
     let mut batch = TxBatch::new(1);
-    t.handle_frame(&req, &mut batch);
+    t.handle_frame(&req, Instant::now(), &mut batch);
     assert_eq!(drain(&mut batch), vec![want]);
 }
 
@@ -257,7 +257,7 @@ fn linux_broadcast_query_config_from_two_exports() {
         ],
     );
     let mut batch = TxBatch::new(1);
-    t.handle_frame(&req, &mut batch);
+    t.handle_frame(&req, Instant::now(), &mut batch);
     let replies = drain(&mut batch);
     assert_eq!(replies.len(), 2);
     for (r, addr) in replies.iter().zip([[0u8, 0, 0], [0, 7, 1]]) {

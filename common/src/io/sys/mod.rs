@@ -10,6 +10,16 @@ pub mod xdp;
 
 pub use packet::{PacketRx, PacketSocket, PacketTx, RingStats};
 
+/// The result of a system call that returns a negative value and sets `errno` on failure
+/// (`-1` from libc's wrappers and from `syscall(2)`): the error `errno` names, or the value.
+pub(crate) fn cvt<T: Default + PartialOrd>(ret: T) -> std::io::Result<T> {
+    if ret < T::default() {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
 /// The unit of the CPU times in `/proc/<pid>/stat` (`sysconf(_SC_CLK_TCK)`), for tools that
 /// measure CPU per I/O.
 pub fn clock_ticks_per_second() -> u64 {

@@ -1,9 +1,9 @@
 //! AF_PACKET with a TPACKET_V2 receive ring and `sendmmsg` transmit.
 //!
-//! TPACKET_V2, not V3: a V3 block reaches user space only when it is full or its retire timer
-//! (`tp_retire_blk_tov`, in milliseconds: Linux's Documentation/networking/packet_mmap.rst)
-//! fires, which adds up to a millisecond to every request at queue depth 1. V2 hands over each
-//! frame as soon as it lands.
+//! TPACKET_V2, not V3: a V3 block reaches user space only when it is full or its timer (at
+//! least 1 ms) fires, which adds up to a millisecond to every request at queue depth 1
+//! (measured on veth at queue depth 1: 999 µs per request with V3, 20 µs with V2; see
+//! DESIGN.md, "The way of a frame"). V2 hands over each frame as soon as it lands.
 //!
 //! The socket is opened with protocol 0 (it hears nothing), gets a classic-BPF filter that
 //! passes only the served ethertypes, gets its ring, and only then is bound to the interface
@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::io::{FrameRx, FrameTx, MAX_FRAME_LEN};
+use super::cvt;
+use crate::io::{FieldWidth, FrameRx, FrameTx, Steering, MAX_FRAME_LEN};
 
 /// How recently a frame must have arrived for latency mode to spin rather than sleep.
 pub const BUSY_POLL_WINDOW: Duration = Duration::from_millis(20);
@@ -49,14 +50,6 @@ pub struct RingStats {
 /// An AF_PACKET socket bound to one interface, hearing only the given ethertypes.
 pub struct PacketSocket {
     fd: Arc<OwnedFd>,
-}
-
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
 }
 
 fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
@@ -237,24 +230,33 @@ pub fn open(ifindex: u32, ethertypes: &[u16]) -> io::Result<(PacketRx, PacketTx)
     PacketSocket::open(ethertypes)?.bind(ifindex, ring_slot_size(9000))
 }
 
+/// A fanout group to join, and how its program picks the socket of a frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Fanout<'a> {
+    /// The group id, the same for every socket of the interface.
+    pub group: u16,
+    /// What the handlers declared: see [`fanout_program`].
+    pub steering: &'a [Steering],
+}
+
 /// Like [`open`] with ring slots sized for `mtu`, and, with `fanout` set, join that fanout
 /// group: the kernel then hands each frame to one of the group's sockets, chosen by
-/// [`fanout_program`], so that every worker owns its own ring.
+/// [`fanout_program`] from `fanout.steering`, so that every worker owns its own ring.
 pub fn open_sized(
     ifindex: u32,
     ethertypes: &[u16],
     mtu: u32,
-    fanout: Option<u16>,
+    fanout: Option<Fanout<'_>>,
 ) -> io::Result<(PacketRx, PacketTx)> {
-    let (rx, tx) = PacketSocket::open(ethertypes)?.bind(ifindex, ring_slot_size(mtu))?;
-    let Some(group) = fanout else {
-        return Ok((rx, tx));
+    let Some(fanout) = fanout else {
+        return PacketSocket::open(ethertypes)?.bind(ifindex, ring_slot_size(mtu));
     };
+    let mut prog = fanout_program(fanout.steering)?;
+    let (rx, tx) = PacketSocket::open(ethertypes)?.bind(ifindex, ring_slot_size(mtu))?;
     let raw = rx.fd.as_raw_fd();
     let arg: libc::c_int =
-        (group as libc::c_int) | ((libc::PACKET_FANOUT_CBPF as libc::c_int) << 16);
+        (fanout.group as libc::c_int) | ((libc::PACKET_FANOUT_CBPF as libc::c_int) << 16);
     setsockopt(raw, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)?;
-    let mut prog = fanout_program();
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
         filter: prog.as_mut_ptr(),
@@ -263,24 +265,27 @@ pub fn open_sized(
     Ok((rx, tx))
 }
 
-/// The fanout program: which worker gets a frame (the kernel takes the result modulo the
-/// number of sockets in the group).
+/// Most steered ethertypes one fanout program takes (its compares jump over one another with
+/// 8-bit offsets).
+pub const MAX_STEERING: usize = 32;
+
+/// The fanout program for what the handlers declared: which socket of the group gets a frame
+/// (the kernel takes the result modulo the number of sockets in the group).
 ///
-/// `PACKET_FANOUT_HASH` puts every AoE and FCoE frame on one socket (the kernel's flow
-/// dissector, net/core/flow_dissector.c, reads no address past an ethertype it does not know,
-/// so `skb_get_hash` is the same for all of them), and `PACKET_FANOUT_LB` would spread one initiator's
-/// requests to one LBA range over several workers, which could reorder its writes. Instead:
-/// - AoE: hash of the source MAC and LBA bits 8-23 (128 KiB regions), so that requests to one
-///   region from one initiator are always handled by one worker, in order, while different
-///   regions and initiators spread over all workers;
-/// - FCoE: hash of the source MAC and OX_ID, so that every frame of an exchange (the command
-///   and its write data) meets the same worker;
-/// - everything else (FIP, runts): worker 0.
+/// For a frame whose ethertype one of `steering` names, a hash of its source MAC (bytes 2-5)
+/// and of the declared field; for every other frame, and one too short to hold the field, 0.
+/// So requests that a handler needs handled in order (same source, same field) always meet
+/// one worker, while other sources and values spread over all of them. Neither of the
+/// kernel's own modes does that for frames that are not IP: `PACKET_FANOUT_HASH` sends every
+/// frame of such an ethertype to one socket (the flow dissector finds no addresses or ports
+/// in them, so the flow hash is the same for all), and `PACKET_FANOUT_LB` spreads one
+/// source's requests over every socket, where they can overtake one another.
 ///
 /// Loads are relative to the link-layer header (SKF_LL_OFF): the fanout program runs before
 /// the kernel pushes the Ethernet header back in front of the data. A load past the end of a
-/// short frame ends the program with 0: worker 0.
-pub fn fanout_program() -> Vec<libc::sock_filter> {
+/// short frame ends the program with 0. Of two entries for one ethertype the first counts.
+pub fn fanout_program(steering: &[Steering]) -> io::Result<Vec<libc::sock_filter>> {
+    const LD_B: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
     const LD_H: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
     const LD_W: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
@@ -290,33 +295,48 @@ pub fn fanout_program() -> Vec<libc::sock_filter> {
     const RSH_K: u16 = (libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K) as u16;
     const RET_A: u16 = (libc::BPF_RET | libc::BPF_A) as u16;
     const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    /// Instructions of one hash block below.
+    const HASH_LEN: usize = 7;
+    if steering.len() > MAX_STEERING {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} steered ethertypes, more than the {MAX_STEERING} a fanout program takes",
+                steering.len()
+            ),
+        ));
+    }
     let ll = |off: u32| (libc::SKF_LL_OFF as u32).wrapping_add(off);
     let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    // Source MAC bytes 2-5 xor a 16-bit field at `field`, mixed (Fibonacci hashing).
-    let hash = |field: u32| {
-        [
+    let n = steering.len();
+    // The ethertype, then one compare per steered ethertype, then "return 0".
+    let mut prog = vec![ins(LD_H, 0, 0, ll(12))];
+    for (i, s) in steering.iter().enumerate() {
+        // From compare i (instruction 1 + i) over the n - 1 - i compares after it, the
+        // return-0 and i hash blocks: at most 32 + 6 * 31 = 218, which fits a u8.
+        let jt = (n - 1 - i) + 1 + HASH_LEN * i;
+        prog.push(ins(JEQ, jt as u8, 0, u32::from(s.ethertype)));
+    }
+    prog.push(ins(RET_K, 0, 0, 0));
+    // One hash block per steered ethertype: source MAC bytes 2-5 xor the field, mixed
+    // (Fibonacci hashing), the high half returned.
+    for s in steering {
+        let load = match s.width {
+            FieldWidth::U8 => LD_B,
+            FieldWidth::U16 => LD_H,
+            FieldWidth::U32 => LD_W,
+        };
+        prog.extend([
             ins(LD_W, 0, 0, ll(8)),
             ins(TAX, 0, 0, 0),
-            ins(LD_H, 0, 0, ll(field)),
+            ins(load, 0, 0, ll(u32::from(s.offset))),
             ins(XOR_X, 0, 0, 0),
             ins(MUL_K, 0, 0, 0x9e37_79b1),
             ins(RSH_K, 0, 0, 16),
             ins(RET_A, 0, 0, 0),
-        ]
-    };
-    let mut prog = vec![
-        ins(LD_H, 0, 0, ll(12)),
-        // AoE: over the next compare and the FCoE return-0, to the AoE hash.
-        ins(JEQ, 2, 0, 0x88a2),
-        // FCoE: to its hash, past the return-0 and the 7 AoE instructions.
-        ins(JEQ, 8, 0, 0x8906),
-        ins(RET_K, 0, 0, 0),
-    ];
-    // ATA argument LBA bytes 1-2: frame offset 14 + 10 + 4 + 1.
-    prog.extend(hash(29));
-    // FC header OX_ID: frame offset 14 + 14 (FCoE header) + 16.
-    prog.extend(hash(44));
-    prog
+        ]);
+    }
+    Ok(prog)
 }
 
 /// The receive half: a TPACKET_V2 ring, read in place.
@@ -576,16 +596,185 @@ impl FrameTx for PacketTx {
 mod tests {
     use super::*;
 
+    /// What AoE and FCoE declare (`AoeTarget` and `FcoeTarget` test their own): the ATA
+    /// argument's LBA bytes 1-2 (14 + 10 + 4 + 1) and the FC header's OX_ID (14 + 14 + 16).
+    const AOE: Steering = Steering {
+        ethertype: 0x88a2,
+        offset: 29,
+        width: FieldWidth::U16,
+    };
+    const FCOE: Steering = Steering {
+        ethertype: 0x8906,
+        offset: 44,
+        width: FieldWidth::U16,
+    };
+
+    /// Run a fanout program over `frame` as the kernel does (the subset of classic BPF it is
+    /// built from): the socket index it returns, before the modulo.
+    fn run(prog: &[libc::sock_filter], frame: &[u8]) -> u32 {
+        let class = |c: u16| u32::from(c) & 0x07;
+        let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
+        loop {
+            let ins = prog[pc];
+            pc += 1;
+            match class(ins.code) {
+                libc::BPF_LD => {
+                    let at = ins.k.wrapping_sub(libc::SKF_LL_OFF as u32) as usize;
+                    let len = match u32::from(ins.code) & 0x18 {
+                        libc::BPF_W => 4,
+                        libc::BPF_H => 2,
+                        _ => 1,
+                    };
+                    let Some(bytes) = frame.get(at..at + len) else {
+                        return 0;
+                    };
+                    a = bytes.iter().fold(0, |v, &b| (v << 8) | u32::from(b));
+                }
+                libc::BPF_JMP => {
+                    assert_eq!(
+                        u32::from(ins.code),
+                        libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K
+                    );
+                    pc += usize::from(if a == ins.k { ins.jt } else { ins.jf });
+                }
+                libc::BPF_MISC => x = a,
+                libc::BPF_ALU => match u32::from(ins.code) & 0xf0 {
+                    libc::BPF_XOR => a ^= x,
+                    libc::BPF_MUL => a = a.wrapping_mul(ins.k),
+                    libc::BPF_RSH => a >>= ins.k,
+                    op => panic!("ALU op {op:#x} not in our programs"),
+                },
+                libc::BPF_RET if u32::from(ins.code) & 0x18 == libc::BPF_A => return a,
+                libc::BPF_RET => return ins.k,
+                c => panic!("instruction class {c:#x} not in our programs"),
+            }
+        }
+    }
+
+    /// The hash the program computes for a frame from `src` whose field is `field`.
+    fn hash(src: [u8; 6], field: u32) -> u32 {
+        let mac = u32::from_be_bytes([src[2], src[3], src[4], src[5]]);
+        (mac ^ field).wrapping_mul(0x9e37_79b1) >> 16
+    }
+
+    fn frame(src: [u8; 6], ethertype: u16, len: usize, field_at: usize, field: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; len];
+        f[..6].fill(0xff);
+        f[6..12].copy_from_slice(&src);
+        f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        if field_at + field.len() <= len {
+            f[field_at..field_at + field.len()].copy_from_slice(field);
+        }
+        f
+    }
+
+    /// Built from what AoE and FCoE declare, the program is instruction for instruction the
+    /// one the fanout always had (AoE by LBA bits 8-23, FCoE by OX_ID, the rest to worker 0),
+    /// so every frame meets the worker it met before.
     #[test]
-    fn fanout_jumps_land_on_their_hashes() {
-        let prog = fanout_program();
-        assert_eq!(prog.len(), 4 + 7 + 7);
-        // The AoE compare jumps to the first hash, the FCoE compare to the second.
-        assert_eq!(1 + 1 + prog[1].jt as usize, 4);
-        assert_eq!(2 + 1 + prog[2].jt as usize, 11);
-        assert_eq!(prog[4].k, (libc::SKF_LL_OFF as u32).wrapping_add(8));
-        assert_eq!(prog[6].k, (libc::SKF_LL_OFF as u32).wrapping_add(29));
-        assert_eq!(prog[13].k, (libc::SKF_LL_OFF as u32).wrapping_add(44));
+    fn declared_fields_build_the_program_the_fanout_always_had() {
+        let ll = |off: u32| (libc::SKF_LL_OFF as u32).wrapping_add(off);
+        let ins = |code: u32, jt, jf, k| libc::sock_filter {
+            code: code as u16,
+            jt,
+            jf,
+            k,
+        };
+        let (ld_h, ld_w) = (
+            libc::BPF_LD | libc::BPF_H | libc::BPF_ABS,
+            libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+        );
+        let hash = |field| {
+            [
+                ins(ld_w, 0, 0, ll(8)),
+                ins(libc::BPF_MISC | libc::BPF_TAX, 0, 0, 0),
+                ins(ld_h, 0, 0, ll(field)),
+                ins(libc::BPF_ALU | libc::BPF_XOR | libc::BPF_X, 0, 0, 0),
+                ins(
+                    libc::BPF_ALU | libc::BPF_MUL | libc::BPF_K,
+                    0,
+                    0,
+                    0x9e37_79b1,
+                ),
+                ins(libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K, 0, 0, 16),
+                ins(libc::BPF_RET | libc::BPF_A, 0, 0, 0),
+            ]
+        };
+        let jeq = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+        let mut before = vec![
+            ins(ld_h, 0, 0, ll(12)),
+            ins(jeq, 2, 0, 0x88a2),
+            ins(jeq, 8, 0, 0x8906),
+            ins(libc::BPF_RET | libc::BPF_K, 0, 0, 0),
+        ];
+        before.extend(hash(29));
+        before.extend(hash(44));
+        let built = fanout_program(&[AOE, FCOE]).unwrap();
+        let key = |p: &[libc::sock_filter]| -> Vec<(u16, u8, u8, u32)> {
+            p.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect()
+        };
+        assert_eq!(key(&built), key(&before));
+    }
+
+    /// Run over frames: AoE by source and LBA bits 8-23, FCoE by source and OX_ID, FIP,
+    /// unsteered ethertypes and frames too short for their field to 0.
+    #[test]
+    fn built_program_steers_by_the_declared_fields() {
+        let prog = fanout_program(&[AOE, FCOE]).unwrap();
+        let a = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+        let b = [0x52, 0x54, 0, 0x12, 0x34, 0x57];
+        // AoE READ of LBA 0x0a_bc_de (little-endian at frame offset 28): field 0xbc0a.
+        let lba = [0xde, 0xbc, 0x0a];
+        let aoe = frame(a, 0x88a2, 60, 28, &lba);
+        assert_eq!(run(&prog, &aoe), hash(a, 0xbc0a));
+        // Another sector of the same 128 KiB region: the same worker; another source: not.
+        let same_region = frame(a, 0x88a2, 60, 28, &[0x07, 0xbc, 0x0a]);
+        assert_eq!(run(&prog, &same_region), run(&prog, &aoe));
+        assert_eq!(run(&prog, &frame(b, 0x88a2, 60, 28, &lba)), hash(b, 0xbc0a));
+        assert_ne!(hash(a, 0xbc0a), hash(b, 0xbc0a));
+        let fcoe = frame(a, 0x8906, 80, 44, &[0x12, 0x34]);
+        assert_eq!(run(&prog, &fcoe), hash(a, 0x1234));
+        assert_eq!(
+            run(&prog, &frame(a, 0x8914, 80, 44, &[0x12, 0x34])),
+            0,
+            "FIP"
+        );
+        assert_eq!(run(&prog, &frame(a, 0x88b5, 80, 44, &[0x12, 0x34])), 0);
+        assert_eq!(run(&prog, &frame(a, 0x88a2, 30, 28, &lba)), 0, "runt");
+        assert_eq!(run(&prog, &frame(a, 0x8906, 45, 44, &[0x12])), 0, "runt");
+    }
+
+    /// Any number of steered ethertypes and every field width: each compare reaches its own
+    /// hash block.
+    #[test]
+    fn every_compare_reaches_its_own_hash() {
+        let widths = [FieldWidth::U8, FieldWidth::U16, FieldWidth::U32];
+        let steering: Vec<Steering> = (0..MAX_STEERING as u16)
+            .map(|i| Steering {
+                ethertype: 0x9000 + i,
+                offset: 14 + i,
+                width: widths[usize::from(i) % 3],
+            })
+            .collect();
+        let prog = fanout_program(&steering).unwrap();
+        assert_eq!(prog.len(), 1 + MAX_STEERING + 1 + 7 * MAX_STEERING);
+        let src = [2, 0, 0xde, 0xad, 0xbe, 0xef];
+        for s in &steering {
+            let at = usize::from(s.offset);
+            let field = [0x11, 0x22, 0x33, 0x44];
+            let f = frame(src, s.ethertype, 80, at, &field);
+            let want = match s.width {
+                FieldWidth::U8 => 0x11,
+                FieldWidth::U16 => 0x1122,
+                FieldWidth::U32 => 0x1122_3344,
+            };
+            assert_eq!(run(&prog, &f), hash(src, want), "{s:?}");
+        }
+        let too_many = vec![AOE; MAX_STEERING + 1];
+        assert!(fanout_program(&too_many).is_err());
+        // Nothing steered: everything to worker 0.
+        let none = fanout_program(&[]).unwrap();
+        assert_eq!(run(&none, &frame(src, 0x88a2, 60, 28, &[1, 2, 3])), 0);
     }
 
     #[test]

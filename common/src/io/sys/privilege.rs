@@ -60,13 +60,11 @@ impl User {
     }
 }
 
-fn cvt(ret: libc::c_int, what: &str) -> io::Result<()> {
-    if ret < 0 {
-        let e = io::Error::last_os_error();
-        Err(io::Error::new(e.kind(), format!("{what}: {e}")))
-    } else {
-        Ok(())
-    }
+/// [`cvt`](super::cvt), with the name of the call in the error.
+fn check(ret: libc::c_int, what: &str) -> io::Result<()> {
+    super::cvt(ret)
+        .map(drop)
+        .map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))
 }
 
 /// Become `user` and keep only CAP_NET_RAW and CAP_NET_ADMIN (effective and permitted).
@@ -76,16 +74,16 @@ pub fn drop_to(user: User) -> io::Result<()> {
     // SAFETY: prctl with integer arguments; PR_SET_KEEPCAPS keeps the permitted set across
     // the setuid below (for this thread, the only one running).
     let rc = unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
-    cvt(rc, "prctl(PR_SET_KEEPCAPS)")?;
+    check(rc, "prctl(PR_SET_KEEPCAPS)")?;
     // SAFETY: setgroups with an empty list (count 0; a null pointer is allowed for 0).
     let rc = unsafe { libc::setgroups(0, std::ptr::null()) };
-    cvt(rc, "setgroups")?;
+    check(rc, "setgroups")?;
     // SAFETY: an id-changing syscall with integer arguments.
     let rc = unsafe { libc::setresgid(user.gid, user.gid, user.gid) };
-    cvt(rc, "setresgid")?;
+    check(rc, "setresgid")?;
     // SAFETY: an id-changing syscall with integer arguments.
     let rc = unsafe { libc::setresuid(user.uid, user.uid, user.uid) };
-    cvt(rc, "setresuid")?;
+    check(rc, "setresuid")?;
     let keep = (1 << CAP_NET_RAW) | (1 << CAP_NET_ADMIN);
     let header = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
@@ -104,9 +102,9 @@ pub fn drop_to(user: User) -> io::Result<()> {
     let rc = unsafe {
         libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) as libc::c_int
     };
-    cvt(rc, "capset")?;
+    check(rc, "capset")?;
     // SAFETY: prctl with integer arguments: no exec may ever gain privileges again.
     let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    cvt(rc, "prctl(PR_SET_NO_NEW_PRIVS)")?;
+    check(rc, "prctl(PR_SET_NO_NEW_PRIVS)")?;
     Ok(())
 }

@@ -13,7 +13,8 @@
 //!
 //! Zero-copy is tried first; copy mode is accepted only if asked ([`XdpConfig::allow_copy`]):
 //! veth and tap refuse zero-copy (EOPNOTSUPP), and there copy-mode AF_XDP costs about what
-//! AF_PACKET does (the `xdp_vs_packet` example measures both; DESIGN.md, "AF_XDP"). Frames larger than one UMEM frame (MTU 9000)
+//! AF_PACKET does (measured on veth: 4.15-4.37 µs of CPU per 60-byte frame received against
+//! 4.35-4.82 for AF_PACKET; DESIGN.md, "AF_XDP"). Frames larger than one UMEM frame (MTU 9000)
 //! use multi-buffer (`XDP_USE_SG`, a frags-aware program): they arrive as several descriptors
 //! chained by `XDP_PKT_CONTD`, which [`XdpRx`] joins in a per-socket scratch buffer; frames in
 //! one descriptor are handed over in place, straight from the UMEM.
@@ -27,6 +28,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use self::ring::{Mmap, Ring};
+use super::cvt;
 use super::packet::RingStats;
 use crate::io::{FrameRx, FrameTx, MAX_FRAME_LEN};
 
@@ -99,14 +101,6 @@ pub fn rx_queue_count(ifname: &str) -> io::Result<u32> {
         }
     }
     Ok(n)
-}
-
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
 }
 
 fn setsockopt<T>(fd: RawFd, name: libc::c_int, value: &T) -> io::Result<()> {

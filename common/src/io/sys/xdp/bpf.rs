@@ -8,6 +8,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use crate::io::sys::cvt;
+
 // enum bpf_cmd
 const BPF_MAP_CREATE: libc::c_int = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
@@ -173,19 +175,14 @@ unsafe fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a live, exclusive T and we pass its exact size, so the kernel reads
     // (and for some commands writes) only memory we own; the pointers inside it are the
     // caller's obligation as stated above.
-    let ret = unsafe {
+    cvt(unsafe {
         libc::syscall(
             libc::SYS_bpf,
             cmd,
             (attr as *mut T).cast::<libc::c_void>(),
             std::mem::size_of::<T>() as libc::c_uint,
         )
-    };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
+    })
 }
 
 /// A descriptor the kernel just returned becomes an OwnedFd at once.
