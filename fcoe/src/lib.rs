@@ -4,6 +4,7 @@ pub mod fc;
 pub mod fip;
 pub mod scsi;
 pub mod target;
+mod tx;
 pub mod wire;
 
 pub use target::{

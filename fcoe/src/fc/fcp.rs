@@ -13,9 +13,9 @@ use l2san_common::io::Transmit;
 
 use super::counters::Done;
 use super::session::{WriteXchg, MAX_EXCHANGES};
-use super::tx::{last_reply_header, send_fc, FrameSpec};
 use super::{FcPort, RxContext};
 use crate::scsi::{status, Command, Sense, SenseKey};
+use crate::tx::{last_reply_header, send_fc, FrameSpec};
 use crate::wire::fc::{FCtl, FcHeaderRepr, FcType, RCtl, RX_ID_UNKNOWN};
 use crate::wire::fcoe::{Eof, Sof};
 use crate::wire::fcp::{

@@ -547,9 +547,9 @@ fn linux_vn2vn_session() {
 // ---------------------------------------------------------------------------------------
 // Synthetic point-to-point initiator: ABTS, RRQ, strangers, malformed frames, residuals.
 
+use crate::fc::ptp::FLOGI_MAC;
 use crate::fc::session::MAX_SESSIONS;
-use crate::fc::tx::{send_fc, FrameSpec};
-use crate::fip::p2p::FLOGI_MAC;
+use crate::tx::{send_fc, FrameSpec};
 use crate::wire::bls::{BaAccRepr, BlsPacket};
 use crate::wire::els::{BareElsRepr, RrqRepr};
 use crate::wire::fc::FcType;
@@ -1338,7 +1338,7 @@ proptest! {
 
 /// A FIP-encapsulated VN2VN FLOGI from the VN_Port `id` (WWPN `wwpn`) to `d_id`.
 fn fip_flogi(id: FcId, d_id: FcId, wwpn: Wwn, ox_id: u16) -> Vec<u8> {
-    use crate::fc::tx::{fc_frame_vec, send_fip};
+    use crate::tx::{fc_frame_vec, send_fip};
     use crate::wire::fip::{fpma, ElsKind, FipEls, VN2VN_FC_MAP};
     let hdr = FcHeaderRepr {
         r_ctl: RCtl::ElsRequest,
@@ -1545,7 +1545,7 @@ fn io_is_counted_by_lun_and_initiator() {
 
 /// A neighbour's VN2VN frame (claims from the ENode MAC, beacons from the VN MAC).
 fn vn2vn_frame(subcode: Vn2VnSubcode, id: FcId, enode: MacAddr, wwpn: Wwn) -> Vec<u8> {
-    use crate::fc::tx::send_fip;
+    use crate::tx::send_fip;
     use crate::wire::fip::{fpma, Fc4Features, Vn2VnRepr, VnPortId, VN2VN_FC_MAP};
     let claim = subcode.is_claim();
     let repr = FipRepr::Vn2Vn(Vn2VnRepr {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use l2san_common::ether::MacAddr;
 use l2san_common::io::Transmit;
 
-use crate::fc::tx::send_fip;
+use crate::tx::send_fip;
 use crate::wire::fip::{
     flags, fpma, Fc4Features, FipRepr, Vn2VnRepr, Vn2VnSubcode, VnPortId, ALL_VN2VN_MACS,
     VN2VN_FC_MAP,
