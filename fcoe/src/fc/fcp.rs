@@ -343,7 +343,7 @@ impl FcPort {
             set.client_seen(&client, rx.now, false);
         }
         let lun_no = lun.map(|l| l.number());
-        let command = scsi.execute_as(&cmnd.lun, &cmnd.cdb, nexus, visible, Some(&client));
+        let command = scsi.execute(&cmnd.lun, &cmnd.cdb, nexus, visible, Some(&client));
         let ox_id = hdr.ox_id;
         match command {
             Command::Read {
@@ -353,7 +353,7 @@ impl FcPort {
                 let (xfer, flags, resid) = residual(u64::from(len_bytes), cmnd.fcp_dl);
                 let lun = cmnd.lun;
                 let res = self.send_data(tx, &link, ox_id, rx_id, xfer, |at, b| {
-                    scsi.read_data_as(&lun, Some(&client), offset_bytes + u64::from(at), b)
+                    scsi.read_data(&lun, Some(&client), offset_bytes + u64::from(at), b)
                 });
                 match res {
                     Ok(_) => {
@@ -395,7 +395,7 @@ impl FcPort {
             } => {
                 let (xfer, flags, resid) = residual(u64::from(len_bytes), cmnd.fcp_dl);
                 if xfer == 0 {
-                    let done = match scsi.commit_write_as(&cmnd.lun, Some(&client), fua) {
+                    let done = match scsi.commit_write(&cmnd.lun, Some(&client), fua) {
                         Ok(()) => {
                             self.send_status(
                                 tx,
@@ -490,7 +490,7 @@ impl FcPort {
             }
             tmf::TARGET_RESET => {
                 // It resets only what the issuer may see.
-                scsi.target_reset_visible(nexus, visible);
+                scsi.target_reset(nexus, visible);
                 for s in self.sessions.values_mut() {
                     s.exchanges
                         .retain(|_, x| scsi.visible_lun(&x.lun, visible).is_none());
@@ -539,7 +539,7 @@ impl FcPort {
         if u64::from(offset) + len <= u64::from(x.len) {
             if x.error.is_none() {
                 let at = x.offset + u64::from(offset);
-                if let Err(sense) = scsi.write_data_as(&x.lun, Some(&client), at, payload) {
+                if let Err(sense) = scsi.write_data(&x.lun, Some(&client), at, payload) {
                     x.error = Some(sense);
                 }
             }
@@ -579,7 +579,7 @@ impl FcPort {
             let sense = Sense::new(SenseKey::AbortedCommand, 0x4b, 0x00);
             return self.send_check(tx, &link, hdr.ox_id, x.rx_id, sense, x.fcp_dl, 0);
         }
-        match scsi.commit_write_as(&x.lun, Some(&client), x.fua) {
+        match scsi.commit_write(&x.lun, Some(&client), x.fua) {
             Ok(()) => {
                 self.send_status(
                     tx,

@@ -1,10 +1,10 @@
 //! Extended link services (FC-LS-3): the ELS requests we answer, by family, and the ports
 //! that send them without a login.
 //!
-//! - [`login`]: FLOGI, PLOGI (received, and the one we originate in VN2VN), LOGO.
-//! - [`prli`]: PRLI and PRLO, the FCP image pair (FCP-4).
-//! - [`service`]: ADISC, RTV, ECHO and RRQ, answered within a login.
-//! - [`reply`]: how replies and our own requests leave, and the one LS_RJT helper.
+//! - `login`: FLOGI, PLOGI (received, and the one we originate in VN2VN), LOGO.
+//! - `prli`: PRLI and PRLO, the FCP image pair (FCP-4).
+//! - `service`: ADISC, RTV, ECHO and RRQ, answered within a login.
+//! - `reply`: how replies and our own requests leave, and the one LS_RJT helper.
 //!
 //! Anything else (REC, RLS, SRR...) gets LS_RJT "command not supported".
 //! ELS replies leave RX_ID 0xFFFF (libfc and iPXE do).
