@@ -358,7 +358,8 @@ impl Inner {
                 self.fc.handle_fip_els(&rx, &els, vn_mac, self.mac, tx);
             }
             // VLAN requests and solicitations (iPXE), advertisements, ELS replies: we are no
-            // FCF and send no FIP ELS requests (reference 7 step 10).
+            // FCF (FC-BB-6: discovery is an FCF's to answer) and send no FIP ELS requests.
+            // iPXE then falls back to a non-FIP FLOGI (`fc::ptp`).
             Ok(_) | Err(WireError::Unsupported(_)) => st.fip_ignored += 1,
             Err(WireError::Truncated) => st.drop_truncated += 1,
             Err(_) => st.drop_fip_malformed += 1,

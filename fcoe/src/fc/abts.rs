@@ -1,4 +1,4 @@
-//! Basic link services (FC-FS-3 BLS): ABTS, answered with BA_ACC for an exchange we know
+//! Basic link services (FC-FS-3 clause 15): ABTS, answered with BA_ACC for an exchange we know
 //! (open, or recently completed, so a late ABTS after a lost FCP_RSP still succeeds) and
 //! BA_RJT for any other. An aborted exchange is held until its RRQ or 2 x R_A_TOV.
 

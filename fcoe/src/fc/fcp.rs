@@ -2,7 +2,7 @@
 //! of the image, writes received straight into it, FCP_RSP with residuals, and task
 //! management.
 //!
-//! iPXE receive rules honoured here (reference 7 step 12; iPXE `fcp.c`): read data carries
+//! iPXE receive rules honoured here (iPXE `fcp.c`, within FCP-4): read data carries
 //! REL_OFF with strictly increasing offsets and no frame exceeds the peer's receive size
 //! (1452 for iPXE); XFER_RDY is exactly 12 bytes at offset 0 for the whole length; with GOOD
 //! status exactly FCP_DL bytes have moved unless a residual says otherwise; FCP_RSP is at
@@ -292,7 +292,8 @@ impl FcPort {
             ),
         };
         if !logged_in {
-            // Reference 7 step 9: FCP from a port without a login gets LS_RJT "PLOGI required".
+            // FCP from a port without a login gets LS_RJT "PLOGI required" (FC-LS-3; libfc
+            // answers so too).
             return self.reject_stranger(tx, rx, hdr);
         }
         if hdr.d_id != local_id {

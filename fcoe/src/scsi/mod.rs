@@ -1,7 +1,7 @@
 //! The SCSI command layer: a block device over image LUNs (SPC-4, SBC-3).
 //!
 //! It turns a CDB into a data phase plus status/sense and never learns which transport carried
-//! it (STYLE.md, "command"; SPDK `lib/scsi`): nothing here imports `fc` or `wire`. A transport
+//! it (the command layer of DESIGN.md, "Layers"; SPDK `lib/scsi`): nothing here imports `fc` or `wire`. A transport
 //! (FCP) drives it like this:
 //!
 //! ```text
