@@ -5,10 +5,9 @@
 use l2san_common::io::Transmit;
 
 use super::{FcPort, RxContext};
-use crate::tx::{last_reply_header, send_fc, FrameSpec};
+use crate::tx::{last_reply_header, send_fc};
 use crate::wire::bls::{BaAccRepr, BaRjtRepr, BlsPacket, BA_ACC_LEN, BA_RJT_LEN};
 use crate::wire::fc::{FcHeaderRepr, FcType, RCtl, RX_ID_UNKNOWN};
-use crate::wire::fcoe::{Eof, Sof};
 
 impl FcPort {
     pub(super) fn abts(&mut self, tx: &mut dyn Transmit, rx: &RxContext, hdr: &FcHeaderRepr) {
@@ -37,21 +36,15 @@ impl FcPort {
                 (RCtl::BaRjt, BA_RJT_LEN)
             }
         };
-        let spec = FrameSpec {
-            dst: rx.reply_mac(hdr.s_id),
-            src: rx.local_mac,
-            hdr: last_reply_header(
-                r_ctl,
-                FcType::Bls,
-                hdr.s_id,
-                hdr.d_id,
-                seq_id,
-                hdr.ox_id,
-                rx_id,
-            ),
-            sof: Sof::I3,
-            eof: Eof::T,
-        };
+        let spec = rx.reply_frame(last_reply_header(
+            r_ctl,
+            FcType::Bls,
+            hdr.s_id,
+            hdr.d_id,
+            seq_id,
+            hdr.ox_id,
+            rx_id,
+        ));
         let _ = send_fc::<()>(tx, &spec, len, |b| {
             let mut p = BlsPacket::new_unchecked(b);
             match found {

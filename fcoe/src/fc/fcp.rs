@@ -39,6 +39,28 @@ pub(crate) struct Link {
     pub max_payload: usize,
 }
 
+impl Link {
+    /// A one-frame sequence (SOFi3 ... EOFt) in the FCP exchange `ox_id`/`rx_id`, with the
+    /// header of the exchange's last sequence ([`last_reply_header`]).
+    fn one_frame(&self, r_ctl: RCtl, seq_id: u8, ox_id: u16, rx_id: u16) -> FrameSpec {
+        FrameSpec {
+            dst: self.dst,
+            src: self.src,
+            hdr: last_reply_header(
+                r_ctl,
+                FcType::Fcp,
+                self.remote_id,
+                self.local_id,
+                seq_id,
+                ox_id,
+                rx_id,
+            ),
+            sof: Sof::I3,
+            eof: Eof::T,
+        }
+    }
+}
+
 /// How much moves and what the FCP_RSP says about the rest: FCP_DL against what the command
 /// would transfer (FCP-4 9.5.10): less asked than the command has -> send FCP_DL, RESID_OVER;
 /// more asked -> send what there is, RESID_UNDER.
@@ -89,21 +111,7 @@ impl FcPort {
             s.remember_completed(ox_id, rx_id);
         }
         let seq_id = self.seq_id();
-        let spec = FrameSpec {
-            dst: link.dst,
-            src: link.src,
-            hdr: last_reply_header(
-                RCtl::FcpRsp,
-                FcType::Fcp,
-                link.remote_id,
-                link.local_id,
-                seq_id,
-                ox_id,
-                rx_id,
-            ),
-            sof: Sof::I3,
-            eof: Eof::T,
-        };
+        let spec = link.one_frame(RCtl::FcpRsp, seq_id, ox_id, rx_id);
         let _ = send_fc::<()>(tx, &spec, rsp.buffer_len(), |b| {
             rsp.emit(&mut FcpRspPacket::new_unchecked(b));
             Ok(())
@@ -244,23 +252,9 @@ impl FcPort {
         len: u32,
     ) {
         let seq_id = self.seq_id();
-        let mut hdr = last_reply_header(
-            RCtl::XferRdy,
-            FcType::Fcp,
-            link.remote_id,
-            link.local_id,
-            seq_id,
-            ox_id,
-            rx_id,
-        );
-        hdr.f_ctl = FCtl::EX_CTX | FCtl::END_SEQ | FCtl::SEQ_INIT;
-        let spec = FrameSpec {
-            dst: link.dst,
-            src: link.src,
-            hdr,
-            sof: Sof::I3,
-            eof: Eof::T,
-        };
+        let mut spec = link.one_frame(RCtl::XferRdy, seq_id, ox_id, rx_id);
+        // Not the last sequence: the initiator sends the data next.
+        spec.hdr.f_ctl = FCtl::EX_CTX | FCtl::END_SEQ | FCtl::SEQ_INIT;
         let x = XferRdyRepr {
             rel_offset: 0,
             burst_len: len,

@@ -15,7 +15,9 @@ use super::els::Path;
 use super::session::{Personality, Session, IDLE_EVICT, MAX_SESSIONS};
 use super::stats::FcoeStatsSnapshot;
 use crate::scsi::{NexusId, ScsiTarget};
+use crate::tx::FrameSpec;
 use crate::wire::fc::{FcHeaderRepr, FcPacket, FcType, RCtl, RX_ID_UNKNOWN};
+use crate::wire::fcoe::{Eof, Sof};
 use crate::wire::fip::{fpma, FipEls, VN2VN_FC_MAP};
 use crate::wire::{FcId, Wwn};
 
@@ -60,6 +62,17 @@ impl RxContext {
     /// The session key of a remote: the MAC its FCoE frames come from.
     pub(super) fn key(&self, s_id: FcId) -> MacAddr {
         self.reply_mac(s_id)
+    }
+
+    /// A one-frame reply sequence (SOFi3 ... EOFt) with header `hdr`, to its D_ID.
+    pub(super) fn reply_frame(&self, hdr: FcHeaderRepr) -> FrameSpec {
+        FrameSpec {
+            dst: self.reply_mac(hdr.d_id),
+            src: self.local_mac,
+            hdr,
+            sof: Sof::I3,
+            eof: Eof::T,
+        }
     }
 }
 

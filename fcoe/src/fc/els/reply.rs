@@ -172,14 +172,7 @@ impl FcPort {
         );
         match req.path {
             Path::Fcoe => {
-                let spec = FrameSpec {
-                    dst: rx.reply_mac(hdr.s_id),
-                    src: rx.local_mac,
-                    hdr: reply,
-                    sof: Sof::I3,
-                    eof: Eof::T,
-                };
-                let _ = send_fc::<()>(tx, &spec, len, |b| {
+                let _ = send_fc::<()>(tx, &rx.reply_frame(reply), len, |b| {
                     fill(b);
                     Ok(())
                 });
