@@ -2,9 +2,9 @@
 //!
 //! - [`port`]: the port core: its sessions and IDs, the routing of each FC frame by R_CTL and
 //!   TYPE, the timers.
-//! - [`els`]: extended link services (FC-LS-3): logins, process logins, the other ELS, the
+//! - `els`: extended link services (FC-LS-3): logins, process logins, the other ELS, the
 //!   LS_RJT we send.
-//! - [`abts`]: basic link services (FC-FS-3): ABTS.
+//! - `abts`: basic link services (FC-FS-3): ABTS.
 //! - [`fcp`]: FCP (FCP-4) command execution over the SCSI layer.
 //! - [`session`]: one login and the exchanges it holds; [`access`]: the allow-lists;
 //!   [`ptp`]: point-to-point addressing (iPXE); [`stats`] and [`counters`]: what is counted.
@@ -22,10 +22,10 @@
 //! The FIP personality (`crate::fip`) never calls in here: the target hands its events
 //! (`VnEvent`) to the port. Frames of both leave through `crate::tx`.
 
-pub mod abts;
+mod abts;
 pub mod access;
 pub mod counters;
-pub mod els;
+mod els;
 pub mod fcp;
 pub mod port;
 pub mod ptp;

@@ -63,16 +63,8 @@ impl FcPort {
         None
     }
 
-    pub(super) fn flogi(
-        &mut self,
-        tx: &mut dyn Transmit,
-        req: Request<'_>,
-        els: &ElsPacket<&[u8]>,
-    ) {
+    pub(super) fn flogi(&mut self, tx: &mut dyn Transmit, req: Request<'_>, login: &LoginRepr) {
         let (rx, hdr) = (req.rx, req.hdr);
-        let Ok(login) = LoginRepr::parse(els) else {
-            return self.ls_rjt(tx, req, Refusal::BadPayload);
-        };
         let (key, local_id, remote_id) = match (rx.personality, req.path) {
             (Personality::PointToPoint, Path::Fcoe) => {
                 if hdr.d_id != FcId::FLOGI {
@@ -194,16 +186,8 @@ impl FcPort {
         }
     }
 
-    pub(super) fn plogi(
-        &mut self,
-        tx: &mut dyn Transmit,
-        req: Request<'_>,
-        els: &ElsPacket<&[u8]>,
-    ) {
+    pub(super) fn plogi(&mut self, tx: &mut dyn Transmit, req: Request<'_>, login: &LoginRepr) {
         let (rx, hdr) = (req.rx, req.hdr);
-        let Ok(login) = LoginRepr::parse(els) else {
-            return self.ls_rjt(tx, req, Refusal::BadPayload);
-        };
         let key = rx.key(hdr.s_id);
         // A VN2VN session keeps the ENode MAC of its FIP FLOGI.
         let enode_mac = self.sessions.get(&key).map_or(rx.src_mac, |s| s.enode_mac);

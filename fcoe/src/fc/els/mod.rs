@@ -20,7 +20,7 @@ use l2san_common::io::Transmit;
 
 use super::session::Personality;
 use super::{FcPort, RxContext};
-use crate::wire::els::{ElsCommand, ElsPacket, LogoRepr};
+use crate::wire::els::{ElsCommand, ElsPacket, LoginRepr, LogoRepr};
 use crate::wire::fc::FcHeaderRepr;
 pub(crate) use reply::Path;
 use reply::{originate_els, Refusal, Request};
@@ -49,8 +49,11 @@ impl FcPort {
         let key = rx.key(hdr.s_id);
         let logged_in = self.sessions.get(&key).is_some_and(|s| s.plogi);
         match els.command() {
-            ElsCommand::Flogi => self.flogi(tx, req, &els),
-            ElsCommand::Plogi => self.plogi(tx, req, &els),
+            ElsCommand::Flogi | ElsCommand::Plogi => match LoginRepr::parse(&els) {
+                Ok(login) if els.command() == ElsCommand::Flogi => self.flogi(tx, req, &login),
+                Ok(login) => self.plogi(tx, req, &login),
+                Err(_) => self.ls_rjt(tx, req, Refusal::BadPayload),
+            },
             ElsCommand::Logo => self.logo(tx, req, &els),
             _ if !logged_in => self.reject_stranger(tx, rx, hdr),
             ElsCommand::Prli => self.prli(tx, req, &els),
