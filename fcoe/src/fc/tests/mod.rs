@@ -122,15 +122,21 @@ fn fip_of(frame: &[u8]) -> Option<FipRepr<'_>> {
     FipRepr::parse(&FipPacket::new_checked(&frame[14..]).ok()?).ok()
 }
 
-fn vn2vn_target(wwpn: Wwn) -> FcoeTarget {
+/// A target at `mac` with port name `wwpn` (its node name: the same with NAA 1) serving one
+/// LUN, an image of `len` bytes, to everyone.
+fn one_lun_target(mac: MacAddr, mtu: u32, wwpn: Wwn, len: u64) -> FcoeTarget {
     FcoeTarget::new(FcoeConfig {
-        mac: LIO_ENODE,
-        mtu: 2500,
+        mac,
+        mtu,
         wwpn,
         wwnn: Wwn(wwpn.0 & !0xf000_0000_0000_0000 | 0x1000_0000_0000_0000),
-        luns: vec![(0, image(160 << 20).into())],
+        luns: vec![(0, image(len).into())],
         allow: Vec::new(),
     })
+}
+
+fn vn2vn_target(wwpn: Wwn) -> FcoeTarget {
+    one_lun_target(LIO_ENODE, 2500, wwpn, 160 << 20)
 }
 
 /// Tick until the VN_Port is up; return the frames it sent on the way.

@@ -61,14 +61,7 @@ proptest! {
     fn random_frames_never_panic_and_stay_bounded(ops in proptest::collection::vec(op(), 1..200)) {
         static CORPUS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
         let corpus = CORPUS.get_or_init(corpus);
-        let t = FcoeTarget::new(FcoeConfig {
-            mac: IPXE_TARGET_MAC,
-            mtu: 1500,
-            wwpn: Wwn(0x2000_5254_004c_100a),
-            wwnn: Wwn(0x1000_5254_004c_100a),
-            luns: vec![(0, image(16 << 20).into())],
-            allow: Vec::new(),
-        });
+        let t = one_lun_target(IPXE_TARGET_MAC, 1500, Wwn(0x2000_5254_004c_100a), 16 << 20);
         let mut tx = TxBatch::new(64);
         let mut now = Instant::now();
         for op in ops {

@@ -45,14 +45,7 @@ fn vn2vn_allow_list_matches_the_enode_mac() {
 #[test]
 fn plogi_retries_are_deterministic() {
     let run = || {
-        let target = FcoeTarget::new(FcoeConfig {
-            mac: LIO_ENODE,
-            mtu: 2500,
-            wwpn: Wwn(0x2000_5254_004c_100a),
-            wwnn: Wwn(0x1000_5254_004c_100a),
-            luns: vec![(0, image(1 << 20).into())],
-            allow: Vec::new(),
-        });
+        let target = one_lun_target(LIO_ENODE, 2500, Wwn(0x2000_5254_004c_100a), 1 << 20);
         let mut tx = TxBatch::new(64);
         let mut now = Instant::now();
         bring_up(&target, &mut now, &mut tx);
