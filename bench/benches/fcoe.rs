@@ -1,9 +1,9 @@
-//! FCoE per frame: FCoE encapsulation parse with its CRC check per frame size, and whole FCP
-//! command dispatch (`FcoeTarget::handle_frame`) on an in-memory image per I/O size: a READ is
-//! its FCP_CMND (the target answers with the data frames and the FCP_RSP); a WRITE is its
-//! FCP_CMND (answered by XFER_RDY) plus its data frames (answered by the FCP_RSP). The
-//! initiator side is `l2san-load`'s, logged in over an in-process wire; building the write
-//! data frames (their CRCs) is left out of the timing.
+//! FCoE per frame: the FCoE CRC-32 alone and the FCoE encapsulation parse with its CRC check,
+//! per frame size; and whole FCP command dispatch (`FcoeTarget::handle_frame`) on an in-memory
+//! image per I/O size: a READ is its FCP_CMND (the target answers with the data frames and the
+//! FCP_RSP); a WRITE is its FCP_CMND (answered by XFER_RDY) plus its data frames (answered by
+//! the FCP_RSP). The initiator side is `l2san-load`'s, logged in over an in-process wire;
+//! building the write data frames (their CRCs) is left out of the timing.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -47,6 +47,20 @@ fn wire_parse(c: &mut Criterion) {
                 let fc = FcPacket::new_checked(p.fc_frame()).unwrap();
                 black_box((r.sof, fc.ox_id(), fc.parameter()))
             })
+        });
+    }
+    g.finish();
+}
+
+/// The FCoE CRC-32 alone, over a whole FC frame (header, payload) of each size: every frame is
+/// checksummed once on receipt and once on transmit.
+fn wire_crc(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fcoe/wire/crc32");
+    for payload in [512usize, 2112] {
+        let frame: Vec<u8> = (0..24 + payload).map(|i| (i * 7) as u8).collect();
+        g.throughput(Throughput::Bytes(frame.len() as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(payload), &frame, |b, f| {
+            b.iter(|| l2san_fcoe::wire::fcoe::crc32(black_box(&f[..])))
         });
     }
     g.finish();
@@ -172,5 +186,5 @@ fn dispatch(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, wire_parse, dispatch);
+criterion_group!(benches, wire_crc, wire_parse, dispatch);
 criterion_main!(benches);

@@ -20,10 +20,10 @@ use l2san_common::worker::FrameHandler;
 use crate::fc::access::Access;
 pub use crate::fc::access::{BadAllow, FcoeAllow};
 pub use crate::fc::counters::{IoStatsSnapshot, MAX_INITIATORS};
+use crate::fc::ptp::FLOGI_MAC;
 use crate::fc::session::Personality;
 pub use crate::fc::FcoeStatsSnapshot;
 use crate::fc::{FcPort, RxContext};
-use crate::fip::p2p::FLOGI_MAC;
 pub use crate::fip::vn2vn::VnState;
 use crate::fip::vn2vn::{Vn2VnPort, VnEvent};
 use crate::scsi::{LunTable, ScsiTarget};
@@ -361,7 +361,8 @@ impl Inner {
                 self.fc.handle_fip_els(&rx, &els, vn_mac, self.mac, tx);
             }
             // VLAN requests and solicitations (iPXE), advertisements, ELS replies: we are no
-            // FCF and send no FIP ELS requests (reference 7 step 10).
+            // FCF (FC-BB-6: discovery is an FCF's to answer) and send no FIP ELS requests.
+            // iPXE then falls back to a non-FIP FLOGI (`fc::ptp`).
             Ok(_) | Err(WireError::Unsupported(_)) => st.fip_ignored += 1,
             Err(WireError::Truncated) => st.drop_truncated += 1,
             Err(_) => st.drop_fip_malformed += 1,

@@ -2,7 +2,7 @@
 //! of the image, writes received straight into it, FCP_RSP with residuals, and task
 //! management.
 //!
-//! iPXE receive rules honoured here (reference 7 step 12; iPXE `fcp.c`): read data carries
+//! iPXE receive rules honoured here (iPXE `fcp.c`, within FCP-4): read data carries
 //! REL_OFF with strictly increasing offsets and no frame exceeds the peer's receive size
 //! (1452 for iPXE); XFER_RDY is exactly 12 bytes at offset 0 for the whole length; with GOOD
 //! status exactly FCP_DL bytes have moved unless a residual says otherwise; FCP_RSP is at
@@ -13,9 +13,9 @@ use l2san_common::io::Transmit;
 
 use super::counters::Done;
 use super::session::{WriteXchg, MAX_EXCHANGES};
-use super::tx::{last_reply_header, send_fc, FrameSpec};
 use super::{FcPort, RxContext};
 use crate::scsi::{status, Command, Sense, SenseKey};
+use crate::tx::{last_reply_header, send_fc, FrameSpec};
 use crate::wire::fc::{FCtl, FcHeaderRepr, FcType, RCtl, RX_ID_UNKNOWN};
 use crate::wire::fcoe::{Eof, Sof};
 use crate::wire::fcp::{
@@ -37,6 +37,28 @@ pub(crate) struct Link {
     pub local_id: FcId,
     pub remote_id: FcId,
     pub max_payload: usize,
+}
+
+impl Link {
+    /// A one-frame sequence (SOFi3 ... EOFt) in the FCP exchange `ox_id`/`rx_id`, with the
+    /// header of the exchange's last sequence ([`last_reply_header`]).
+    fn one_frame(&self, r_ctl: RCtl, seq_id: u8, ox_id: u16, rx_id: u16) -> FrameSpec {
+        FrameSpec {
+            dst: self.dst,
+            src: self.src,
+            hdr: last_reply_header(
+                r_ctl,
+                FcType::Fcp,
+                self.remote_id,
+                self.local_id,
+                seq_id,
+                ox_id,
+                rx_id,
+            ),
+            sof: Sof::I3,
+            eof: Eof::T,
+        }
+    }
 }
 
 /// How much moves and what the FCP_RSP says about the rest: FCP_DL against what the command
@@ -89,21 +111,7 @@ impl FcPort {
             s.remember_completed(ox_id, rx_id);
         }
         let seq_id = self.seq_id();
-        let spec = FrameSpec {
-            dst: link.dst,
-            src: link.src,
-            hdr: last_reply_header(
-                RCtl::FcpRsp,
-                FcType::Fcp,
-                link.remote_id,
-                link.local_id,
-                seq_id,
-                ox_id,
-                rx_id,
-            ),
-            sof: Sof::I3,
-            eof: Eof::T,
-        };
+        let spec = link.one_frame(RCtl::FcpRsp, seq_id, ox_id, rx_id);
         let _ = send_fc::<()>(tx, &spec, rsp.buffer_len(), |b| {
             rsp.emit(&mut FcpRspPacket::new_unchecked(b));
             Ok(())
@@ -244,23 +252,9 @@ impl FcPort {
         len: u32,
     ) {
         let seq_id = self.seq_id();
-        let mut hdr = last_reply_header(
-            RCtl::XferRdy,
-            FcType::Fcp,
-            link.remote_id,
-            link.local_id,
-            seq_id,
-            ox_id,
-            rx_id,
-        );
-        hdr.f_ctl = FCtl::EX_CTX | FCtl::END_SEQ | FCtl::SEQ_INIT;
-        let spec = FrameSpec {
-            dst: link.dst,
-            src: link.src,
-            hdr,
-            sof: Sof::I3,
-            eof: Eof::T,
-        };
+        let mut spec = link.one_frame(RCtl::XferRdy, seq_id, ox_id, rx_id);
+        // Not the last sequence: the initiator sends the data next.
+        spec.hdr.f_ctl = FCtl::EX_CTX | FCtl::END_SEQ | FCtl::SEQ_INIT;
         let x = XferRdyRepr {
             rel_offset: 0,
             burst_len: len,
@@ -292,7 +286,8 @@ impl FcPort {
             ),
         };
         if !logged_in {
-            // Reference 7 step 9: FCP from a port without a login gets LS_RJT "PLOGI required".
+            // FCP from a port without a login gets LS_RJT "PLOGI required" (FC-LS-3; libfc
+            // answers so too).
             return self.reject_stranger(tx, rx, hdr);
         }
         if hdr.d_id != local_id {
@@ -343,7 +338,7 @@ impl FcPort {
             set.client_seen(&client, rx.now, false);
         }
         let lun_no = lun.map(|l| l.number());
-        let command = scsi.execute_as(&cmnd.lun, &cmnd.cdb, nexus, visible, Some(&client));
+        let command = scsi.execute(&cmnd.lun, &cmnd.cdb, nexus, visible, Some(&client));
         let ox_id = hdr.ox_id;
         match command {
             Command::Read {
@@ -353,7 +348,7 @@ impl FcPort {
                 let (xfer, flags, resid) = residual(u64::from(len_bytes), cmnd.fcp_dl);
                 let lun = cmnd.lun;
                 let res = self.send_data(tx, &link, ox_id, rx_id, xfer, |at, b| {
-                    scsi.read_data_as(&lun, Some(&client), offset_bytes + u64::from(at), b)
+                    scsi.read_data(&lun, Some(&client), offset_bytes + u64::from(at), b)
                 });
                 match res {
                     Ok(_) => {
@@ -395,7 +390,7 @@ impl FcPort {
             } => {
                 let (xfer, flags, resid) = residual(u64::from(len_bytes), cmnd.fcp_dl);
                 if xfer == 0 {
-                    let done = match scsi.commit_write_as(&cmnd.lun, Some(&client), fua) {
+                    let done = match scsi.commit_write(&cmnd.lun, Some(&client), fua) {
                         Ok(()) => {
                             self.send_status(
                                 tx,
@@ -490,7 +485,7 @@ impl FcPort {
             }
             tmf::TARGET_RESET => {
                 // It resets only what the issuer may see.
-                scsi.target_reset_visible(nexus, visible);
+                scsi.target_reset(nexus, visible);
                 for s in self.sessions.values_mut() {
                     s.exchanges
                         .retain(|_, x| scsi.visible_lun(&x.lun, visible).is_none());
@@ -539,7 +534,7 @@ impl FcPort {
         if u64::from(offset) + len <= u64::from(x.len) {
             if x.error.is_none() {
                 let at = x.offset + u64::from(offset);
-                if let Err(sense) = scsi.write_data_as(&x.lun, Some(&client), at, payload) {
+                if let Err(sense) = scsi.write_data(&x.lun, Some(&client), at, payload) {
                     x.error = Some(sense);
                 }
             }
@@ -579,7 +574,7 @@ impl FcPort {
             let sense = Sense::new(SenseKey::AbortedCommand, 0x4b, 0x00);
             return self.send_check(tx, &link, hdr.ox_id, x.rx_id, sense, x.fcp_dl, 0);
         }
-        match scsi.commit_write_as(&x.lun, Some(&client), x.fua) {
+        match scsi.commit_write(&x.lun, Some(&client), x.fua) {
             Ok(()) => {
                 self.send_status(
                     tx,

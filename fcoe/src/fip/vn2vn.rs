@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use l2san_common::ether::MacAddr;
 use l2san_common::io::Transmit;
 
-use crate::fc::tx::send_fip;
+use crate::tx::send_fip;
 use crate::wire::fip::{
     flags, fpma, Fc4Features, FipRepr, Vn2VnRepr, Vn2VnSubcode, VnPortId, ALL_VN2VN_MACS,
     VN2VN_FC_MAP,
@@ -46,7 +46,7 @@ pub const RLIM_INT: Duration = Duration::from_secs(10);
 /// has no login with us (never one that has), or is not answered if every one has.
 pub const MAX_PEERS: usize = 256;
 /// How long answered claims may keep postponing our next beacon. Each claim asks for a beacon
-/// one announce-wait plus [`CLAIM_SETTLE`] after it; a steady stream of claims (a flood, or a
+/// one announce-wait plus `CLAIM_SETTLE` after it; a steady stream of claims (a flood, or a
 /// boot farm starting) must not hold every beacon back, or no new neighbour ever logs in and
 /// the logged-in ones age us out after 20 s.
 pub const BEACON_HOLD: Duration = Duration::from_millis(2000);

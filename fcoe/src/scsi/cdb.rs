@@ -1,5 +1,6 @@
 //! CDB decoding: operation codes, the data phase a CDB announces, and the one checked helper
-//! every LBA computation goes through (STYLE.md, "The way of a frame" step 4).
+//! every LBA computation goes through, so that no range can overflow or pass the capacity
+//! unnoticed (LOGICAL BLOCK ADDRESS OUT OF RANGE, SBC-3).
 //!
 //! CDB layouts used here (SBC-3 §5, SPC-4 §6; multi-byte fields big-endian):
 //!

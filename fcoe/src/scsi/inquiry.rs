@@ -19,7 +19,8 @@
 //! VPD pages: 00h (supported pages), 80h (unit serial number), 83h (device identification:
 //! NAA 6 + T10 vendor ID for the LU, relative target port 1), B0h (block limits), B1h (block
 //! device characteristics: non-rotating). Linux reads B0h/B1h only when 00h lists them.
-//! No B2h: the target does not advertise UNMAP or WRITE SAME (fcoe.md §3.7: don't).
+//! No B2h (logical block provisioning, SBC-3): the target implements neither UNMAP nor WRITE
+//! SAME, so it advertises no provisioning.
 
 use super::cdb::{be16, MAX_TRANSFER_BLOCKS};
 use super::lun::Lun;

@@ -172,14 +172,9 @@ impl Lun {
     }
 
     /// Data-in phase of a [`Command::Read`](super::Command::Read): copy `buf.len()` bytes at
-    /// `offset_bytes` of the image straight into `buf` (the transport's frame payload).
-    /// A store failure becomes MEDIUM ERROR 03/11/00. No client: see [`Lun::volume`].
-    pub fn read_data(&self, offset_bytes: u64, buf: &mut [u8]) -> Result<(), Sense> {
-        self.read_data_as(None, offset_bytes, buf)
-    }
-
-    /// As [`read_data`](Self::read_data), for `client` (its overlay on an overlay LUN).
-    pub fn read_data_as(
+    /// `offset_bytes` of `client`'s volume ([`Lun::volume`]) straight into `buf` (the
+    /// transport's frame payload). A store failure becomes MEDIUM ERROR 03/11/00.
+    pub fn read_data(
         &self,
         client: Option<&ClientKey>,
         offset_bytes: u64,
@@ -191,15 +186,10 @@ impl Lun {
     }
 
     /// Data-out phase of a [`Command::Write`](super::Command::Write): write `data` (the
-    /// transport's frame payload) at `offset_bytes`. A store failure becomes MEDIUM ERROR
+    /// transport's frame payload) at `offset_bytes` of `client`'s volume (on an overlay LUN,
+    /// its overlay, created by its first write). A store failure becomes MEDIUM ERROR
     /// 03/0C/00; a read-only image DATA PROTECT 07/27/00.
-    pub fn write_data(&self, offset_bytes: u64, data: &[u8]) -> Result<(), Sense> {
-        self.write_data_as(None, offset_bytes, data)
-    }
-
-    /// As [`write_data`](Self::write_data), for `client` (into its overlay on an overlay
-    /// LUN, created by its first write).
-    pub fn write_data_as(
+    pub fn write_data(
         &self,
         client: Option<&ClientKey>,
         offset_bytes: u64,
@@ -211,15 +201,10 @@ impl Lun {
     }
 
     /// End of a [`Command::Write`](super::Command::Write)'s data phase: with `fua` (forced unit
-    /// access) on a write-back image, make the write stable before status GOOD goes back.
-    /// Without `fua`, or on a write-through image, nothing to do.
-    pub fn commit_write(&self, fua: bool) -> Result<(), Sense> {
-        self.commit_write_as(None, fua)
-    }
-
-    /// As [`commit_write`](Self::commit_write), for `client` (flushes its overlay; with no
-    /// client, every overlay of the LUN).
-    pub fn commit_write_as(&self, client: Option<&ClientKey>, fua: bool) -> Result<(), Sense> {
+    /// access) on a write-back volume, make the write stable before status GOOD goes back
+    /// (`client`'s overlay; with no client on an overlay LUN, every overlay). Without `fua`, or
+    /// on a write-through image, nothing to do.
+    pub fn commit_write(&self, client: Option<&ClientKey>, fua: bool) -> Result<(), Sense> {
         let volume = self.volume(client);
         if fua && volume.write_cache_enabled() {
             volume

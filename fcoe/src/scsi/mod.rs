@@ -1,18 +1,18 @@
 //! The SCSI command layer: a block device over image LUNs (SPC-4, SBC-3).
 //!
 //! It turns a CDB into a data phase plus status/sense and never learns which transport carried
-//! it (STYLE.md, "command"; SPDK `lib/scsi`): nothing here imports `fc` or `wire`. A transport
+//! it (the command layer of DESIGN.md, "Layers"; SPDK `lib/scsi`): nothing here imports `fc` or `wire`. A transport
 //! (FCP) drives it like this:
 //!
 //! ```text
 //! FCP_CMND(lun, cdb, FCP_DL) from nexus n
 //!   │  data_direction(cdb), expected_len(cdb)   → compare with RDDATA/WRDATA and FCP_DL (residuals)
 //!   ▼
-//! target.execute(&lun, &cdb, n) -> Command
-//!   Read  { offset_bytes, len_bytes }        → for each FCP_DATA frame: target.read_data(&lun, off, payload)
+//! target.execute(&lun, &cdb, n, visible, client) -> Command
+//!   Read  { offset_bytes, len_bytes }        → for each FCP_DATA frame: target.read_data(&lun, client, off, payload)
 //!                                              then FCP_RSP GOOD (or CHECK CONDITION with the Err sense)
-//!   Write { offset_bytes, len_bytes, fua }   → XFER_RDY; for each FCP_DATA frame: target.write_data(&lun, off, payload);
-//!                                              then target.commit_write(&lun, fua); FCP_RSP
+//!   Write { offset_bytes, len_bytes, fua }   → XFER_RDY; for each FCP_DATA frame: target.write_data(&lun, client, off, payload);
+//!                                              then target.commit_write(&lun, client, fua); FCP_RSP
 //!   DataIn(d)                                → d.as_slice() in FCP_DATA (≤ allocation length), FCP_RSP GOOD
 //!   NoData                                   → FCP_RSP GOOD
 //!   Error(sense)                             → FCP_RSP CHECK CONDITION, sense.to_fixed() as autosense
@@ -42,17 +42,14 @@
 //! | 9Eh/10h | READ CAPACITY(16) | 32 bytes |
 //! | A0h | REPORT LUNS | configured LUNs; answered on any LUN, configured or not |
 //!
-//! A transport may hide LUNs from a nexus ([`ScsiTarget::execute_visible`], FCoE allow-lists):
-//! to that nexus a hidden LUN is exactly a LUN that is not configured.
-//!
-//! A LUN may be a base image with a copy-on-write overlay per client
-//! (`l2san_common::store::OverlaySet`). The transport then names the client of each request
-//! (FCP: the initiator's WWPN, `ClientKey::wwpn`) through the `_as` forms:
-//! [`ScsiTarget::execute_as`], [`read_data_as`](ScsiTarget::read_data_as),
-//! [`write_data_as`](ScsiTarget::write_data_as) and
-//! [`commit_write_as`](ScsiTarget::commit_write_as). Without a client, an overlay LUN reads
-//! as its base and refuses writes (DATA PROTECT is not reported up front: WRITE's data phase
-//! fails).
+//! Every request names what the transport knows of its initiator:
+//! - `visible`, the LUNs the nexus may see (bit n: LUN n; FCoE allow-lists, `u64::MAX` for
+//!   all): to that nexus a hidden LUN is exactly a LUN that is not configured;
+//! - `client`, whose volume the request runs on: a LUN may be a base image with a
+//!   copy-on-write overlay per client (`l2san_common::store::OverlaySet`), and FCP names the
+//!   initiator's WWPN (`ClientKey::wwpn`). With no client, an overlay LUN reads as its base
+//!   and refuses writes (DATA PROTECT is not reported up front: WRITE's data phase fails);
+//!   a plain image LUN is the same volume for every client.
 //!
 //! A LUN that is not configured answers INQUIRY with peripheral qualifier 011b / type 1Fh,
 //! REPORT LUNS normally, REQUEST SENSE with 05/25/00 as data (SPC-4 §6.29), and everything
@@ -228,31 +225,15 @@ impl ScsiTarget {
             .filter(|l| lun_bit(l.number()).is_some_and(|b| visible & b != 0))
     }
 
-    /// Execute `cdb` addressed to the SAM LUN `lun` from the I_T nexus `nexus`.
+    /// Execute `cdb` addressed to the SAM LUN `lun` from the I_T nexus `nexus`, which may
+    /// see only the LUNs in `visible` (bit n: LUN n): every other LUN is absent to it, answered
+    /// with 05/25/00 (INQUIRY: peripheral qualifier 011b) and left out of REPORT LUNS.
+    /// `client` names the volume of an overlay LUN (SYNCHRONIZE CACHE flushes that client's
+    /// overlay); the data phase that follows names the same client.
     ///
     /// Commands without a data phase (and SYNCHRONIZE CACHE, which flushes before returning)
     /// are complete on return; READ and WRITE return the data phase for the transport.
-    pub fn execute(&self, lun: &[u8; 8], cdb: &[u8; 16], nexus: NexusId) -> Command {
-        self.execute_visible(lun, cdb, nexus, u64::MAX)
-    }
-
-    /// As [`execute`](Self::execute) for a nexus that may see only the LUNs in `visible`
-    /// (bit n: LUN n; the transport's allow-lists): every other LUN is absent to it, answered
-    /// with 05/25/00 (INQUIRY: peripheral qualifier 011b) and left out of REPORT LUNS.
-    pub fn execute_visible(
-        &self,
-        lun: &[u8; 8],
-        cdb: &[u8; 16],
-        nexus: NexusId,
-        visible: u64,
-    ) -> Command {
-        self.execute_as(lun, cdb, nexus, visible, None)
-    }
-
-    /// As [`execute_visible`](Self::execute_visible) for a request from `client` (the
-    /// initiator's WWPN): SYNCHRONIZE CACHE on an overlay LUN flushes that client's overlay.
-    /// Follow it with the `_as` data-phase calls for the same client.
-    pub fn execute_as(
+    pub fn execute(
         &self,
         lun: &[u8; 8],
         cdb: &[u8; 16],
@@ -382,31 +363,21 @@ impl ScsiTarget {
         })
     }
 
-    /// Data-in of a [`Command::Read`]: copy image bytes at `offset_bytes` into `buf` (a frame
-    /// payload). Errors are the sense for CHECK CONDITION.
-    pub fn read_data(&self, lun: &[u8; 8], offset_bytes: u64, buf: &mut [u8]) -> Result<(), Sense> {
-        self.read_data_as(lun, None, offset_bytes, buf)
-    }
-
-    /// As [`read_data`](Self::read_data) for `client`: on an overlay LUN, its own view.
-    pub fn read_data_as(
+    /// Data-in of a [`Command::Read`]: copy image bytes at `offset_bytes` of `client`'s
+    /// volume into `buf` (a frame payload). Errors are the sense for CHECK CONDITION.
+    pub fn read_data(
         &self,
         lun: &[u8; 8],
         client: Option<&ClientKey>,
         offset_bytes: u64,
         buf: &mut [u8],
     ) -> Result<(), Sense> {
-        self.lun_or_sense(lun)?
-            .read_data_as(client, offset_bytes, buf)
+        self.lun_or_sense(lun)?.read_data(client, offset_bytes, buf)
     }
 
-    /// Data-out of a [`Command::Write`]: write `data` (a frame payload) at `offset_bytes`.
-    pub fn write_data(&self, lun: &[u8; 8], offset_bytes: u64, data: &[u8]) -> Result<(), Sense> {
-        self.write_data_as(lun, None, offset_bytes, data)
-    }
-
-    /// As [`write_data`](Self::write_data) for `client`: on an overlay LUN, into its overlay.
-    pub fn write_data_as(
+    /// Data-out of a [`Command::Write`]: write `data` (a frame payload) at `offset_bytes` of
+    /// `client`'s volume (on an overlay LUN, into its overlay).
+    pub fn write_data(
         &self,
         lun: &[u8; 8],
         client: Option<&ClientKey>,
@@ -414,22 +385,18 @@ impl ScsiTarget {
         data: &[u8],
     ) -> Result<(), Sense> {
         self.lun_or_sense(lun)?
-            .write_data_as(client, offset_bytes, data)
+            .write_data(client, offset_bytes, data)
     }
 
-    /// End of a [`Command::Write`] data phase: honour FUA before status GOOD.
-    pub fn commit_write(&self, lun: &[u8; 8], fua: bool) -> Result<(), Sense> {
-        self.commit_write_as(lun, None, fua)
-    }
-
-    /// As [`commit_write`](Self::commit_write) for `client`: FUA flushes its overlay.
-    pub fn commit_write_as(
+    /// End of a [`Command::Write`] data phase: honour FUA on `client`'s volume before status
+    /// GOOD.
+    pub fn commit_write(
         &self,
         lun: &[u8; 8],
         client: Option<&ClientKey>,
         fua: bool,
     ) -> Result<(), Sense> {
-        self.lun_or_sense(lun)?.commit_write_as(client, fua)
+        self.lun_or_sense(lun)?.commit_write(client, fua)
     }
 
     fn lun_or_sense(&self, sam: &[u8; 8]) -> Result<&Lun, Sense> {
@@ -456,14 +423,9 @@ impl ScsiTarget {
         true
     }
 
-    /// TARGET RESET from `issuer`: as [`lun_reset`](Self::lun_reset) on every LUN.
-    pub fn target_reset(&self, issuer: NexusId) {
-        self.target_reset_visible(issuer, u64::MAX);
-    }
-
-    /// TARGET RESET from an `issuer` that may see only the LUNs in `visible`: it resets
-    /// those alone.
-    pub fn target_reset_visible(&self, issuer: NexusId, visible: u64) {
+    /// TARGET RESET from an `issuer` that may see only the LUNs in `visible`: as
+    /// [`lun_reset`](Self::lun_reset) on each of those.
+    pub fn target_reset(&self, issuer: NexusId, visible: u64) {
         self.nexuses().raise(
             UnitAttention::BusDeviceReset,
             self.luns.present_mask() & visible,

@@ -2,7 +2,7 @@
 //!
 //! Every failure is a [`ScsiError`]; [`ScsiError::sense`] maps it to the sense key and
 //! additional sense code the initiator sees (the way rust-vmm's virtio-blk maps `Error` to a
-//! status). The table (reference fcoe.md §3.7):
+//! status). The table (sense keys and additional sense codes as SPC-4 assigns them):
 //!
 //! | Condition | [`ScsiError`] | Key/ASC/ASCQ |
 //! |---|---|---|

@@ -56,14 +56,17 @@ fn cdb(bytes: &[u8]) -> [u8; 16] {
 }
 
 fn run(t: &ScsiTarget, lun: u16, bytes: &[u8]) -> Command {
-    t.execute(&sam(lun), &cdb(bytes), N1)
+    t.execute(&sam(lun), &cdb(bytes), N1, u64::MAX, None)
 }
 
 /// Consume the power-on unit attention of `nexus` on `lun`.
 fn clear_ua(t: &ScsiTarget, lun: u16, nexus: NexusId) {
-    let c = t.execute(&sam(lun), &cdb(&[0x00]), nexus);
+    let c = t.execute(&sam(lun), &cdb(&[0x00]), nexus, u64::MAX, None);
     assert_eq!(c, Command::Error(UnitAttention::PowerOnReset.sense()));
-    assert_eq!(t.execute(&sam(lun), &cdb(&[0x00]), nexus), Command::NoData);
+    assert_eq!(
+        t.execute(&sam(lun), &cdb(&[0x00]), nexus, u64::MAX, None),
+        Command::NoData
+    );
 }
 
 /// `run` on a LUN whose unit attention for N1 was consumed.
@@ -238,7 +241,7 @@ fn read_of_shrunk_image_is_unrecovered_read_error() {
         .set_len(0)
         .unwrap();
     let mut buf = [0u8; 512];
-    let e = t.read_data(&sam(0), 0, &mut buf).unwrap_err();
+    let e = t.read_data(&sam(0), None, 0, &mut buf).unwrap_err();
     assert_eq!((e.key as u8, e.asc, e.ascq), (0x03, 0x11, 0x00));
 }
 
@@ -247,18 +250,18 @@ fn data_phase_on_absent_or_read_only_lun() {
     let t = target(vec![(1, mem(MIB, read_only()))]);
     let mut buf = [0u8; 512];
     assert_eq!(
-        t.read_data(&sam(0), 0, &mut buf),
+        t.read_data(&sam(0), None, 0, &mut buf),
         Err(ScsiError::LunNotSupported.sense())
     );
     assert_eq!(
-        t.write_data(&sam(1), 0, &buf),
+        t.write_data(&sam(1), None, 0, &buf),
         Err(ScsiError::WriteProtected.sense())
     );
     assert_eq!(
-        t.read_data(&sam(1), MIB - 256, &mut buf),
+        t.read_data(&sam(1), None, MIB - 256, &mut buf),
         Err(ScsiError::LbaOutOfRange.sense())
     );
-    assert_eq!(t.read_data(&sam(1), MIB - 512, &mut buf), Ok(()));
+    assert_eq!(t.read_data(&sam(1), None, MIB - 512, &mut buf), Ok(()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -462,6 +465,8 @@ fn inquiry_of_absent_lun_has_qualifier_3() {
         &[0x80, 1, 0, 0, 0, 0, 0, 0],
         &cdb(&[0x12, 0, 0, 0, 96, 0]),
         N1,
+        u64::MAX,
+        None,
     );
     assert_eq!(data(c)[0], 0x7f);
     assert_eq!(
@@ -931,7 +936,7 @@ fn three_tib_image_through_16_byte_cdbs() {
         c[0] = 0x8a;
         c[2..10].copy_from_slice(&lba.to_be_bytes());
         c[13] = 1;
-        let cmd = t.execute(&sam(0), &c, N1);
+        let cmd = t.execute(&sam(0), &c, N1, u64::MAX, None);
         assert_eq!(
             cmd,
             Command::Write {
@@ -940,10 +945,11 @@ fn three_tib_image_through_16_byte_cdbs() {
                 fua: false
             }
         );
-        t.write_data(&sam(0), lba * 512, &[fill; 512]).unwrap();
-        t.commit_write(&sam(0), false).unwrap();
+        t.write_data(&sam(0), None, lba * 512, &[fill; 512])
+            .unwrap();
+        t.commit_write(&sam(0), None, false).unwrap();
         c[0] = 0x88;
-        let cmd = t.execute(&sam(0), &c, N1);
+        let cmd = t.execute(&sam(0), &c, N1, u64::MAX, None);
         let Command::Read {
             offset_bytes,
             len_bytes,
@@ -952,7 +958,7 @@ fn three_tib_image_through_16_byte_cdbs() {
             panic!("{cmd:?}")
         };
         let mut buf = vec![0u8; len_bytes as usize];
-        t.read_data(&sam(0), offset_bytes, &mut buf).unwrap();
+        t.read_data(&sam(0), None, offset_bytes, &mut buf).unwrap();
         assert!(buf.iter().all(|&b| b == fill));
     };
     wr((1 << 32) + 5, 0x5a);
@@ -962,10 +968,16 @@ fn three_tib_image_through_16_byte_cdbs() {
     c[0] = 0x88;
     c[2..10].copy_from_slice(&blocks.to_be_bytes());
     c[13] = 1;
-    assert_eq!(sense_of(&t.execute(&sam(0), &c, N1)), (0x05, 0x21, 0x00));
+    assert_eq!(
+        sense_of(&t.execute(&sam(0), &c, N1, u64::MAX, None)),
+        (0x05, 0x21, 0x00)
+    );
     c[2..10].copy_from_slice(&(u64::MAX - 1).to_be_bytes());
     c[13] = 4;
-    assert_eq!(sense_of(&t.execute(&sam(0), &c, N1)), (0x05, 0x21, 0x00));
+    assert_eq!(
+        sense_of(&t.execute(&sam(0), &c, N1, u64::MAX, None)),
+        (0x05, 0x21, 0x00)
+    );
     // READ(10) addresses only the first 2^32 blocks: its largest LBA is fine.
     let c = run(&t, 0, &[0x28, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 1, 0]);
     assert_eq!(
@@ -1189,10 +1201,10 @@ fn write_then_read_back_through_the_data_phase() {
     let payload: Vec<u8> = (0..len_bytes).map(|i| (i * 7) as u8).collect();
     // As FCP would: frames of up to 1452 bytes at increasing relative offsets.
     for (i, chunk) in payload.chunks(1452).enumerate() {
-        t.write_data(&lun, offset_bytes + (i * 1452) as u64, chunk)
+        t.write_data(&lun, None, offset_bytes + (i * 1452) as u64, chunk)
             .unwrap();
     }
-    t.commit_write(&lun, fua).unwrap();
+    t.commit_write(&lun, None, fua).unwrap();
     let Command::Read {
         offset_bytes,
         len_bytes,
@@ -1202,7 +1214,7 @@ fn write_then_read_back_through_the_data_phase() {
     };
     let mut back = vec![0u8; len_bytes as usize];
     for (i, chunk) in back.chunks_mut(1452).enumerate() {
-        t.read_data(&lun, offset_bytes + (i * 1452) as u64, chunk)
+        t.read_data(&lun, None, offset_bytes + (i * 1452) as u64, chunk)
             .unwrap();
     }
     assert_eq!(back, payload);
@@ -1216,9 +1228,9 @@ fn synchronize_cache_and_fua_flush_a_file_image() {
     let image = Arc::new(Image::open(&path, writeback()).unwrap());
     let t = target(vec![(0, image.clone())]);
     ready_target(&t, 0);
-    t.write_data(&sam(0), 4096, b"durable").unwrap();
+    t.write_data(&sam(0), None, 4096, b"durable").unwrap();
     assert!(image.flush_if_dirty().unwrap(), "dirty after a write");
-    t.write_data(&sam(0), 4096, b"DURABLE").unwrap();
+    t.write_data(&sam(0), None, 4096, b"DURABLE").unwrap();
     assert_eq!(
         run(&t, 0, &[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
         Command::NoData
@@ -1227,11 +1239,11 @@ fn synchronize_cache_and_fua_flush_a_file_image() {
         !image.flush_if_dirty().unwrap(),
         "SYNCHRONIZE CACHE flushed"
     );
-    t.write_data(&sam(0), 4096, b"fua fua").unwrap();
-    t.commit_write(&sam(0), false).unwrap();
+    t.write_data(&sam(0), None, 4096, b"fua fua").unwrap();
+    t.commit_write(&sam(0), None, false).unwrap();
     assert!(image.flush_if_dirty().unwrap(), "no FUA: no flush");
-    t.write_data(&sam(0), 4096, b"FUA FUA").unwrap();
-    t.commit_write(&sam(0), true).unwrap();
+    t.write_data(&sam(0), None, 4096, b"FUA FUA").unwrap();
+    t.commit_write(&sam(0), None, true).unwrap();
     assert!(!image.flush_if_dirty().unwrap(), "FUA flushed");
     assert_eq!(&std::fs::read(&path).unwrap()[4096..4103], b"FUA FUA");
 }
@@ -1390,7 +1402,10 @@ fn unit_attention_once_per_nexus() {
     assert!(t.nexus_logout(N1));
     assert!(!t.nexus_logout(N1));
     clear_ua(&t, 0, N1);
-    assert_eq!(t.execute(&sam(0), &cdb(&[0x00]), N2), Command::NoData);
+    assert_eq!(
+        t.execute(&sam(0), &cdb(&[0x00]), N2, u64::MAX, None),
+        Command::NoData
+    );
 }
 
 #[test]
@@ -1416,13 +1431,13 @@ fn resets_and_raised_conditions() {
     // LUN RESET by N1: N2 sees 29/03 on that LUN only; N1 sees nothing.
     assert!(t.lun_reset(&sam(0), N1));
     assert_eq!(run(&t, 0, &[0x00]), Command::NoData);
-    let tur = |n, lun| t.execute(&sam(lun), &cdb(&[0x00]), n);
+    let tur = |n, lun| t.execute(&sam(lun), &cdb(&[0x00]), n, u64::MAX, None);
     assert_eq!(tur(N2, 1), Command::NoData);
     assert_eq!(sense_of(&tur(N2, 0)), (0x06, 0x29, 0x03));
     assert_eq!(tur(N2, 0), Command::NoData);
 
     // TARGET RESET by N2: N1 sees 29/03 on every LUN.
-    t.target_reset(N2);
+    t.target_reset(N2, u64::MAX);
     assert_eq!(sense_of(&tur(N1, 0)), (0x06, 0x29, 0x03));
     assert_eq!(sense_of(&tur(N1, 1)), (0x06, 0x29, 0x03));
     assert_eq!(tur(N2, 0), Command::NoData);
@@ -1484,7 +1499,10 @@ fn nexus_table_is_bounded() {
     assert_eq!(t.known_nexuses(), MAX_NEXUSES);
     // The most recent ones are remembered.
     let last = NexusId(1000 + 2 * MAX_NEXUSES as u64 - 1);
-    assert_eq!(t.execute(&sam(0), &cdb(&[0x00]), last), Command::NoData);
+    assert_eq!(
+        t.execute(&sam(0), &cdb(&[0x00]), last, u64::MAX, None),
+        Command::NoData
+    );
 }
 
 #[test]
@@ -1575,7 +1593,7 @@ proptest! {
         let lun = sam(0);
         let mut model = vec![0u8; (MODEL_BLOCKS * 512) as usize];
         for op in ops {
-            let c = t.execute(&lun, &op.cdb(), N1);
+            let c = t.execute(&lun, &op.cdb(), N1, u64::MAX, None);
             let blocks = op.effective_blocks();
             if op.lba + blocks > MODEL_BLOCKS {
                 prop_assert_eq!(c, Command::Error(ScsiError::LbaOutOfRange.sense()));
@@ -1596,9 +1614,9 @@ proptest! {
                     let payload: Vec<u8> =
                         (0..len).map(|i| (i as u8).wrapping_mul(31) ^ op.seed).collect();
                     for (i, chunk) in payload.chunks(op.chunk).enumerate() {
-                        t.write_data(&lun, offset_bytes + (i * op.chunk) as u64, chunk).unwrap();
+                        t.write_data(&lun, None, offset_bytes + (i * op.chunk) as u64, chunk).unwrap();
                     }
-                    t.commit_write(&lun, fua).unwrap();
+                    t.commit_write(&lun, None, fua).unwrap();
                     model[start..start + len].copy_from_slice(&payload);
                 }
                 Command::Read { offset_bytes, len_bytes } => {
@@ -1607,7 +1625,7 @@ proptest! {
                     prop_assert_eq!(len_bytes as usize, len);
                     let mut buf = vec![0u8; len];
                     for (i, chunk) in buf.chunks_mut(op.chunk).enumerate() {
-                        t.read_data(&lun, offset_bytes + (i * op.chunk) as u64, chunk).unwrap();
+                        t.read_data(&lun, None, offset_bytes + (i * op.chunk) as u64, chunk).unwrap();
                     }
                     prop_assert_eq!(&buf[..], &model[start..start + len]);
                 }
@@ -1616,7 +1634,7 @@ proptest! {
         }
         // The whole image equals the model at the end.
         let mut all = vec![0u8; model.len()];
-        t.read_data(&lun, 0, &mut all).unwrap();
+        t.read_data(&lun, None, 0, &mut all).unwrap();
         prop_assert_eq!(all, model);
     }
 
@@ -1647,7 +1665,7 @@ proptest! {
         };
         // Twice: the first may be the unit attention.
         for _ in 0..2 {
-            let cmd = t.execute(&lun, &c, NexusId(nexus));
+            let cmd = t.execute(&lun, &c, NexusId(nexus), u64::MAX, None);
             match &cmd {
                 Command::Read { offset_bytes, len_bytes } => {
                     prop_assert_eq!(data_direction(&c), DataDirection::In);
@@ -1656,7 +1674,7 @@ proptest! {
                     let image = t.lun(&lun).unwrap().image();
                     prop_assert!(offset_bytes + u64::from(*len_bytes) <= image.len_bytes());
                     let mut buf = vec![0u8; *len_bytes as usize];
-                    prop_assert!(t.read_data(&lun, *offset_bytes, &mut buf).is_ok());
+                    prop_assert!(t.read_data(&lun, None, *offset_bytes, &mut buf).is_ok());
                 }
                 Command::Write { offset_bytes, len_bytes, .. } => {
                     prop_assert_eq!(data_direction(&c), DataDirection::Out);
@@ -1723,7 +1741,7 @@ fn overlay_lun_gives_each_initiator_its_own_disk() {
         offset_bytes,
         len_bytes,
         fua,
-    } = t.execute_as(
+    } = t.execute(
         &lun,
         &cdb(&[0x2a, 0x08, 0, 0, 0, 8, 0, 0, 2, 0]),
         N1,
@@ -1734,34 +1752,34 @@ fn overlay_lun_gives_each_initiator_its_own_disk() {
         panic!()
     };
     let payload = vec![0xa1u8; len_bytes as usize];
-    t.write_data_as(&lun, Some(&a), offset_bytes, &payload)
+    t.write_data(&lun, Some(&a), offset_bytes, &payload)
         .unwrap();
-    t.commit_write_as(&lun, Some(&a), fua).unwrap();
+    t.commit_write(&lun, Some(&a), fua).unwrap();
     let read = |client: Option<&ClientKey>| {
         let mut back = vec![0u8; 1024];
-        t.read_data_as(&lun, client, 8 * 512, &mut back).unwrap();
+        t.read_data(&lun, client, 8 * 512, &mut back).unwrap();
         back
     };
     assert_eq!(read(Some(&a)), payload);
     assert!(read(Some(&b)).iter().all(|&x| x == 0x33), "b sees the base");
     assert!(read(None).iter().all(|&x| x == 0x33), "no client: the base");
     // Without a client an overlay LUN takes no write: DATA PROTECT, base untouched.
-    let e = t.write_data(&lun, 0, &[1; 512]).unwrap_err();
+    let e = t.write_data(&lun, None, 0, &[1; 512]).unwrap_err();
     assert_eq!((e.key, e.asc, e.ascq), (SenseKey::DataProtect, 0x27, 0x00));
     // SYNCHRONIZE CACHE from b (no overlay yet) and from a.
     let sync_cache = cdb(&[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     assert_eq!(
-        t.execute_as(&lun, &sync_cache, N2, u64::MAX, Some(&b)),
+        t.execute(&lun, &sync_cache, N2, u64::MAX, Some(&b)),
         Command::NoData
     );
-    t.write_data_as(&lun, Some(&a), 0, &[2; 512]).unwrap();
+    t.write_data(&lun, Some(&a), 0, &[2; 512]).unwrap();
     assert!(
         set.flush_if_dirty().unwrap(),
         "a's write left its overlay dirty"
     );
-    t.write_data_as(&lun, Some(&a), 0, &[3; 512]).unwrap();
+    t.write_data(&lun, Some(&a), 0, &[3; 512]).unwrap();
     assert_eq!(
-        t.execute_as(&lun, &sync_cache, N1, u64::MAX, Some(&a)),
+        t.execute(&lun, &sync_cache, N1, u64::MAX, Some(&a)),
         Command::NoData
     );
     assert!(

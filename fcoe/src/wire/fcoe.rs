@@ -141,68 +141,21 @@ impl From<Eof> for u8 {
     }
 }
 
-/// Reflected CRC-32 tables for polynomial 0xEDB88320, built at compile time, for slicing by
-/// eight: `CRC_TABLES[k][b]` is the CRC of byte `b` followed by `k` zero bytes.
-///
-/// Every FCoE frame is checksummed once on receipt and once on transmit, so this is on the
-/// data path of every FCP read and write: one table lookup per byte (a chain of dependent
-/// loads, about 1.5 µs for a 512-byte read reply on the CI machine) became eight independent
-/// lookups per eight bytes.
-const CRC_TABLES: [[u32; 256]; 8] = {
-    let mut t = [[0u32; 256]; 8];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xedb8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        t[0][i] = c;
-        i += 1;
-    }
-    let mut k = 1;
-    while k < 8 {
-        let mut i = 0;
-        while i < 256 {
-            let prev = t[k - 1][i];
-            t[k][i] = (prev >> 8) ^ t[0][(prev & 0xff) as usize];
-            i += 1;
-        }
-        k += 1;
-    }
-    t
-};
-
 /// Continue a CRC-32 over `data`. Start from `!0`, finish with `!crc` (see [`crc32`]).
-pub fn crc32_update(mut crc: u32, data: &[u8]) -> u32 {
-    let t = &CRC_TABLES;
-    let mut words = data.chunks_exact(8);
-    for w in &mut words {
-        let lo = u32::from_le_bytes([w[0], w[1], w[2], w[3]]) ^ crc;
-        let hi = u32::from_le_bytes([w[4], w[5], w[6], w[7]]);
-        crc = t[7][(lo & 0xff) as usize]
-            ^ t[6][((lo >> 8) & 0xff) as usize]
-            ^ t[5][((lo >> 16) & 0xff) as usize]
-            ^ t[4][(lo >> 24) as usize]
-            ^ t[3][(hi & 0xff) as usize]
-            ^ t[2][((hi >> 8) & 0xff) as usize]
-            ^ t[1][((hi >> 16) & 0xff) as usize]
-            ^ t[0][(hi >> 24) as usize];
-    }
-    for &b in words.remainder() {
-        crc = t[0][((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
-    }
-    crc
+pub fn crc32_update(crc: u32, data: &[u8]) -> u32 {
+    // crc32fast continues from a finished CRC, which is the complement of the register.
+    let mut h = crc32fast::Hasher::new_with_initial(!crc);
+    h.update(data);
+    !h.finalize()
 }
 
 /// The IEEE/zlib CRC-32 of `data`, as FCoE carries it (before little-endian storage).
+///
+/// Every FCoE frame is checksummed once on receipt and once on transmit, so this is on the
+/// data path of every FCP read and write: `crc32fast` folds with PCLMULQDQ where the CPU has
+/// it (a table per byte, then slicing by eight, were several times slower; DESIGN.md).
 pub fn crc32(data: &[u8]) -> u32 {
-    !crc32_update(!0, data)
+    crc32fast::hash(data)
 }
 
 /// A view of the Ethernet payload of an FCoE frame (ethertype 0x8906).

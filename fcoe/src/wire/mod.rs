@@ -1,6 +1,6 @@
 //! FCoE and Fibre Channel wire formats: parse and emit bytes, nothing else.
 //!
-//! No allocation, no I/O, no state (STYLE.md, "wire"). Each module follows smoltcp's contract:
+//! No allocation, no I/O, no state (the wire layer of DESIGN.md, "Layers"). Each module follows smoltcp's contract:
 //! an `XxxPacket<T: AsRef<[u8]>>` view whose accessors never panic once `check_len` passed,
 //! and an `XxxRepr` meaning with `parse`, `buffer_len` and `emit`.
 //!

@@ -1,5 +1,8 @@
 //! Building FCoE and FIP frames straight into a transmit buffer.
 //!
+//! Below both protocol modules, above `wire`: `fc` sends its ELS, BLS and FCP frames through
+//! it and `fip` its VN2VN frames, so neither imports the other.
+//!
 //! Every frame is written whole: Ethernet header, FCoE header, FC header, payload, fill bytes
 //! and trailer, so no stale byte of a reused buffer can leak (the `Transmit` contract). FCoE
 //! frames are never shorter than 60 bytes, so `commit` never pads them (iPXE finds the

@@ -1,13 +1,15 @@
-//! The non-FIP point-to-point N_Port personality, for iPXE.
+//! Addressing of the non-FIP point-to-point N_Port, the personality iPXE talks to.
 //!
 //! iPXE gives up on FIP after a few seconds and sends a plain FCoE FLOGI to
-//! `0E:FC:00:FF:FF:FE` (S_ID 0, D_ID FF.FF.FE). We answer as an N_Port (F_PORT clear), and
-//! both ends then take the point-to-point IDs by comparing WWPNs: the higher WWPN is
-//! `01.01.02`, the lower `01.01.01` (iPXE `fc_port_login`). Every booting iPXE computes the
-//! same pair, so sessions are keyed by the client's MAC, never by its port ID.
+//! `0E:FC:00:FF:FF:FE` (S_ID 0, D_ID FF.FF.FE): the default FC-MAP (FC-BB-6) followed by the
+//! fabric F_Port's well-known address (FC-FS-3). We answer as an N_Port (F_PORT clear), so both
+//! ends are in a point-to-point topology (FC-LS-3, FLOGI) and take their N_Port IDs by comparing
+//! port names: the higher WWPN is `01.01.02`, the lower `01.01.01` (iPXE `fc_port_login`). Every
+//! booting iPXE computes the same pair, so sessions are keyed by the client's MAC, never by its
+//! port ID.
 //!
-//! FIP VLAN requests and discovery solicitations from iPXE are deliberately not answered
-//! (reference section 7, step 10): there is no FCF here, and the fallback is what we serve.
+//! iPXE's FIP VLAN requests and discovery solicitations are deliberately not answered: we are no
+//! FCF (FC-BB-6, FIP), and the non-FIP fallback is what we serve.
 
 use l2san_common::ether::MacAddr;
 
@@ -32,6 +34,7 @@ pub fn ptp_ids(ours: Wwn, theirs: Wwn) -> (FcId, FcId) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::fip::{fpma, DEFAULT_FC_MAP};
 
     #[test]
     fn ids_follow_ipxe() {
@@ -41,5 +44,10 @@ mod tests {
         let ipxe = Wwn(0x2000_5254_0012_3456);
         assert_eq!(ptp_ids(target, ipxe), (PTP_LOW, PTP_HIGH));
         assert_eq!(ptp_ids(ipxe, target), (PTP_HIGH, PTP_LOW));
+    }
+
+    #[test]
+    fn flogi_mac_is_the_default_fc_map_and_ff_ff_fe() {
+        assert_eq!(FLOGI_MAC, fpma(DEFAULT_FC_MAP, FcId::FLOGI));
     }
 }
