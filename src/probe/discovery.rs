@@ -539,7 +539,7 @@ mod tests {
         let text = render_text(&r, "eth0");
         assert!(text.contains("AoE   e1.1  52:54:00:aa:bb:01  1 MiB (2048 sectors)  sectors/frame 2  buffers 64  fw 0x4c32"), "{text}");
         assert!(text.contains("DUPLICATE"), "{text}");
-        let json = render_json(&r, "eth0");
+        let json = render_json(&r, "eth0").unwrap();
         assert!(json.contains("\"duplicates\":true"), "{json}");
         assert!(json.contains("\"target\":\"e1.2\""), "{json}");
 

@@ -105,7 +105,10 @@ pub fn run(args: ProbeArgs) -> Result<ExitCode, Error> {
     }
     let report = d.report();
     if args.json {
-        print!("{}", json::render_json(&report, &iface.name));
+        print!(
+            "{}",
+            json::render_json(&report, &iface.name).context("writing the report as JSON")?
+        );
     } else {
         print!("{}", text::render_text(&report, &iface.name));
     }
