@@ -241,88 +241,98 @@ impl Discovery {
 
     /// What was found, sorted, with the conflicts flagged.
     pub fn report(&self) -> Report {
-        let mut aoe: Vec<AoeFound> = self.aoe.values().cloned().collect();
         let mut warnings = Vec::new();
-        let mut by_addr: BTreeMap<(u16, u8), Vec<usize>> = BTreeMap::new();
-        for (i, a) in aoe.iter().enumerate() {
-            by_addr.entry((a.shelf, a.slot)).or_default().push(i);
-        }
-        for ((shelf, slot), idx) in &by_addr {
-            if idx.len() < 2 {
-                continue;
-            }
-            for &i in idx {
-                aoe[i].duplicate = true;
-            }
-            let macs: Vec<String> = idx.iter().map(|&i| aoe[i].mac.to_string()).collect();
-            let serials: BTreeSet<Option<(String, u64)>> = idx
-                .iter()
-                .map(|&i| {
-                    aoe[i]
-                        .identify
-                        .as_ref()
-                        .ok()
-                        .map(|id| (id.serial.clone(), id.sectors))
-                })
-                .collect();
-            let same = serials.len() == 1 && serials.iter().all(|s| s.is_some());
-            warnings.push(if same {
-                format!(
-                    "DUPLICATE e{shelf}.{slot}: answered by {} MACs ({}) with the same serial and \
-                     size: fine if this is one target on several ports (multipath) serving one \
-                     image; otherwise give each export its own shelf.slot",
-                    idx.len(),
-                    macs.join(", ")
-                )
-            } else {
-                format!(
-                    "DUPLICATE e{shelf}.{slot}: answered by {} MACs ({}); an initiator would mix \
-                     their I/O as if they were one disk: give each export its own shelf.slot",
-                    idx.len(),
-                    macs.join(", ")
-                )
-            });
-        }
-
+        let mut aoe: Vec<AoeFound> = self.aoe.values().cloned().collect();
+        flag_aoe_duplicates(&mut aoe, &mut warnings);
         let mut fcoe: Vec<VnFound> = self.join.neighbours().map(vn_found).collect();
-        let mut by_id: BTreeMap<FcId, BTreeSet<Wwn>> = BTreeMap::new();
-        let mut by_wwpn: BTreeMap<Wwn, BTreeSet<MacAddr>> = BTreeMap::new();
-        for v in &fcoe {
-            by_id.entry(v.port_id).or_default().insert(v.wwpn);
-            by_wwpn.entry(v.wwpn).or_default().insert(v.enode_mac);
-        }
-        for v in &mut fcoe {
-            v.duplicate_port_id = by_id[&v.port_id].len() > 1;
-            v.duplicate_wwpn = by_wwpn[&v.wwpn].len() > 1;
-        }
-        for (id, wwpns) in &by_id {
-            if wwpns.len() > 1 {
-                let list: Vec<String> = wwpns.iter().map(Wwn::to_string).collect();
-                warnings.push(format!(
-                    "DUPLICATE port ID 0x{:06x}: claimed by {} WWPNs ({}); VN2VN should have made \
-                     one of them pick another ID: they may not hear each other",
-                    id.get(),
-                    list.len(),
-                    list.join(", ")
-                ));
-            }
-        }
-        for (w, macs) in &by_wwpn {
-            if macs.len() > 1 {
-                let list: Vec<String> = macs.iter().map(MacAddr::to_string).collect();
-                warnings.push(format!(
-                    "DUPLICATE WWPN {w}: used by {} ENodes ({}); give each port its own --wwpn",
-                    list.len(),
-                    list.join(", ")
-                ));
-            }
-        }
+        flag_fcoe_duplicates(&mut fcoe, &mut warnings);
         aoe.sort_by_key(|a| (a.shelf, a.slot, a.mac));
         fcoe.sort_by_key(|v| (v.port_id, v.wwpn, v.enode_mac));
         Report {
             aoe,
             fcoe,
             warnings,
+        }
+    }
+}
+
+/// Marks every shelf.slot answered from more than one MAC, with a warning each.
+fn flag_aoe_duplicates(aoe: &mut [AoeFound], warnings: &mut Vec<String>) {
+    let mut by_addr: BTreeMap<(u16, u8), Vec<usize>> = BTreeMap::new();
+    for (i, a) in aoe.iter().enumerate() {
+        by_addr.entry((a.shelf, a.slot)).or_default().push(i);
+    }
+    for ((shelf, slot), idx) in &by_addr {
+        if idx.len() < 2 {
+            continue;
+        }
+        for &i in idx {
+            aoe[i].duplicate = true;
+        }
+        let macs: Vec<String> = idx.iter().map(|&i| aoe[i].mac.to_string()).collect();
+        let serials: BTreeSet<Option<(String, u64)>> = idx
+            .iter()
+            .map(|&i| {
+                aoe[i]
+                    .identify
+                    .as_ref()
+                    .ok()
+                    .map(|id| (id.serial.clone(), id.sectors))
+            })
+            .collect();
+        let same = serials.len() == 1 && serials.iter().all(|s| s.is_some());
+        warnings.push(if same {
+            format!(
+                "DUPLICATE e{shelf}.{slot}: answered by {} MACs ({}) with the same serial and \
+                 size: fine if this is one target on several ports (multipath) serving one \
+                 image; otherwise give each export its own shelf.slot",
+                idx.len(),
+                macs.join(", ")
+            )
+        } else {
+            format!(
+                "DUPLICATE e{shelf}.{slot}: answered by {} MACs ({}); an initiator would mix \
+                 their I/O as if they were one disk: give each export its own shelf.slot",
+                idx.len(),
+                macs.join(", ")
+            )
+        });
+    }
+}
+
+/// Marks every port ID claimed by more than one WWPN and every WWPN claimed from more than
+/// one ENode MAC, with a warning each.
+fn flag_fcoe_duplicates(fcoe: &mut [VnFound], warnings: &mut Vec<String>) {
+    let mut by_id: BTreeMap<FcId, BTreeSet<Wwn>> = BTreeMap::new();
+    let mut by_wwpn: BTreeMap<Wwn, BTreeSet<MacAddr>> = BTreeMap::new();
+    for v in fcoe.iter() {
+        by_id.entry(v.port_id).or_default().insert(v.wwpn);
+        by_wwpn.entry(v.wwpn).or_default().insert(v.enode_mac);
+    }
+    for v in fcoe.iter_mut() {
+        v.duplicate_port_id = by_id[&v.port_id].len() > 1;
+        v.duplicate_wwpn = by_wwpn[&v.wwpn].len() > 1;
+    }
+    for (id, wwpns) in &by_id {
+        if wwpns.len() > 1 {
+            let list: Vec<String> = wwpns.iter().map(Wwn::to_string).collect();
+            warnings.push(format!(
+                "DUPLICATE port ID 0x{:06x}: claimed by {} WWPNs ({}); VN2VN should have made \
+                 one of them pick another ID: they may not hear each other",
+                id.get(),
+                list.len(),
+                list.join(", ")
+            ));
+        }
+    }
+    for (w, macs) in &by_wwpn {
+        if macs.len() > 1 {
+            let list: Vec<String> = macs.iter().map(MacAddr::to_string).collect();
+            warnings.push(format!(
+                "DUPLICATE WWPN {w}: used by {} ENodes ({}); give each port its own --wwpn",
+                list.len(),
+                list.join(", ")
+            ));
         }
     }
 }
