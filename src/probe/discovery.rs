@@ -1,5 +1,6 @@
-//! `l2san probe`: list every AoE target and FCoE VN2VN port on the segment, from user space
-//! (no `aoe` or `fcoe` kernel module), and flag the conflicts an operator must fix.
+//! The probe without sockets: [`Discovery`] drives both sans-IO initiators (AoE's and the
+//! VN2VN `Join`), is handed frames and `now`, hands back frames to send, and at the end builds
+//! the [`Report`] with the conflicts flagged.
 //!
 //! AoE: a broadcast Query Config (major 0xffff, minor 0xff; tags with bit 31 set, like
 //! aoetools, so that a Linux `aoe` driver on this host ignores the answers) at the start and
@@ -35,25 +36,17 @@
 //! A port ID claimed by two WWPNs, or one WWPN claimed from two ENode MACs, is a conflict.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use l2san_aoe::initiator::{AtaRefused, AtaReply, AtaRequest, Event, Initiator, Retry, Tags};
 use l2san_common::ether::MIN_FRAME_LEN;
-use l2san_common::io::sys::packet;
-use l2san_common::{EtherType, EthernetFrame, FrameRx, FrameTx, Interface, MacAddr};
+use l2san_common::{EtherType, EthernetFrame, MacAddr};
 use l2san_fcoe::initiator::vn2vn::{port_id_from as valid_port_id, HeardIn, Join, JoinConfig};
 use l2san_fcoe::initiator::{wwn_of as wwn, Port, Vn2VnPort};
 use l2san_fcoe::wire::fip::Fc4Features;
 use l2san_fcoe::wire::{FcId, Wwn};
 
-use crate::cli::ProbeArgs;
-use crate::Error;
-
-/// Exit code when the probe found conflicting answers.
-pub const EXIT_DUPLICATES: u8 = 3;
+use super::report::{AoeFound, Identity, Report, VnFound};
 
 /// How long an IDENTIFY may take before it is sent again, and how often it is sent.
 const IDENTIFY_RETRY: Retry = Retry {
@@ -81,83 +74,6 @@ pub struct ProbeConfig {
     /// Claim a VN2VN port ID (true) or only listen (false).
     pub fcoe_claim: bool,
     pub mtu: u32,
-}
-
-/// One (MAC, shelf.slot) that answered a Query Config.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AoeFound {
-    pub shelf: u16,
-    pub slot: u8,
-    pub mac: MacAddr,
-    pub buffer_count: u16,
-    pub firmware_version: u16,
-    /// Sectors per frame (the config response's Sector Count).
-    pub sectors_per_frame: u8,
-    pub config: Vec<u8>,
-    pub identify: Result<Identity, String>,
-    /// Another MAC answered for the same shelf.slot.
-    pub duplicate: bool,
-}
-
-/// What IDENTIFY DEVICE told.
-pub use l2san_aoe::initiator::IdentifyInfo as Identity;
-
-/// One VN2VN port heard on the segment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VnFound {
-    pub wwpn: Wwn,
-    pub wwnn: Wwn,
-    pub port_id: FcId,
-    pub vn_mac: MacAddr,
-    pub enode_mac: MacAddr,
-    /// From a claim or claim response (beacons carry none).
-    pub fc4: Option<Fc4Features>,
-    pub max_fcoe_size: Option<u16>,
-    /// What it was heard in: "claim response", "beacon", "claim", "probe reply".
-    pub heard: BTreeSet<&'static str>,
-    pub duplicate_port_id: bool,
-    pub duplicate_wwpn: bool,
-}
-
-impl VnFound {
-    /// "FCP target", "FCP initiator", "FCP target+initiator", "no FCP", or "?" (beacon only).
-    pub fn role(&self) -> &'static str {
-        let Some(f) = &self.fc4 else { return "?" };
-        if !f.has_type(Fc4Features::TYPE_FCP) {
-            return "no FCP";
-        }
-        let bits = f.features_of(Fc4Features::TYPE_FCP);
-        match (
-            bits & Fc4Features::FCP_TARGET != 0,
-            bits & Fc4Features::FCP_INITIATOR != 0,
-        ) {
-            (true, true) => "FCP target+initiator",
-            (true, false) => "FCP target",
-            (false, true) => "FCP initiator",
-            (false, false) => "FCP",
-        }
-    }
-}
-
-/// Everything the probe found.
-#[derive(Debug, Clone, Default)]
-pub struct Report {
-    /// Sorted by shelf.slot, then MAC.
-    pub aoe: Vec<AoeFound>,
-    /// Sorted by port ID, then WWPN.
-    pub fcoe: Vec<VnFound>,
-    /// One line per conflict.
-    pub warnings: Vec<String>,
-}
-
-impl Report {
-    pub fn has_duplicates(&self) -> bool {
-        self.aoe.iter().any(|a| a.duplicate)
-            || self
-                .fcoe
-                .iter()
-                .any(|v| v.duplicate_port_id || v.duplicate_wwpn)
-    }
 }
 
 type AoeKey = (u16, u8, MacAddr);
@@ -325,88 +241,98 @@ impl Discovery {
 
     /// What was found, sorted, with the conflicts flagged.
     pub fn report(&self) -> Report {
-        let mut aoe: Vec<AoeFound> = self.aoe.values().cloned().collect();
         let mut warnings = Vec::new();
-        let mut by_addr: BTreeMap<(u16, u8), Vec<usize>> = BTreeMap::new();
-        for (i, a) in aoe.iter().enumerate() {
-            by_addr.entry((a.shelf, a.slot)).or_default().push(i);
-        }
-        for ((shelf, slot), idx) in &by_addr {
-            if idx.len() < 2 {
-                continue;
-            }
-            for &i in idx {
-                aoe[i].duplicate = true;
-            }
-            let macs: Vec<String> = idx.iter().map(|&i| aoe[i].mac.to_string()).collect();
-            let serials: BTreeSet<Option<(String, u64)>> = idx
-                .iter()
-                .map(|&i| {
-                    aoe[i]
-                        .identify
-                        .as_ref()
-                        .ok()
-                        .map(|id| (id.serial.clone(), id.sectors))
-                })
-                .collect();
-            let same = serials.len() == 1 && serials.iter().all(|s| s.is_some());
-            warnings.push(if same {
-                format!(
-                    "DUPLICATE e{shelf}.{slot}: answered by {} MACs ({}) with the same serial and \
-                     size: fine if this is one target on several ports (multipath) serving one \
-                     image; otherwise give each export its own shelf.slot",
-                    idx.len(),
-                    macs.join(", ")
-                )
-            } else {
-                format!(
-                    "DUPLICATE e{shelf}.{slot}: answered by {} MACs ({}); an initiator would mix \
-                     their I/O as if they were one disk: give each export its own shelf.slot",
-                    idx.len(),
-                    macs.join(", ")
-                )
-            });
-        }
-
+        let mut aoe: Vec<AoeFound> = self.aoe.values().cloned().collect();
+        flag_aoe_duplicates(&mut aoe, &mut warnings);
         let mut fcoe: Vec<VnFound> = self.join.neighbours().map(vn_found).collect();
-        let mut by_id: BTreeMap<FcId, BTreeSet<Wwn>> = BTreeMap::new();
-        let mut by_wwpn: BTreeMap<Wwn, BTreeSet<MacAddr>> = BTreeMap::new();
-        for v in &fcoe {
-            by_id.entry(v.port_id).or_default().insert(v.wwpn);
-            by_wwpn.entry(v.wwpn).or_default().insert(v.enode_mac);
-        }
-        for v in &mut fcoe {
-            v.duplicate_port_id = by_id[&v.port_id].len() > 1;
-            v.duplicate_wwpn = by_wwpn[&v.wwpn].len() > 1;
-        }
-        for (id, wwpns) in &by_id {
-            if wwpns.len() > 1 {
-                let list: Vec<String> = wwpns.iter().map(Wwn::to_string).collect();
-                warnings.push(format!(
-                    "DUPLICATE port ID 0x{:06x}: claimed by {} WWPNs ({}); VN2VN should have made \
-                     one of them pick another ID: they may not hear each other",
-                    id.get(),
-                    list.len(),
-                    list.join(", ")
-                ));
-            }
-        }
-        for (w, macs) in &by_wwpn {
-            if macs.len() > 1 {
-                let list: Vec<String> = macs.iter().map(MacAddr::to_string).collect();
-                warnings.push(format!(
-                    "DUPLICATE WWPN {w}: used by {} ENodes ({}); give each port its own --wwpn",
-                    list.len(),
-                    list.join(", ")
-                ));
-            }
-        }
+        flag_fcoe_duplicates(&mut fcoe, &mut warnings);
         aoe.sort_by_key(|a| (a.shelf, a.slot, a.mac));
         fcoe.sort_by_key(|v| (v.port_id, v.wwpn, v.enode_mac));
         Report {
             aoe,
             fcoe,
             warnings,
+        }
+    }
+}
+
+/// Marks every shelf.slot answered from more than one MAC, with a warning each.
+fn flag_aoe_duplicates(aoe: &mut [AoeFound], warnings: &mut Vec<String>) {
+    let mut by_addr: BTreeMap<(u16, u8), Vec<usize>> = BTreeMap::new();
+    for (i, a) in aoe.iter().enumerate() {
+        by_addr.entry((a.shelf, a.slot)).or_default().push(i);
+    }
+    for ((shelf, slot), idx) in &by_addr {
+        if idx.len() < 2 {
+            continue;
+        }
+        for &i in idx {
+            aoe[i].duplicate = true;
+        }
+        let macs: Vec<String> = idx.iter().map(|&i| aoe[i].mac.to_string()).collect();
+        let serials: BTreeSet<Option<(String, u64)>> = idx
+            .iter()
+            .map(|&i| {
+                aoe[i]
+                    .identify
+                    .as_ref()
+                    .ok()
+                    .map(|id| (id.serial.clone(), id.sectors))
+            })
+            .collect();
+        let same = serials.len() == 1 && serials.iter().all(|s| s.is_some());
+        warnings.push(if same {
+            format!(
+                "DUPLICATE e{shelf}.{slot}: answered by {} MACs ({}) with the same serial and \
+                 size: fine if this is one target on several ports (multipath) serving one \
+                 image; otherwise give each export its own shelf.slot",
+                idx.len(),
+                macs.join(", ")
+            )
+        } else {
+            format!(
+                "DUPLICATE e{shelf}.{slot}: answered by {} MACs ({}); an initiator would mix \
+                 their I/O as if they were one disk: give each export its own shelf.slot",
+                idx.len(),
+                macs.join(", ")
+            )
+        });
+    }
+}
+
+/// Marks every port ID claimed by more than one WWPN and every WWPN claimed from more than
+/// one ENode MAC, with a warning each.
+fn flag_fcoe_duplicates(fcoe: &mut [VnFound], warnings: &mut Vec<String>) {
+    let mut by_id: BTreeMap<FcId, BTreeSet<Wwn>> = BTreeMap::new();
+    let mut by_wwpn: BTreeMap<Wwn, BTreeSet<MacAddr>> = BTreeMap::new();
+    for v in fcoe.iter() {
+        by_id.entry(v.port_id).or_default().insert(v.wwpn);
+        by_wwpn.entry(v.wwpn).or_default().insert(v.enode_mac);
+    }
+    for v in fcoe.iter_mut() {
+        v.duplicate_port_id = by_id[&v.port_id].len() > 1;
+        v.duplicate_wwpn = by_wwpn[&v.wwpn].len() > 1;
+    }
+    for (id, wwpns) in &by_id {
+        if wwpns.len() > 1 {
+            let list: Vec<String> = wwpns.iter().map(Wwn::to_string).collect();
+            warnings.push(format!(
+                "DUPLICATE port ID 0x{:06x}: claimed by {} WWPNs ({}); VN2VN should have made \
+                 one of them pick another ID: they may not hear each other",
+                id.get(),
+                list.len(),
+                list.join(", ")
+            ));
+        }
+    }
+    for (w, macs) in &by_wwpn {
+        if macs.len() > 1 {
+            let list: Vec<String> = macs.iter().map(MacAddr::to_string).collect();
+            warnings.push(format!(
+                "DUPLICATE WWPN {w}: used by {} ENodes ({}); give each port its own --wwpn",
+                list.len(),
+                list.join(", ")
+            ));
         }
     }
 }
@@ -453,281 +379,11 @@ fn identify_result(reply: Result<AtaReply<'_>, AtaRefused>) -> Result<Identity, 
         .ok_or_else(|| "IDENTIFY response shorter than 512 bytes".into())
 }
 
-/// `64 MiB`, `1.5 GiB`, `512 B`.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut unit = 0;
-    while unit + 1 < UNITS.len() && bytes >= 1u64 << (10 * (unit + 1)) {
-        unit += 1;
-    }
-    let div = 1u64 << (10 * unit);
-    if bytes.is_multiple_of(div) {
-        format!("{} {}", bytes / div, UNITS[unit])
-    } else {
-        format!("{:.1} {}", bytes as f64 / div as f64, UNITS[unit])
-    }
-}
-
-fn quoted(bytes: &[u8]) -> String {
-    format!("\"{}\"", bytes.escape_ascii())
-}
-
-/// The human-readable listing.
-pub fn render_text(report: &Report, iface: &str) -> String {
-    let mut s = String::new();
-    if report.aoe.is_empty() {
-        let _ = writeln!(s, "no AoE targets answered on {iface}");
-    }
-    for a in &report.aoe {
-        let size = match &a.identify {
-            Ok(id) => format!("{} ({} sectors)", human_size(id.sectors * 512), id.sectors),
-            Err(e) => format!("size unknown ({e})"),
-        };
-        let _ = write!(
-            s,
-            "AoE   e{}.{}  {}  {}  sectors/frame {}  buffers {}  fw 0x{:04x}  config {}",
-            a.shelf,
-            a.slot,
-            a.mac,
-            size,
-            a.sectors_per_frame,
-            a.buffer_count,
-            a.firmware_version,
-            quoted(&a.config),
-        );
-        if let Ok(id) = &a.identify {
-            let _ = write!(
-                s,
-                "  model {}  serial {}",
-                quoted(id.model.as_bytes()),
-                quoted(id.serial.as_bytes())
-            );
-        }
-        if a.duplicate {
-            s.push_str("  DUPLICATE");
-        }
-        s.push('\n');
-    }
-    if report.fcoe.is_empty() {
-        let _ = writeln!(s, "no FCoE VN2VN ports answered on {iface}");
-    }
-    for v in &report.fcoe {
-        let heard: Vec<&str> = v.heard.iter().copied().collect();
-        let _ = write!(
-            s,
-            "FCoE  WWPN {}  WWNN {}  port ID 0x{:06x}  MAC {}  ENode {}  {}  (heard: {})",
-            v.wwpn,
-            v.wwnn,
-            v.port_id.get(),
-            v.vn_mac,
-            v.enode_mac,
-            v.role(),
-            heard.join(", ")
-        );
-        if v.duplicate_port_id {
-            s.push_str("  DUPLICATE port ID");
-        }
-        if v.duplicate_wwpn {
-            s.push_str("  DUPLICATE WWPN");
-        }
-        s.push('\n');
-    }
-    for w in &report.warnings {
-        let _ = writeln!(s, "warning: {w}");
-    }
-    s
-}
-
-fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// The listing as one JSON object.
-pub fn render_json(report: &Report, iface: &str) -> String {
-    let mut s = String::new();
-    let _ = write!(s, "{{\"interface\":{},\"aoe\":[", json_str(iface));
-    for (i, a) in report.aoe.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        let _ = write!(
-            s,
-            "{{\"target\":\"e{}.{}\",\"shelf\":{},\"slot\":{},\"mac\":\"{}\",",
-            a.shelf, a.slot, a.shelf, a.slot, a.mac
-        );
-        match &a.identify {
-            Ok(id) => {
-                let _ = write!(
-                    s,
-                    "\"sectors\":{},\"bytes\":{},\"lba48\":{},\"model\":{},\"serial\":{},\
-                     \"ata_firmware\":{},\"identify_error\":null,",
-                    id.sectors,
-                    id.sectors * 512,
-                    id.lba48,
-                    json_str(&id.model),
-                    json_str(&id.serial),
-                    json_str(&id.firmware)
-                );
-            }
-            Err(e) => {
-                let _ = write!(
-                    s,
-                    "\"sectors\":null,\"bytes\":null,\"lba48\":null,\"model\":null,\
-                     \"serial\":null,\"ata_firmware\":null,\"identify_error\":{},",
-                    json_str(e)
-                );
-            }
-        }
-        let _ = write!(
-            s,
-            "\"sectors_per_frame\":{},\"buffer_count\":{},\"firmware_version\":\"0x{:04x}\",\
-             \"config\":{},\"duplicate\":{}}}",
-            a.sectors_per_frame,
-            a.buffer_count,
-            a.firmware_version,
-            json_str(&String::from_utf8_lossy(&a.config)),
-            a.duplicate
-        );
-    }
-    s.push_str("],\"fcoe\":[");
-    for (i, v) in report.fcoe.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        let heard: Vec<String> = v.heard.iter().map(|h| json_str(h)).collect();
-        let _ = write!(
-            s,
-            "{{\"wwpn\":\"{}\",\"wwnn\":\"{}\",\"port_id\":\"0x{:06x}\",\"mac\":\"{}\",\
-             \"enode_mac\":\"{}\",\"role\":{},\"max_fcoe_size\":{},\"heard\":[{}],\
-             \"duplicate_port_id\":{},\"duplicate_wwpn\":{}}}",
-            v.wwpn,
-            v.wwnn,
-            v.port_id.get(),
-            v.vn_mac,
-            v.enode_mac,
-            json_str(v.role()),
-            v.max_fcoe_size
-                .map_or_else(|| "null".to_string(), |n| n.to_string()),
-            heard.join(","),
-            v.duplicate_port_id,
-            v.duplicate_wwpn
-        );
-    }
-    s.push_str("],\"warnings\":[");
-    let warnings: Vec<String> = report.warnings.iter().map(|w| json_str(w)).collect();
-    s.push_str(&warnings.join(","));
-    let _ = writeln!(s, "],\"duplicates\":{}}}", report.has_duplicates());
-    s
-}
-
-fn send(tx: &mut impl FrameTx, out: &mut Vec<Vec<u8>>) -> anyhow::Result<()> {
-    if out.is_empty() {
-        return Ok(());
-    }
-    let refs: Vec<&[u8]> = out.iter().map(Vec::as_slice).collect();
-    let sent = tx.send_frames(&refs).context("sending probe frames")?;
-    if sent < refs.len() {
-        tracing::warn!(
-            "{} of {} probe frames were not sent",
-            refs.len() - sent,
-            refs.len()
-        );
-    }
-    out.clear();
-    Ok(())
-}
-
-pub fn run(args: ProbeArgs) -> Result<ExitCode, Error> {
-    let iface = Interface::by_name(&args.interface).map_err(|e| Error::Usage(e.to_string()))?;
-    if !iface.is_up() {
-        return Err(Error::Failed(anyhow::anyhow!(
-            "interface {} is down; bring it up first: ip link set {} up",
-            iface.name,
-            iface.name
-        )));
-    }
-    let timeout = Duration::from_secs_f64(args.timeout);
-    let (mut rx, mut tx) = packet::open(iface.index, &[EtherType::AOE, EtherType::FIP])
-        .with_context(|| {
-            format!(
-                "opening a packet socket on {} (needs root or CAP_NET_RAW)",
-                iface.name
-            )
-        })?;
-    // VN2VN frames go to All-VN2VN-MACs and to the probe's own ENode MAC, which the NIC would
-    // drop; the kernel undoes this when the socket closes.
-    if let Err(e) = rx.set_promiscuous(iface.index) {
-        tracing::warn!(
-            "cannot make {} promiscuous: {e}; FCoE ports may not be heard",
-            iface.name
-        );
-    }
-    let seed = {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        h.finish() as u16
-    };
-    let cfg = ProbeConfig {
-        mac: iface.mac,
-        tag_seed: seed,
-        fcoe_claim: !args.fcoe_passive,
-        mtu: iface.mtu().unwrap_or(1500),
-    };
-    let start = Instant::now();
-    let deadline = start + timeout;
-    let mut d = Discovery::new(cfg, start);
-    let mut out = Vec::new();
-    d.start(start, &mut out);
-    send(&mut tx, &mut out)?;
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            break;
-        }
-        d.tick(now, &mut out);
-        send(&mut tx, &mut out)?;
-        let wait = d
-            .next_wakeup()
-            .min(deadline)
-            .saturating_duration_since(now)
-            .max(Duration::from_millis(1));
-        rx.recv_batch(wait, 64, &mut |frame| {
-            d.on_frame(frame, Instant::now(), &mut out)
-        })
-        .with_context(|| format!("receiving on {}", iface.name))?;
-        send(&mut tx, &mut out)?;
-    }
-    let report = d.report();
-    if args.json {
-        print!("{}", render_json(&report, &iface.name));
-    } else {
-        print!("{}", render_text(&report, &iface.name));
-    }
-    Ok(if report.has_duplicates() {
-        ExitCode::from(EXIT_DUPLICATES)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::json::render_json;
+    use crate::probe::text::render_text;
     use std::sync::Arc;
 
     use l2san_aoe::{AoeExport, AoeTarget};
@@ -893,7 +549,7 @@ mod tests {
         let text = render_text(&r, "eth0");
         assert!(text.contains("AoE   e1.1  52:54:00:aa:bb:01  1 MiB (2048 sectors)  sectors/frame 2  buffers 64  fw 0x4c32"), "{text}");
         assert!(text.contains("DUPLICATE"), "{text}");
-        let json = render_json(&r, "eth0");
+        let json = render_json(&r, "eth0").unwrap();
         assert!(json.contains("\"duplicates\":true"), "{json}");
         assert!(json.contains("\"target\":\"e1.2\""), "{json}");
 
@@ -934,14 +590,6 @@ mod tests {
         assert!(r.fcoe[2].duplicate_port_id && r.fcoe[3].duplicate_port_id);
         assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings);
         assert_eq!(r.fcoe[0].role(), "?");
-    }
-
-    #[test]
-    fn sizes() {
-        // The IDENTIFY block is read by l2san_aoe::ata::identify::parse, tested there.
-        assert_eq!(human_size(64 << 20), "64 MiB");
-        assert_eq!(human_size(512), "512 B");
-        assert_eq!(human_size(3 << 29), "1.5 GiB");
     }
 
     #[test]
