@@ -321,7 +321,7 @@ pub mod aoe {
     use anyhow::{bail, ensure, Context, Result};
     use std::time::Duration;
 
-    use super::{hex, listen_for_silence, recv_first, Mac};
+    use super::{fmt_mac, hex, listen_for_silence, recv_first, Mac};
     use crate::rawsock::RawSocket;
 
     pub const ETHERTYPE_AOE: u16 = 0x88a2;
@@ -472,30 +472,34 @@ pub mod aoe {
             let len = usize::from(u16::from_be_bytes([self.f[30], self.f[31]]));
             &self.f[32..(32 + len).min(self.f.len())]
         }
-        /// The MACs of a Mac Mask List reply (Dir Count directives of 8 bytes after 4).
+        /// The MACs of a Mac Mask List reply (Dir Count directives of 8 bytes after 4, each
+        /// ending in its MAC).
         pub fn mask_macs(&self) -> Result<Vec<Mac>> {
-            let a = self.arg();
-            let n = usize::from(a[3]);
-            ensure!(
-                a.len() >= 4 + 8 * n,
-                "mask reply with Dir Count {n} is too short: {}",
-                hex(&self.f)
-            );
-            Ok((0..n)
-                .map(|i| a[4 + 8 * i + 2..4 + 8 * i + 8].try_into().unwrap())
-                .collect())
+            self.macs(
+                usize::from(self.arg()[3]),
+                4,
+                8,
+                "mask reply with Dir Count",
+            )
         }
         /// The MACs of a Reserve/Release reply (NMacs after RCmd).
         pub fn reserve_macs(&self) -> Result<Vec<Mac>> {
+            self.macs(usize::from(self.arg()[1]), 2, 6, "reserve reply with NMacs")
+        }
+        /// `n` entries of `len` bytes from `at` in the argument, each ending in a MAC.
+        fn macs(&self, n: usize, at: usize, len: usize, what: &str) -> Result<Vec<Mac>> {
             let a = self.arg();
-            let n = usize::from(a[1]);
             ensure!(
-                a.len() >= 2 + 6 * n,
-                "reserve reply with NMacs {n} is too short: {}",
+                a.len() >= at + len * n,
+                "{what} {n} is too short: {}",
                 hex(&self.f)
             );
             Ok((0..n)
-                .map(|i| a[2 + 6 * i..2 + 6 * i + 6].try_into().unwrap())
+                .map(|i| {
+                    a[at + len * (i + 1) - 6..at + len * (i + 1)]
+                        .try_into()
+                        .unwrap()
+                })
                 .collect())
         }
 
@@ -512,6 +516,42 @@ pub mod aoe {
             }
             Ok(())
         }
+    }
+
+    /// What the header of every reply to `req` must hold: at least 60 bytes, unicast to
+    /// `requester` from `target`, Ver 1, the export's own `major`.`minor` (whatever
+    /// address the request used), the request's command.
+    pub fn check_header(
+        req: &Req,
+        r: &Reply,
+        (requester, target): (Mac, Mac),
+        (major, minor): (u16, u8),
+        what: &str,
+    ) -> Result<()> {
+        let f = &r.f;
+        let ctx = || format!("{what}: reply {}", hex(f));
+        ensure!(f.len() >= 60, "{}: shorter than 60 bytes", ctx());
+        ensure!(
+            r.dst() == requester,
+            "{}: sent to {}, not to the requester {}",
+            ctx(),
+            fmt_mac(&r.dst()),
+            fmt_mac(&requester)
+        );
+        ensure!(
+            r.src() == target,
+            "{}: source {} is not the target's interface MAC",
+            ctx(),
+            fmt_mac(&r.src())
+        );
+        ensure!(f[14] >> 4 == 1, "{}: version nibble is not 1", ctx());
+        ensure!(
+            u16::from_be_bytes([f[16], f[17]]) == major && f[18] == minor,
+            "{}: Major/Minor are not e{major}.{minor}",
+            ctx()
+        );
+        ensure!(f[19] == req.command, "{}: command not echoed", ctx());
+        Ok(())
     }
 
     pub fn send(sock: &RawSocket, req: &Req) -> Result<()> {
