@@ -357,7 +357,6 @@ pub mod aoe {
     impl Req {
         /// A well-formed unicast request (Ver 1, no flags) from `src` to e`major`.`minor` at
         /// `dst`, padded to 60 bytes.
-        #[allow(clippy::too_many_arguments)]
         pub fn new(
             dst: Mac,
             src: Mac,
