@@ -19,17 +19,21 @@
 
 #![forbid(unsafe_code)]
 
-use std::fmt::Write as _;
 use std::fs;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
-use l2san_rig::fixture::{VethOpts, VethPair};
+use anyhow::{ensure, Context, Result};
+use l2san_rig::fixture::aoe::{
+    self, ata_arg, Reply, Req, ATA_HDR, BROADCAST_MAC, ETHERTYPE_AOE, FLAG_E, FLAG_R, HDR,
+};
+use l2san_rig::fixture::{
+    self, data, hex, patterned_image, recv_first, retry_for, stop_clean, VethOpts, VethPair,
+    REPLY_TIMEOUT,
+};
 use l2san_rig::rawsock::RawSocket;
 use l2san_rig::rig::{self, AoeExport, Netns, Run, Target, TargetKind};
 
-const ETHERTYPE_AOE: u16 = 0x88a2;
 /// The export under test: a non-zero shelf and slot, so that broadcast addressing and the
 /// reply's own Major/Minor are told apart.
 const SHELF: u16 = 7;
@@ -37,15 +41,6 @@ const SLOT: u8 = 3;
 /// 4 MiB image.
 const SECTORS: u64 = 8192;
 const SECTOR: usize = 512;
-const BROADCAST_MAC: [u8; 6] = [0xff; 6];
-
-/// AoE header flags.
-const FLAG_R: u8 = 0x08;
-const FLAG_E: u8 = 0x04;
-/// AoE header plus Ethernet header.
-const HDR: usize = 24;
-/// ... plus the ATA argument.
-const ATA_HDR: usize = 36;
 
 /// Commands.
 const CMD_ATA: u8 = 0;
@@ -71,101 +66,6 @@ const ERR: u8 = 0x01;
 const ABRT: u8 = 0x04;
 const IDNF: u8 = 0x10;
 
-/// How long a reply may take.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
-/// After the ping's reply, how long to keep listening for replies to the silent frames.
-const SILENCE_GRACE: Duration = Duration::from_millis(150);
-
-/// Byte `i` of sector `s` of the pristine image: never zero, different in every sector.
-fn pattern(s: u64, i: usize) -> u8 {
-    ((s as usize * 7 + i) % 251 + 1) as u8
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::new();
-    for (i, b) in bytes.iter().take(64).enumerate() {
-        if i > 0 && i % 4 == 0 {
-            s.push(' ');
-        }
-        let _ = write!(s, "{b:02x}");
-    }
-    if bytes.len() > 64 {
-        let _ = write!(s, " ... ({} bytes)", bytes.len());
-    }
-    s
-}
-
-fn mac_str(m: &[u8]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// One request frame, field by field; tests bend any field.
-#[derive(Debug, Clone)]
-struct Req {
-    dst: [u8; 6],
-    src: [u8; 6],
-    /// Version nibble (1) and flags nibble (0) of byte 14.
-    ver: u8,
-    flags: u8,
-    major: u16,
-    minor: u8,
-    command: u8,
-    tag: u32,
-    /// Argument and data.
-    arg: Vec<u8>,
-    /// Bytes after the argument (padding, junk).
-    trailer: Vec<u8>,
-    /// Zero-pad the frame to at least this length (60 as a NIC would; 0 for none).
-    pad_to: usize,
-}
-
-impl Req {
-    fn frame(&self) -> Vec<u8> {
-        let mut f = Vec::with_capacity(HDR + self.arg.len() + self.trailer.len() + 60);
-        f.extend_from_slice(&self.dst);
-        f.extend_from_slice(&self.src);
-        f.extend_from_slice(&ETHERTYPE_AOE.to_be_bytes());
-        f.push((self.ver << 4) | (self.flags & 0x0f));
-        f.push(0);
-        f.extend_from_slice(&self.major.to_be_bytes());
-        f.push(self.minor);
-        f.push(self.command);
-        f.extend_from_slice(&self.tag.to_be_bytes());
-        f.extend_from_slice(&self.arg);
-        f.extend_from_slice(&self.trailer);
-        if f.len() < self.pad_to {
-            f.resize(self.pad_to, 0);
-        }
-        f
-    }
-
-    /// The request addressed by broadcast: Major 0xffff, Minor 0xff, to the broadcast MAC.
-    fn broadcast(mut self, major: u16, minor: u8) -> Req {
-        self.dst = BROADCAST_MAC;
-        self.major = major;
-        self.minor = minor;
-        self
-    }
-
-    fn unpadded(mut self) -> Req {
-        self.pad_to = 0;
-        self
-    }
-}
-
-/// The ATA argument (12 bytes) followed by `data`. The LBA goes out as its 6 low bytes,
-/// little-endian, exactly as given (28-bit callers put device bits in bits 24..32 themselves).
-fn ata_arg(aflags: u8, count: u8, cmd: u8, lba: u64, data: &[u8]) -> Vec<u8> {
-    let mut a = vec![aflags, 0, count, cmd];
-    a.extend_from_slice(&lba.to_le_bytes()[..6]);
-    a.extend_from_slice(&[0, 0]);
-    a.extend_from_slice(data);
-    a
-}
-
 /// AFlags an initiator would set for `cmd`: E for the 48-bit opcodes, W for writes.
 fn aflags_for(cmd: u8) -> u8 {
     match cmd {
@@ -173,62 +73,6 @@ fn aflags_for(cmd: u8) -> u8 {
         ATA_WRITE_EXT => 0x41,
         ATA_WRITE => 0x01,
         _ => 0,
-    }
-}
-
-/// A received frame, read as an AoE reply.
-#[derive(Debug, Clone)]
-struct Reply {
-    f: Vec<u8>,
-}
-
-impl Reply {
-    fn flags(&self) -> u8 {
-        self.f[14] & 0x0f
-    }
-    fn error(&self) -> u8 {
-        self.f[15]
-    }
-    fn tag(&self) -> u32 {
-        u32::from_be_bytes([self.f[20], self.f[21], self.f[22], self.f[23]])
-    }
-    fn arg(&self) -> &[u8] {
-        &self.f[HDR..]
-    }
-    // ATA reply registers.
-    fn ata_err(&self) -> u8 {
-        self.f[25]
-    }
-    fn ata_count(&self) -> u8 {
-        self.f[26]
-    }
-    fn ata_status(&self) -> u8 {
-        self.f[27]
-    }
-    fn ata_data(&self, len: usize) -> &[u8] {
-        &self.f[ATA_HDR..ATA_HDR + len]
-    }
-    // Config reply.
-    fn cfg_sector_count(&self) -> u8 {
-        self.f[28]
-    }
-    fn cfg_string(&self) -> &[u8] {
-        let len = usize::from(u16::from_be_bytes([self.f[30], self.f[31]]));
-        &self.f[32..(32 + len).min(self.f.len())]
-    }
-
-    /// Bytes from `from` on are zero (no stale bytes past the meaningful part).
-    fn zero_from(&self, from: usize, what: &str) -> Result<()> {
-        if let Some(i) = self.f.iter().skip(from).position(|&b| b != 0) {
-            bail!(
-                "{what}: reply byte {} is {:#04x}, expected zero past byte {from} (stale or \
-                 unused bytes must be zero): {}",
-                from + i,
-                self.f[from + i],
-                hex(&self.f)
-            );
-        }
-        Ok(())
     }
 }
 
@@ -267,13 +111,7 @@ struct Fx {
 impl Fx {
     fn start(run: &Run, opts: Opts) -> Result<Fx> {
         let image = run.path("disk.img");
-        let mut expected = vec![0u8; SECTORS as usize * SECTOR];
-        for (s, sector) in expected.chunks_mut(SECTOR).enumerate() {
-            for (i, b) in sector.iter_mut().enumerate() {
-                *b = pattern(s as u64, i);
-            }
-        }
-        fs::write(&image, &expected)?;
+        let expected = patterned_image(&image, SECTORS, SECTOR)?;
 
         let ns = Netns::new()?;
         let veth = VethPair::create(
@@ -318,19 +156,8 @@ impl Fx {
 
     /// A well-formed unicast request to e7.3, padded to 60 bytes.
     fn req(&mut self, command: u8, arg: Vec<u8>) -> Req {
-        Req {
-            dst: self.them,
-            src: self.us,
-            ver: 1,
-            flags: 0,
-            major: SHELF,
-            minor: SLOT,
-            command,
-            tag: self.tag(),
-            arg,
-            trailer: Vec::new(),
-            pad_to: 60,
-        }
+        let tag = self.tag();
+        Req::new(self.them, self.us, SHELF, SLOT, command, tag, arg)
     }
 
     /// An ATA request with the AFlags an initiator would set for `cmd`.
@@ -345,13 +172,6 @@ impl Fx {
         self.req(CMD_CONFIG, a)
     }
 
-    fn send(&self, req: &Req) -> Result<()> {
-        let f = req.frame();
-        self.sock
-            .send(&f)
-            .with_context(|| format!("cannot send {}", hex(&f)))
-    }
-
     /// Sends `req` and returns the reply with its tag, after checking the header every reply
     /// must have (§2.4: Ver 1, R, the tag, our own Major/Minor, unicast to the requester
     /// from the target, MBZ flag bits clear, Error 0 unless E, at least 60 bytes).
@@ -360,53 +180,15 @@ impl Fx {
     }
 
     fn exchange_within(&mut self, req: &Req, what: &str, timeout: Duration) -> Result<Reply> {
-        self.send(req)?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Some(f) = self.sock.recv(left)? else {
-                bail!(
-                    "{what}: no reply within {timeout:?} to {}",
-                    hex(&req.frame())
-                );
-            };
-            if f.len() < HDR {
-                continue;
-            }
-            let r = Reply { f };
-            if r.tag() != req.tag || r.f[14] & FLAG_R == 0 {
-                continue;
-            }
-            self.check_header(req, &r, what)?;
-            return Ok(r);
-        }
+        let r = aoe::exchange(&self.sock, req, timeout, what)?;
+        self.check_header(req, &r, what)?;
+        Ok(r)
     }
 
     fn check_header(&self, req: &Req, r: &Reply, what: &str) -> Result<()> {
-        let f = &r.f;
-        let ctx = || format!("{what}: reply {}", hex(f));
-        ensure!(f.len() >= 60, "{}: shorter than 60 bytes", ctx());
-        ensure!(
-            f[0..6] == self.us,
-            "{}: sent to {}, not to the requester {}",
-            ctx(),
-            mac_str(&f[0..6]),
-            mac_str(&self.us)
-        );
-        ensure!(
-            f[6..12] == self.them,
-            "{}: source {} is not the target's interface MAC",
-            ctx(),
-            mac_str(&f[6..12])
-        );
-        ensure!(f[14] >> 4 == 1, "{}: version nibble is not 1", ctx());
+        aoe::check_header(req, r, (self.us, self.them), (SHELF, SLOT), what)?;
+        let ctx = || format!("{what}: reply {}", hex(&r.f));
         ensure!(r.flags() & 0x03 == 0, "{}: MBZ flag bits set", ctx());
-        ensure!(
-            u16::from_be_bytes([f[16], f[17]]) == SHELF && f[18] == SLOT,
-            "{}: Major/Minor are not e{SHELF}.{SLOT}",
-            ctx()
-        );
-        ensure!(f[19] == req.command, "{}: command not echoed", ctx());
         if r.flags() & FLAG_E == 0 {
             ensure!(r.error() == 0, "{}: Error field set without E", ctx());
         }
@@ -491,45 +273,8 @@ impl Fx {
     /// Sends every frame in `reqs`, which must all go unanswered, then a ping; fails if any
     /// frame carrying one of their tags comes back.
     fn silent(&mut self, reqs: &[Req], what: &str) -> Result<()> {
-        for r in reqs {
-            self.send(r)?;
-        }
         let ping = self.ata(ATA_CHECK_POWER, 0, 0, &[]);
-        self.send(&ping)?;
-        let start = Instant::now();
-        let mut pinged: Option<Instant> = None;
-        loop {
-            let now = Instant::now();
-            let until = match pinged {
-                Some(t) => t + SILENCE_GRACE,
-                None => start + REPLY_TIMEOUT,
-            };
-            if now >= until {
-                break;
-            }
-            let Some(f) = self.sock.recv(until - now)? else {
-                break;
-            };
-            if f.len() < HDR {
-                continue;
-            }
-            let r = Reply { f };
-            if let Some(bad) = reqs.iter().find(|q| q.tag == r.tag()) {
-                bail!(
-                    "{what}: expected no reply to {}\n  but got {}",
-                    hex(&bad.frame()),
-                    hex(&r.f)
-                );
-            }
-            if r.tag() == ping.tag && pinged.is_none() {
-                pinged = Some(Instant::now());
-            }
-        }
-        ensure!(
-            pinged.is_some(),
-            "{what}: no reply to the CHECK POWER MODE sent after the silent frames (target dead?)"
-        );
-        Ok(())
+        aoe::silent(&self.sock, reqs, &ping, what)
     }
 
     /// Records that `data` was written at `lba`.
@@ -540,22 +285,7 @@ impl Fx {
 
     /// The image file is byte for byte what it must be.
     fn check_image(&self, what: &str) -> Result<()> {
-        let now = fs::read(&self.image)?;
-        ensure!(
-            now.len() == self.expected.len(),
-            "{what}: the image is {} bytes, was {}",
-            now.len(),
-            self.expected.len()
-        );
-        if let Some(i) = now.iter().zip(&self.expected).position(|(a, b)| a != b) {
-            bail!(
-                "{what}: the image changed at byte {i} (sector {}): {:#04x}, expected {:#04x}",
-                i / SECTOR,
-                now[i],
-                self.expected[i]
-            );
-        }
-        Ok(())
+        fixture::check_image(&self.image, &self.expected, SECTOR, what)
     }
 
     /// Sector `lba` as the image must hold it.
@@ -590,11 +320,7 @@ impl Fx {
     fn finish(mut self) -> Result<()> {
         self.ping("CHECK POWER MODE at the end")?;
         self.check_image("at the end")?;
-        let mut target = self.target.take().context("no target")?;
-        target.check_running()?;
-        let log = target.log_text();
-        ensure!(!log.contains("panicked"), "the target panicked:\n{log}");
-        target.stop()?;
+        stop_clean(self.target.take().context("no target")?)?;
         self.check_image("after SIGTERM")
     }
 }
@@ -606,12 +332,6 @@ fn case(name: &str, opts: Opts, body: impl FnOnce(&mut Fx) -> Result<()>) {
         body(&mut fx)?;
         fx.finish()
     });
-}
-
-fn data(seed: u8, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed) | 0x80)
-        .collect()
 }
 
 // ---- ATA argument and payload checks (§1.9) -------------------------------------------------
@@ -1376,16 +1096,10 @@ fn replies_carry_no_stale_bytes() {
     case("no_stale_bytes", opts, |fx| {
         // The startup advert (tag 0) went to broadcast when the target started.
         if fx.kind == TargetKind::L2san {
-            let deadline = Instant::now() + REPLY_TIMEOUT;
-            let advert = loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let Some(f) = fx.sock.recv(left)? else {
-                    bail!("no startup advert within {REPLY_TIMEOUT:?}");
-                };
-                if f.len() >= 32 && f[19] == CMD_CONFIG && f[20..24] == [0; 4] {
-                    break Reply { f };
-                }
-            };
+            let advert = recv_first(&fx.sock, REPLY_TIMEOUT, |f| {
+                (f.len() >= 32 && f[19] == CMD_CONFIG && f[20..24] == [0; 4]).then_some(Reply { f })
+            })?
+            .with_context(|| format!("no startup advert within {REPLY_TIMEOUT:?}"))?;
             ensure!(
                 advert.f[0..6] == BROADCAST_MAC,
                 "advert not to broadcast: {}",
@@ -1503,18 +1217,12 @@ fn link_flap_and_mtu_change_survived() {
         std::thread::sleep(Duration::from_millis(1200));
         fx.ns.run("ip", ["link", "set", "dev", "a", "up"])?;
         // Frames sent before the target has its socket back are lost: ping until it answers.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        retry_for(Duration::from_secs(10), || {
             let req = fx.ata(ATA_CHECK_POWER, 0, 0, &[]);
             let what = "CHECK POWER MODE after the flap";
-            match fx.exchange_within(&req, what, Duration::from_millis(200)) {
-                Ok(_) => break,
-                Err(e) if Instant::now() >= deadline => {
-                    return Err(e.context("not serving 10 s after the link came back"))
-                }
-                Err(_) => {}
-            }
-        }
+            fx.exchange_within(&req, what, Duration::from_millis(200))
+        })
+        .context("not serving 10 s after the link came back")?;
         fx.ping("CHECK POWER MODE after the flap")?;
         fx.sock.drain();
         for dev in ["a", "b"] {
@@ -1523,17 +1231,13 @@ fn link_flap_and_mtu_change_survived() {
         }
         fx.mtu = 9000;
         if fx.kind == TargetKind::L2san {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let Some(f) = fx.sock.recv(left)? else {
-                    bail!("no config advert within 5 s of the MTU change to 9000");
-                };
-                if f.len() >= 32 && f[19] == CMD_CONFIG && f[14] & FLAG_R != 0 && f[28] == 17 {
-                    Reply { f }.zero_from(32, "advert after the MTU change")?;
-                    break;
-                }
-            }
+            let advert = recv_first(&fx.sock, Duration::from_secs(5), |f| {
+                let is_advert =
+                    f.len() >= 32 && f[19] == CMD_CONFIG && f[14] & FLAG_R != 0 && f[28] == 17;
+                is_advert.then_some(Reply { f })
+            })?
+            .context("no config advert within 5 s of the MTU change to 9000")?;
+            advert.zero_from(32, "advert after the MTU change")?;
         }
         fx.read_check(
             ATA_READ_EXT,

@@ -17,13 +17,14 @@
 
 #![forbid(unsafe_code)]
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use l2san_rig::bootdisk;
 use l2san_rig::linux::Kernel;
 use l2san_rig::rig::{self, Netns, Run};
-use l2san_rig::workload::{self, L2sanProcess, WorkloadGuest, WorkloadOpts};
+use l2san_rig::workload::{self, L2sanProcess, Progress, WorkloadGuest, WorkloadOpts};
+use l2san_rig::{bootdisk, fixture};
 
 /// Image size: the workload region (1 MiB .. 9 MiB) and some untouched space after it.
 const IMAGE_MIB: usize = 16;
@@ -42,8 +43,6 @@ fn crash_restart(run: &Run, sync: bool) -> Result<()> {
     let original = bootdisk::build(IMAGE_MIB << 20);
     std::fs::write(&image, &original)?;
     let opts = WorkloadOpts::default();
-    let original_region =
-        original[opts.region_offset()..opts.region_offset() + opts.region_len()].to_vec();
 
     let ns = Netns::new()?;
     let tap = ns.tap("tap0", 1500)?;
@@ -59,56 +58,22 @@ fn crash_restart(run: &Run, sync: bool) -> Result<()> {
         p.writes_acked(opts.blocks) >= KILL_AFTER_WRITES
     })?;
 
-    // The ACKs printed before the kill; the guest goes on writing meanwhile, so read them first.
-    let before = guest.progress();
-    let first_pid = l2san.pid();
-    let t_kill = Instant::now();
-    l2san.kill9()?;
-    let snapshot = workload::read_region(&image, &opts)?;
-    l2san.restart(&ns)?;
-    let down = t_kill.elapsed();
-    ensure!(
-        down < Duration::from_secs(2),
-        "l2san took {down:?} to come back after the kill"
-    );
-    let acked = before.latest();
-    let check = workload::check_snapshot(&snapshot, &original_region, acked, &opts)?;
-    rig::report(format_args!(
-        "{}: killed l2san (pid {first_pid}) with {} writes acknowledged (latest gen/block {:?}); \
-         all {} acknowledged blocks of that generation hold their data, {} later blocks already \
-         (partly) new, the rest old; restarted (pid {}) {:.0} ms after the kill",
-        run.name(),
-        check.acked_writes,
-        acked,
-        check.acked_blocks_checked,
-        check.unacked_blocks_written,
-        l2san.pid(),
-        down.as_secs_f64() * 1e3
-    ));
+    fixture::kill_restart_resume(
+        run,
+        &ns,
+        &mut l2san,
+        &mut guest,
+        &image,
+        &original,
+        &opts,
+        FINISH_TIMEOUT,
+    )?;
 
-    // How long until the guest's writes get through again.
-    let resumed_from = before.writes_acked(opts.blocks);
-    let t_restart = Instant::now();
-    let p = guest.wait_for("a write after the restart", FINISH_TIMEOUT, |p| {
-        p.writes_acked(opts.blocks) > resumed_from + opts.ack_every as u64
-    })?;
-    let resume = t_restart.elapsed();
-    let writes_at_resume = p.writes_acked(opts.blocks);
-
-    let (p, elapsed) = guest.finish(FINISH_TIMEOUT)?;
-    workload::check_outcome(&p, &opts)?;
-    l2san.check_running()?;
-    let log = l2san.log_text();
-    l2san.stop()?;
-    let after = std::fs::read(&image)?;
-    workload::check_final(&after, &original, &opts, after.len())?;
+    let (p, elapsed, log) = finish(guest, l2san, &image, &original, &opts)?;
     rig::report(format_args!(
-        "{}: guest resumed within {:.1} s of the restart ({} writes acknowledged by then); {} \
-         (guest run {:.1} s); read-back {}; image holds the last generation in all {} blocks; \
-         l2san warnings: {}",
+        "{}: {} (guest run {:.1} s); read-back {}; image holds the last generation in all {} \
+         blocks; l2san warnings: {}",
         run.name(),
-        resume.as_secs_f64(),
-        writes_at_resume,
         p.written.as_deref().unwrap_or("?"),
         elapsed.as_secs_f64(),
         p.verify.as_deref().unwrap_or("?"),
@@ -119,6 +84,26 @@ fn crash_restart(run: &Run, sync: bool) -> Result<()> {
         rig::report(format_args!("{}:   guest: {line}", run.name()));
     }
     Ok(())
+}
+
+/// Lets the guest's workload end, checks it ended clean and verified, stops l2san (it must
+/// still run, and exit 0) and checks the image holds the last generation. Returns the guest's
+/// progress, its run time and l2san's log.
+fn finish(
+    guest: WorkloadGuest,
+    mut l2san: L2sanProcess,
+    image: &Path,
+    original: &[u8],
+    opts: &WorkloadOpts,
+) -> Result<(Progress, Duration, String)> {
+    let (p, elapsed) = guest.finish(FINISH_TIMEOUT)?;
+    workload::check_outcome(&p, opts)?;
+    l2san.check_running()?;
+    let log = l2san.log_text();
+    l2san.stop()?;
+    let after = std::fs::read(image)?;
+    workload::check_final(&after, original, opts, after.len())?;
+    Ok((p, elapsed, log))
 }
 
 #[test]
@@ -217,13 +202,7 @@ fn link_flap(run: &Run) -> Result<()> {
     ));
     step(&mut guest, "after the second flap", 8)?;
 
-    let (p, elapsed) = guest.finish(FINISH_TIMEOUT)?;
-    workload::check_outcome(&p, &opts)?;
-    l2san.check_running()?;
-    let log = l2san.log_text();
-    l2san.stop()?;
-    let after = std::fs::read(&image)?;
-    workload::check_final(&after, &original, &opts, after.len())?;
+    let (p, elapsed, log) = finish(guest, l2san, &image, &original, &opts)?;
     let warns = workload::warn_lines(&log);
     rig::report(format_args!(
         "{}: {} (guest run {:.1} s); read-back {}; l2san kept running; {} warning lines{}",

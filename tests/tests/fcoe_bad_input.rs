@@ -28,8 +28,6 @@
 
 #![forbid(unsafe_code)]
 
-use std::fmt::Write as _;
-use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -42,7 +40,10 @@ use l2san_fcoe::wire::fcoe::{crc32, emit_frame, Eof, FcoePacket, FcoeRepr, Sof};
 use l2san_fcoe::wire::fcp::{rsp_flags, FcpCmndPacket, FcpCmndRepr, TaskAttribute};
 use l2san_fcoe::wire::fip::{Fc4Features, FipPacket, FipRepr, Vn2VnSubcode, ALL_VN2VN_MACS};
 use l2san_fcoe::wire::{FcId, Wwn};
-use l2san_rig::fixture::{VethOpts, VethPair};
+use l2san_rig::fixture::{
+    self, data, hex, listen_for_silence, patterned_image, recv_first, stop_clean, VethOpts,
+    VethPair, REPLY_TIMEOUT,
+};
 use l2san_rig::rawsock::RawSocket;
 use l2san_rig::rig::{self, Netns, Run, Target};
 
@@ -68,34 +69,6 @@ const CHECK_CONDITION: u8 = 0x02;
 const TEST_UNIT_READY: u8 = 0x00;
 const WRITE_6: u8 = 0x0a;
 const WRITE_16: u8 = 0x8a;
-
-const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
-const SILENCE_GRACE: Duration = Duration::from_millis(150);
-
-/// Byte `i` of block `b` of the pristine image: never zero, different in every block.
-fn pattern(b: u64, i: usize) -> u8 {
-    ((b as usize * 7 + i) % 251 + 1) as u8
-}
-
-fn data(seed: u8, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed) | 0x80)
-        .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::new();
-    for (i, b) in bytes.iter().take(96).enumerate() {
-        if i > 0 && i % 4 == 0 {
-            s.push(' ');
-        }
-        let _ = write!(s, "{b:02x}");
-    }
-    if bytes.len() > 96 {
-        let _ = write!(s, " ... ({} bytes)", bytes.len());
-    }
-    s
-}
 
 /// An FC header of ours: a request opening its exchange (FIRST_SEQ | END_SEQ | SEQ_INIT).
 fn request(r_ctl: RCtl, fc_type: FcType, ox_id: u16) -> FcHeaderRepr {
@@ -292,13 +265,7 @@ struct Fx {
 impl Fx {
     fn start(run: &Run, read_only: bool) -> Result<Fx> {
         let image = run.path("disk.img");
-        let mut expected = vec![0u8; BLOCKS as usize * BLOCK];
-        for (b, block) in expected.chunks_mut(BLOCK).enumerate() {
-            for (i, x) in block.iter_mut().enumerate() {
-                *x = pattern(b as u64, i);
-            }
-        }
-        fs::write(&image, &expected)?;
+        let expected = patterned_image(&image, BLOCKS, BLOCK)?;
         let ns = Netns::new()?;
         let veth = VethPair::create(
             &ns,
@@ -550,32 +517,20 @@ impl Fx {
         }
         let (ping, ox) = self.rtv_frame();
         self.send(&ping)?;
-        let start = Instant::now();
-        let mut pinged: Option<Instant> = None;
-        loop {
-            let now = Instant::now();
-            let until = match pinged {
-                Some(t) => t + SILENCE_GRACE,
-                None => start + REPLY_TIMEOUT,
-            };
-            if now >= until {
-                break;
-            }
-            let Some(raw) = self.sock.recv(until - now)? else {
-                break;
-            };
+        let mut rtv_answered = false;
+        let pinged = listen_for_silence(&self.sock, |raw| {
             let fr = self.check_frame(raw, what)?;
-            if fr.hdr.ox_id == ox && pinged.is_none() {
-                pinged = Some(Instant::now());
-                continue;
+            if fr.hdr.ox_id == ox && !rtv_answered {
+                rtv_answered = true;
+                return Ok(true);
             }
             bail!(
                 "{what}: expected no reply to the frames sent, got {}",
                 hex(&fr.raw)
             );
-        }
+        })?;
         ensure!(
-            pinged.is_some(),
+            pinged,
             "{what}: no answer to the RTV sent after the silent frames (target dead?)"
         );
         Ok(())
@@ -584,12 +539,7 @@ impl Fx {
     /// FLOGI to 0E:FC:00:FF:FF:FE (iPXE's, from the capture).
     fn flogi(&mut self) -> Result<()> {
         let ox = self.ox();
-        let payload = capture_els(8);
-        ensure!(
-            payload.len() == LOGIN_LEN && payload[0] == 0x04,
-            "frame 8 of the capture is no FLOGI: {}",
-            hex(&payload)
-        );
+        let payload = capture_els(8, 0x04, LOGIN_LEN, "FLOGI")?;
         let mut hdr = request(RCtl::ElsRequest, FcType::Els, ox);
         hdr.d_id = FcId::FLOGI;
         hdr.s_id = FcId::new(0);
@@ -612,38 +562,17 @@ impl Fx {
             !acc.is_f_port() && acc.wwpn.to_string() == TARGET_WWPN,
             "FLOGI LS_ACC: {acc:?}"
         );
-        // Classes 1, 2, 4 and the vendor version are zeros (no stale bytes).
-        ensure!(
-            fr.data[36..68].iter().all(|&b| b == 0) && fr.data[84..116].iter().all(|&b| b == 0),
-            "FLOGI LS_ACC: unused class or vendor bytes not zero: {}",
-            hex(&fr.data)
-        );
-        Ok(())
+        unused_login_bytes_zero(&fr.data, "FLOGI LS_ACC")
     }
 
     fn plogi(&mut self) -> Result<()> {
-        let payload = capture_els(10);
-        ensure!(
-            payload.len() == LOGIN_LEN && payload[0] == 0x03,
-            "frame 10 of the capture is no PLOGI: {}",
-            hex(&payload)
-        );
+        let payload = capture_els(10, 0x03, LOGIN_LEN, "PLOGI")?;
         let fr = self.ls_acc(&payload, LOGIN_LEN, "PLOGI")?;
-        ensure!(
-            fr.data[36..68].iter().all(|&b| b == 0) && fr.data[84..116].iter().all(|&b| b == 0),
-            "PLOGI LS_ACC: unused class or vendor bytes not zero: {}",
-            hex(&fr.data)
-        );
-        Ok(())
+        unused_login_bytes_zero(&fr.data, "PLOGI LS_ACC")
     }
 
     fn prli(&mut self) -> Result<()> {
-        let payload = capture_els(12);
-        ensure!(
-            payload.len() == PRLI_LEN && payload[0] == 0x20,
-            "frame 12 of the capture is no PRLI: {}",
-            hex(&payload)
-        );
+        let payload = capture_els(12, 0x20, PRLI_LEN, "PRLI")?;
         let fr = self.ls_acc(&payload, PRLI_LEN, "PRLI")?;
         let acc = PrliRepr::parse(&ElsPacket::new_unchecked(&fr.data[..]))
             .map_err(|e| anyhow::anyhow!("PRLI LS_ACC: {e}"))?;
@@ -801,9 +730,14 @@ impl Fx {
             "{what}: XFER_RDY asks for {burst} bytes, expected {}",
             bytes.len()
         );
-        let frames = self.data_frames(ox, rx_id, 0, bytes, true);
-        for f in &frames {
-            self.send(f)?;
+        self.send_data(ox, rx_id, bytes, what)
+    }
+
+    /// The data phase of write `ox` (RX_ID `rx_id`): all of `bytes` from offset 0, handing back
+    /// the initiative; returns the FCP_RSP.
+    fn send_data(&mut self, ox: u16, rx_id: u16, bytes: &[u8], what: &str) -> Result<Rsp> {
+        for f in self.data_frames(ox, rx_id, 0, bytes, true) {
+            self.send(&f)?;
         }
         let frs = self.collect(ox, what)?;
         let o = self.outcome(frs, what)?;
@@ -815,20 +749,7 @@ impl Fx {
     }
 
     fn check_image(&self, what: &str) -> Result<()> {
-        let now = fs::read(&self.image)?;
-        ensure!(
-            now.len() == self.expected.len(),
-            "{what}: image size changed"
-        );
-        if let Some(i) = now.iter().zip(&self.expected).position(|(a, b)| a != b) {
-            bail!(
-                "{what}: the image changed at byte {i} (block {}): {:#04x}, expected {:#04x}",
-                i / BLOCK,
-                now[i],
-                self.expected[i]
-            );
-        }
-        Ok(())
+        fixture::check_image(&self.image, &self.expected, BLOCK, what)
     }
 
     /// READ(10) through the target, compared with the image as it must be.
@@ -848,24 +769,38 @@ impl Fx {
     fn finish(mut self) -> Result<()> {
         self.ping("RTV at the end")?;
         self.check_image("at the end")?;
-        let mut target = self.target.take().context("no target")?;
-        target.check_running()?;
-        let log = target.log_text();
-        ensure!(!log.contains("panicked"), "the target panicked:\n{log}");
-        target.stop()?;
+        stop_clean(self.target.take().context("no target")?)?;
         self.check_image("after SIGTERM")
     }
 }
 
-/// The ELS payload of frame `n` of ipxe-fcoe-p2p-boot.pcap (8 FLOGI, 10 PLOGI, 12 PRLI).
-fn capture_els(n: usize) -> Vec<u8> {
+/// The ELS payload of frame `n` of ipxe-fcoe-p2p-boot.pcap (8 FLOGI, 10 PLOGI, 12 PRLI),
+/// checked to be a `len`-byte `name` (ELS command `code`).
+fn capture_els(n: usize, code: u8, len: usize, name: &str) -> Result<Vec<u8>> {
     let frames = l2san_common::test_utils::capture("ipxe-fcoe-p2p-boot.pcap");
     let f = &frames[n - 1];
     assert!(
         f.len() >= 14 + 14 + 24 + 8,
         "frame {n} of the capture is no FCoE ELS"
     );
-    f[14 + 14 + 24..f.len() - 8].to_vec()
+    let payload = f[14 + 14 + 24..f.len() - 8].to_vec();
+    ensure!(
+        payload.len() == len && payload[0] == code,
+        "frame {n} of the capture is no {name}: {}",
+        hex(&payload)
+    );
+    Ok(payload)
+}
+
+/// In a FLOGI or PLOGI LS_ACC, classes 1, 2, 4 and the vendor version are zeros (no stale
+/// bytes).
+fn unused_login_bytes_zero(acc: &[u8], what: &str) -> Result<()> {
+    ensure!(
+        acc[36..68].iter().all(|&b| b == 0) && acc[84..116].iter().all(|&b| b == 0),
+        "{what}: unused class or vendor bytes not zero: {}",
+        hex(acc)
+    );
+    Ok(())
 }
 
 /// Runs one case: a fresh namespace, target and image, `body`, then [`Fx::finish`].
@@ -909,13 +844,7 @@ fn bad_crc_dropped() {
         corrupt[n - 9 - 100] ^= 0x55;
         fx.silent(&[corrupt], "write data with a bad CRC")?;
         fx.check_image("after write data with a bad CRC")?;
-        for f in fx.data_frames(ox, rx_id, 0, &good, true) {
-            fx.send(&f)?;
-        }
-        let frs = fx.collect(ox, "write data")?;
-        fx.outcome(frs, "write")?
-            .rsp
-            .context("no FCP_RSP")?
+        fx.send_data(ox, rx_id, &good, "write data")?
             .good("write")?;
         fx.expect_write(40 * BLOCK, &good);
         fx.check_image("after the write")?;
@@ -1110,18 +1039,12 @@ fn fip_unknown_and_duplicate_critical_descriptors_dropped() {
 impl Fx {
     /// The N_Port ID of the target's VN_Port, from its first beacon.
     fn vn_beacon(&mut self, wait: Duration) -> Result<FcId> {
-        let deadline = Instant::now() + wait;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Some(f) = self.fip.recv(left)? else {
-                bail!("no VN2VN beacon from the target within {wait:?}");
-            };
-            if let Some((_, _, v)) = frame::vn2vn_of(&f) {
-                if v.subcode == Vn2VnSubcode::Beacon && v.enode_mac.0 == self.them {
-                    return Ok(v.vn_port.fc_id);
-                }
-            }
-        }
+        let them = self.them;
+        recv_first(&self.fip, wait, |f| {
+            let (_, _, v) = frame::vn2vn_of(&f)?;
+            (v.subcode == Vn2VnSubcode::Beacon && v.enode_mac.0 == them).then_some(v.vn_port.fc_id)
+        })?
+        .with_context(|| format!("no VN2VN beacon from the target within {wait:?}"))
     }
 
     /// Probe Replies to us within `wait` (beacons and claims to everyone are ignored), each
@@ -1256,13 +1179,7 @@ fn data_for_unknown_exchange_dropped() {
         fx.silent(&bad, "data with a wrong RX_ID, EX_CTX, or another source")?;
         fx.check_image("after the bad data frames")?;
         let good = data(7, 512);
-        for f in fx.data_frames(ox, rx_id, 0, &good, true) {
-            fx.send(&f)?;
-        }
-        let frs = fx.collect(ox, "WRITE(10) data")?;
-        fx.outcome(frs, "WRITE(10)")?
-            .rsp
-            .context("no FCP_RSP")?
+        fx.send_data(ox, rx_id, &good, "WRITE(10) data")?
             .good("WRITE(10)")?;
         fx.expect_write(100 * BLOCK, &good);
         fx.check_image("after the write")
@@ -1285,11 +1202,7 @@ fn data_past_fcp_dl_dropped() {
         fx.silent(&bad, "data past FCP_DL")?;
         fx.check_image("after data past FCP_DL")?;
         let good = data(4, 1024);
-        for f in fx.data_frames(ox, rx_id, 0, &good, true) {
-            fx.send(&f)?;
-        }
-        let frs = fx.collect(ox, "write data")?;
-        let rsp = fx.outcome(frs, "write")?.rsp.context("no FCP_RSP")?;
+        let rsp = fx.send_data(ox, rx_id, &good, "write data")?;
         rsp.good("WRITE of FCP_DL bytes")?;
         rsp.resid(rsp_flags::RESID_OVER, 1024, "WRITE of FCP_DL bytes")?;
         fx.expect_write(200 * BLOCK, &good);
@@ -1300,11 +1213,7 @@ fn data_past_fcp_dl_dropped() {
         let (o, ox) = fx.scsi(0, write10(300, 2), 1024, false, true, "WRITE(10) 2 blocks")?;
         let (rx_id, _) = o.xfer_rdy.context("no XFER_RDY")?;
         let half = data(5, 512);
-        for f in fx.data_frames(ox, rx_id, 0, &half, true) {
-            fx.send(&f)?;
-        }
-        let frs = fx.collect(ox, "short write data")?;
-        let rsp = fx.outcome(frs, "short write")?.rsp.context("no FCP_RSP")?;
+        let rsp = fx.send_data(ox, rx_id, &half, "short write data")?;
         rsp.check(0x0b, 0x4b, 0x00, "write with half its data")?;
         // What did arrive is in the image (written straight through, as documented).
         fx.expect_write(300 * BLOCK, &half);

@@ -26,14 +26,14 @@
 
 #![forbid(unsafe_code)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use l2san_rig::bootdisk;
 use l2san_rig::fcoe_guest::{self, captured_segment, FcoeExport, Mac, Segment};
 use l2san_rig::linux::Kernel;
 use l2san_rig::rig::{self, Run};
 use l2san_rig::workload::{self, L2sanProcess, WorkloadGuest, WorkloadOpts};
+use l2san_rig::{bootdisk, fixture};
 
 /// The tap's MAC: l2san's ENode MAC, and its default WWPN 20:00:02:4c:32:00:80:80.
 const TAP_MAC: Mac = [0x02, 0x4c, 0x32, 0x00, 0x80, 0x80];
@@ -61,8 +61,6 @@ fn fcoe_crash_restart(run: &Run) -> Result<()> {
         blocks: 64,
         ..WorkloadOpts::default()
     };
-    let original_region =
-        original[opts.region_offset()..opts.region_offset() + opts.region_len()].to_vec();
 
     let (ns, tap, capture) = captured_segment(run.dir(), opts.mtu, &TAP_MAC)?;
     let segment = Segment {
@@ -82,45 +80,16 @@ fn fcoe_crash_restart(run: &Run) -> Result<()> {
         guest.wait_for("writes to kill at", BOOT_TIMEOUT, |p| {
             p.writes_acked(opts.blocks) >= KILL_AFTER_WRITES
         })?;
-        let before = guest.progress();
-        let first_pid = l2san.pid();
-        let t_kill = Instant::now();
-        l2san.kill9()?;
-        let snapshot = workload::read_region(&image, &opts)?;
-        l2san.restart(&ns)?;
-        let down = t_kill.elapsed();
-        ensure!(
-            down < Duration::from_secs(2),
-            "l2san took {down:?} to come back after the kill"
-        );
-        let acked = before.latest();
-        let check = workload::check_snapshot(&snapshot, &original_region, acked, &opts)?;
-        rig::report(format_args!(
-            "{}: killed l2san (pid {first_pid}) with {} writes acknowledged (latest gen/block \
-             {:?}); all {} acknowledged blocks of that generation hold their data, {} later \
-             blocks already (partly) new, the rest old; restarted (pid {}) {:.0} ms after the \
-             kill",
-            run.name(),
-            check.acked_writes,
-            acked,
-            check.acked_blocks_checked,
-            check.unacked_blocks_written,
-            l2san.pid(),
-            down.as_secs_f64() * 1e3
-        ));
-
-        let resumed_from = before.writes_acked(opts.blocks);
-        let t_restart = Instant::now();
-        let p = guest.wait_for("a write after the restart", RESUME_TIMEOUT, |p| {
-            p.writes_acked(opts.blocks) > resumed_from + u64::from(opts.ack_every)
-        })?;
-        rig::report(format_args!(
-            "{}: guest resumed within {:.1} s of the restart ({} writes acknowledged by then)",
-            run.name(),
-            t_restart.elapsed().as_secs_f64(),
-            p.writes_acked(opts.blocks)
-        ));
-        Ok(())
+        fixture::kill_restart_resume(
+            run,
+            &ns,
+            &mut l2san,
+            &mut guest,
+            &image,
+            &original,
+            &opts,
+            RESUME_TIMEOUT,
+        )
     })();
     if let Err(e) = body {
         // Stop the guest (dropping it kills QEMU) and show what went over the wire.

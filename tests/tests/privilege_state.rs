@@ -16,14 +16,17 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use l2san_rig::fixture::{VethOpts, VethPair};
+use l2san_rig::fixture::aoe::{self, ata_arg, Reply, Req, ATA_HDR, ETHERTYPE_AOE, FLAG_E};
+use l2san_rig::fixture::{
+    data, fmt_mac, hex, pattern, patterned_image, retry_for, stop_clean, VethOpts, VethPair,
+    REPLY_TIMEOUT,
+};
 use l2san_rig::rawsock::RawSocket;
 use l2san_rig::rig::{self, Netns, Run, Tap, Target};
 
-const ETHERTYPE_AOE: u16 = 0x88a2;
 /// Why these tests do not run against vblade.
 const L2SAN_ONLY: &str = "vblade has no --state-file and no --user";
 const SHELF: u16 = 7;
@@ -31,13 +34,6 @@ const SLOT: u8 = 3;
 /// 1 MiB image.
 const SECTORS: u64 = 2048;
 const SECTOR: usize = 512;
-
-const FLAG_R: u8 = 0x08;
-const FLAG_E: u8 = 0x04;
-/// Ethernet header plus AoE header.
-const HDR: usize = 24;
-/// ... plus the ATA argument.
-const ATA_HDR: usize = 36;
 
 const CMD_ATA: u8 = 0;
 const CMD_CONFIG: u8 = 1;
@@ -61,10 +57,6 @@ const ATA_FLUSH: u8 = 0xe7;
 const ATA_CHECK_POWER: u8 = 0xe5;
 const DRDY: u8 = 0x40;
 
-const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
-/// After the ping's reply, how long to keep listening for replies to the silent frames.
-const SILENCE_GRACE: Duration = Duration::from_millis(150);
-
 /// The config string the first test sets.
 const CONFIG: &[u8] = b"fenced-cluster-7";
 /// A station that is not on the mask list.
@@ -73,120 +65,6 @@ const STRANGER: [u8; 6] = [0x02, 0x00, 0x5e, 0x10, 0x20, 0x31];
 /// CAP_NET_ADMIN (12) | CAP_NET_RAW (13).
 const CAP_EFF_NET: &str = "0000000000003000";
 const NOBODY_UID: &str = "65534";
-
-fn pattern(s: u64, i: usize) -> u8 {
-    ((s as usize * 7 + i) % 251 + 1) as u8
-}
-
-fn data(seed: u8, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed) | 0x80)
-        .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut s: String = bytes.iter().take(64).map(|b| format!("{b:02x}")).collect();
-    if bytes.len() > 64 {
-        s += &format!(" ... ({} bytes)", bytes.len());
-    }
-    s
-}
-
-fn mac_str(m: &[u8]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// One request frame.
-#[derive(Debug, Clone)]
-struct Req {
-    dst: [u8; 6],
-    src: [u8; 6],
-    command: u8,
-    tag: u32,
-    arg: Vec<u8>,
-}
-
-impl Req {
-    fn frame(&self) -> Vec<u8> {
-        let mut f = Vec::with_capacity(HDR + self.arg.len() + 60);
-        f.extend_from_slice(&self.dst);
-        f.extend_from_slice(&self.src);
-        f.extend_from_slice(&ETHERTYPE_AOE.to_be_bytes());
-        f.push(0x10);
-        f.push(0);
-        f.extend_from_slice(&SHELF.to_be_bytes());
-        f.push(SLOT);
-        f.push(self.command);
-        f.extend_from_slice(&self.tag.to_be_bytes());
-        f.extend_from_slice(&self.arg);
-        if f.len() < 60 {
-            f.resize(60, 0);
-        }
-        f
-    }
-}
-
-fn ata_arg(aflags: u8, count: u8, cmd: u8, lba: u64, payload: &[u8]) -> Vec<u8> {
-    let mut a = vec![aflags, 0, count, cmd];
-    a.extend_from_slice(&lba.to_le_bytes()[..6]);
-    a.extend_from_slice(&[0, 0]);
-    a.extend_from_slice(payload);
-    a
-}
-
-/// A received AoE reply.
-#[derive(Debug, Clone)]
-struct Reply {
-    f: Vec<u8>,
-}
-
-impl Reply {
-    fn flags(&self) -> u8 {
-        self.f[14] & 0x0f
-    }
-    fn error(&self) -> u8 {
-        self.f[15]
-    }
-    fn tag(&self) -> u32 {
-        u32::from_be_bytes([self.f[20], self.f[21], self.f[22], self.f[23]])
-    }
-    fn arg(&self) -> &[u8] {
-        &self.f[HDR..]
-    }
-    fn cfg_string(&self) -> &[u8] {
-        let len = usize::from(u16::from_be_bytes([self.f[30], self.f[31]]));
-        &self.f[32..(32 + len).min(self.f.len())]
-    }
-    /// The MACs of a Mac Mask List reply (Dir Count directives of 8 bytes after 4).
-    fn mask_macs(&self) -> Result<Vec<[u8; 6]>> {
-        let a = self.arg();
-        let n = usize::from(a[3]);
-        ensure!(
-            a.len() >= 4 + 8 * n,
-            "mask reply with Dir Count {n} is too short: {}",
-            hex(&self.f)
-        );
-        Ok((0..n)
-            .map(|i| a[4 + 8 * i + 2..4 + 8 * i + 8].try_into().unwrap())
-            .collect())
-    }
-    /// The MACs of a Reserve/Release reply (NMacs after RCmd).
-    fn reserve_macs(&self) -> Result<Vec<[u8; 6]>> {
-        let a = self.arg();
-        let n = usize::from(a[1]);
-        ensure!(
-            a.len() >= 2 + 6 * n,
-            "reserve reply with NMacs {n} is too short: {}",
-            hex(&self.f)
-        );
-        Ok((0..n)
-            .map(|i| a[2 + 6 * i..2 + 6 * i + 6].try_into().unwrap())
-            .collect())
-    }
-}
 
 /// l2san serving e7.3 on `a` with extra arguments, a raw socket on `b`.
 /// Fields drop in order: the target and the socket before the namespace.
@@ -205,13 +83,7 @@ struct Fx {
 impl Fx {
     fn start(run: &Run, extra: &[String]) -> Result<Fx> {
         let image = run.path("disk.img");
-        let mut content = vec![0u8; SECTORS as usize * SECTOR];
-        for (s, sector) in content.chunks_mut(SECTOR).enumerate() {
-            for (i, b) in sector.iter_mut().enumerate() {
-                *b = pattern(s as u64, i);
-            }
-        }
-        fs::write(&image, &content)?;
+        patterned_image(&image, SECTORS, SECTOR)?;
 
         let ns = Netns::new()?;
         let veth = VethPair::create(
@@ -267,13 +139,7 @@ impl Fx {
 
     fn req(&mut self, command: u8, arg: Vec<u8>) -> Req {
         self.next_tag += 1;
-        Req {
-            dst: self.them,
-            src: self.us,
-            command,
-            tag: self.next_tag,
-            arg,
-        }
+        Req::new(self.them, self.us, SHELF, SLOT, command, self.next_tag, arg)
     }
 
     fn config(&mut self, ccmd: u8, string: &[u8]) -> Req {
@@ -287,63 +153,18 @@ impl Fx {
         self.req(CMD_ATA, ata_arg(aflags, count, cmd, lba, payload))
     }
 
-    fn send(&self, req: &Req) -> Result<()> {
-        let f = req.frame();
-        self.sock
-            .send(&f)
-            .with_context(|| format!("cannot send {}", hex(&f)))
-    }
-
     /// Sends `req` and returns the reply with its tag, checked for the header every reply
     /// needs (Ver 1, R, our e7.3, the command, from the target to the requester, no E).
     fn exchange_within(&mut self, req: &Req, what: &str, timeout: Duration) -> Result<Reply> {
-        self.send(req)?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Some(f) = self.sock.recv(left)? else {
-                bail!(
-                    "{what}: no reply within {timeout:?} to {}",
-                    hex(&req.frame())
-                );
-            };
-            if f.len() < HDR {
-                continue;
-            }
-            let r = Reply { f };
-            if r.tag() != req.tag || r.f[14] & FLAG_R == 0 {
-                continue;
-            }
-            let f = &r.f;
-            let ctx = || format!("{what}: reply {}", hex(f));
-            ensure!(f.len() >= 60, "{}: shorter than 60 bytes", ctx());
-            ensure!(
-                f[0..6] == req.src,
-                "{}: sent to {}, not to the requester {}",
-                ctx(),
-                mac_str(&f[0..6]),
-                mac_str(&req.src)
-            );
-            ensure!(
-                f[6..12] == self.them,
-                "{}: not from the target's MAC",
-                ctx()
-            );
-            ensure!(f[14] >> 4 == 1, "{}: version nibble is not 1", ctx());
-            ensure!(
-                u16::from_be_bytes([f[16], f[17]]) == SHELF && f[18] == SLOT,
-                "{}: Major/Minor are not e{SHELF}.{SLOT}",
-                ctx()
-            );
-            ensure!(f[19] == req.command, "{}: command not echoed", ctx());
-            ensure!(
-                r.flags() & FLAG_E == 0,
-                "{}: AoE error {}",
-                ctx(),
-                r.error()
-            );
-            return Ok(r);
-        }
+        let r = aoe::exchange(&self.sock, req, timeout, what)?;
+        aoe::check_header(req, &r, (req.src, self.them), (SHELF, SLOT), what)?;
+        ensure!(
+            r.flags() & FLAG_E == 0,
+            "{what}: AoE error {}: {}",
+            r.error(),
+            hex(&r.f)
+        );
+        Ok(r)
     }
 
     fn exchange(&mut self, req: &Req, what: &str) -> Result<Reply> {
@@ -375,61 +196,19 @@ impl Fx {
 
     /// Pings until the target answers (after a restart or a link flap), up to 10 s.
     fn wait_serving(&mut self, what: &str) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        retry_for(Duration::from_secs(10), || {
             let req = self.ata(0, ATA_CHECK_POWER, 0, 0, &[]);
-            match self.exchange_within(&req, what, Duration::from_millis(200)) {
-                Ok(_) => return Ok(()),
-                Err(e) if Instant::now() >= deadline => {
-                    return Err(e.context(format!("{what}: not serving within 10 s")))
-                }
-                Err(_) => {}
-            }
-        }
+            self.exchange_within(&req, what, Duration::from_millis(200))
+        })
+        .with_context(|| format!("{what}: not serving within 10 s"))?;
+        Ok(())
     }
 
     /// Sends every frame in `reqs`, which must go unanswered, then a ping from us; fails if a
     /// frame with one of their tags comes back before the ping's reply plus a grace period.
     fn silent(&mut self, reqs: &[Req], what: &str) -> Result<()> {
-        for r in reqs {
-            self.send(r)?;
-        }
         let ping = self.ata(0, ATA_CHECK_POWER, 0, 0, &[]);
-        self.send(&ping)?;
-        let start = Instant::now();
-        let mut pinged: Option<Instant> = None;
-        loop {
-            let until = match pinged {
-                Some(t) => t + SILENCE_GRACE,
-                None => start + REPLY_TIMEOUT,
-            };
-            let now = Instant::now();
-            if now >= until {
-                break;
-            }
-            let Some(f) = self.sock.recv(until - now)? else {
-                break;
-            };
-            if f.len() < HDR {
-                continue;
-            }
-            let r = Reply { f };
-            if let Some(bad) = reqs.iter().find(|q| q.tag == r.tag()) {
-                bail!(
-                    "{what}: expected no reply to {}\n  but got {}",
-                    hex(&bad.frame()),
-                    hex(&r.f)
-                );
-            }
-            if r.tag() == ping.tag && pinged.is_none() {
-                pinged = Some(Instant::now());
-            }
-        }
-        ensure!(
-            pinged.is_some(),
-            "{what}: no reply to the CHECK POWER MODE sent after the silent frames"
-        );
-        Ok(())
+        aoe::silent(&self.sock, reqs, &ping, what)
     }
 
     fn read_config(&mut self, what: &str) -> Result<Vec<u8>> {
@@ -484,11 +263,7 @@ impl Fx {
 
     /// Still running, no panic in the log, exit 0 on SIGTERM.
     fn finish(mut self) -> Result<()> {
-        let mut target = self.target.take().context("no target running")?;
-        target.check_running()?;
-        let log = target.log_text();
-        ensure!(!log.contains("panicked"), "l2san panicked:\n{log}");
-        target.stop()
+        stop_clean(self.target.take().context("no target running")?)
     }
 }
 
@@ -627,8 +402,8 @@ fn state_file_keeps_mask_reserve_and_config_across_restart() {
             &state,
             &[
                 format!("e{SHELF}.{SLOT} config {config_hex}"),
-                format!("e{SHELF}.{SLOT} mask {}", mac_str(&us)),
-                format!("e{SHELF}.{SLOT} reserve {}", mac_str(&us)),
+                format!("e{SHELF}.{SLOT} mask {}", fmt_mac(&us)),
+                format!("e{SHELF}.{SLOT} reserve {}", fmt_mac(&us)),
             ],
         )?;
 
@@ -651,15 +426,15 @@ fn state_file_keeps_mask_reserve_and_config_across_restart() {
         ensure!(
             mask == [us],
             "Mac Mask List after the restart is {:?}, expected [{}]",
-            mask.iter().map(|m| mac_str(m)).collect::<Vec<_>>(),
-            mac_str(&us)
+            mask.iter().map(fmt_mac).collect::<Vec<_>>(),
+            fmt_mac(&us)
         );
         let reserve = fx.read_reserve("Reserve read after the restart")?;
         ensure!(
             reserve == [us],
             "reserve list after the restart is {:?}, expected [{}]",
-            reserve.iter().map(|m| mac_str(m)).collect::<Vec<_>>(),
-            mac_str(&us)
+            reserve.iter().map(fmt_mac).collect::<Vec<_>>(),
+            fmt_mac(&us)
         );
         // We hold the reservation and are on the mask: reads and writes work.
         fx.read_pristine(9, "READ by the holder after the restart")?;

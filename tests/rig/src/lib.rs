@@ -14,7 +14,8 @@
 //!   tcpdump captures of the segment and checks of the frames in them.
 //! - [`fixture`]: MAC text, a veth pair `a`–`b` with raw sockets on `b`, an AoE ATA frame to
 //!   e0.0, `l2san serve --config` with a control socket, `l2san ctl`: the setup of the tests
-//!   that send hand-made frames or drive the control socket.
+//!   that send hand-made frames or drive the control socket; their image checks, silence check
+//!   and AoE frames ([`fixture::aoe`]); the kill and restart of l2san under a workload guest.
 //! - [`cpio`]: the newc archive writer behind the initramfs.
 //! - [`rawsock`]: a raw AF_PACKET socket for tests that send hand-made frames (l2san's own
 //!   `PacketSocket`, opened inside a namespace).
