@@ -667,7 +667,7 @@ impl Target {
 }
 
 /// Whether the `/proc/<pid>/net/packet` table lists a socket bound to `ifindex`.
-fn packet_socket_on(table: &str, ifindex: u32) -> bool {
+pub(crate) fn packet_socket_on(table: &str, ifindex: u32) -> bool {
     // sk RefCnt Type Proto Iface R Rmem User Inode
     let Ok(text) = fs::read_to_string(table) else {
         return false;
