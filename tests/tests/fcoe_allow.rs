@@ -24,7 +24,6 @@
 
 #![forbid(unsafe_code)]
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -51,24 +50,9 @@ const NONE_WAIT_S: u32 = 12;
 /// tcpdump's drain before SIGINT.
 const DRAIN: Duration = Duration::from_secs(1);
 
-const INIT: &str = r#"#!/bin/sh
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-say() { echo "L2SAN-LINUX $*"; }
-interesting() {
-    dmesg | grep -iE 'fcoe|host[0-9]|rport|sd [0-9]|scsi|I/O error|Sense|abort|reset' \
-        | tail -n 40 | sed 's/^/L2SAN-LINUX dmesg: /'
-}
-fail() {
-    say "FAIL $*"
-    interesting
-    poweroff -f
-    sleep 10
-}
-say START
-WAIT=30; EXPECT=1
+/// The guest's steps (after [`linux::init_script`]'s prelude and
+/// [`fcoe_guest::FCOE_FUNCTIONS`]).
+const STEPS: &str = r#"WAIT=30; EXPECT=1
 for a in $(cat /proc/cmdline); do
     case "$a" in
     l2san.wait=*) WAIT=${a#*=} ;;
@@ -76,35 +60,12 @@ for a in $(cat /proc/cmdline); do
     esac
 done
 echo pfifo_fast > /proc/sys/net/core/default_qdisc || fail "cannot set the default qdisc"
-for m in $(cat /modules/net.order); do
-    insmod /modules/$m || fail "insmod $m"
-done
-n=0
-while [ ! -e /sys/class/net/eth0 ]; do
-    n=$((n + 1)); [ $n -gt 100 ] && fail "no eth0 after 10 s"
-    usleep 100000
-done
-ip link set eth0 up || fail "cannot set eth0 up"
+load_modules net
+eth0_up
 say MAC $(cat /sys/class/net/eth0/address)
-for m in $(cat /modules/fcoe.order); do
-    insmod /modules/$m || fail "insmod $m"
-done
-echo eth0 > /sys/bus/fcoe/ctlr_create || fail "ctlr_create"
-C=
-for c in /sys/bus/fcoe/devices/ctlr_*; do [ -e "$c/mode" ] && C=$c; done
-[ -n "$C" ] || fail "no ctlr_* after ctlr_create"
-echo vn2vn > $C/mode || fail "cannot set $C/mode to vn2vn"
-echo 1 > $C/enabled || fail "cannot enable $C"
-H=
-n=0
-while [ -z "$H" ]; do
-    for h in /sys/class/fc_host/host*; do
-        [ "$(cat $h/port_state 2>/dev/null)" = Online ] && H=$h
-    done
-    [ -n "$H" ] && break
-    n=$((n + 1)); [ $n -gt 200 ] && fail "no fc_host Online after 20 s"
-    usleep 100000
-done
+load_modules fcoe
+vn2vn_create
+wait_fc_host
 say LPORT $(cat $H/port_name) $(cat $H/port_id)
 # Wait for EXPECT disks (EXPECT=0: the whole time).
 n=0
@@ -244,30 +205,21 @@ impl Fixture {
     /// Boots the guest (MAC [`GUEST_MAC`]) until it reports what it found.
     fn guest(&self, run: &Run, kernel: &Kernel, expect: u32, wait_s: u32) -> Result<LinuxOutcome> {
         let mut w = linux::base_initramfs(kernel, FCOE_MODULES, "fcoe")?;
-        w.file("init", 0o755, INIT.as_bytes());
+        let init = linux::init_script("L2SAN-LINUX", &[fcoe_guest::FCOE_FUNCTIONS, STEPS]);
+        w.file("init", 0o755, init.as_bytes());
         let initramfs = run.path("initramfs-allow.cpio");
         std::fs::write(&initramfs, w.finish())?;
-        let cmdline = format!(
-            "console=ttyS0 quiet panic=-1 ipv6.disable=1 l2san.expect={expect} \
-             l2san.wait={wait_s}"
-        );
-        let mac = format!("virtio-net-pci.mac={}", fmt_mac(&GUEST_MAC));
-        let extra = [OsStr::new("-global"), OsStr::new(&mac)];
+        let params = format!("l2san.expect={expect} l2san.wait={wait_s}");
         let guest = linux::Guest {
             name: "linux-fcoe-allow",
-            memory_mb: 384,
-            timeout: Duration::from_secs(u64::from(wait_s) + 60),
-        };
-        let outcome = linux::boot_guest(
-            &self.ns,
-            &self.tap,
             kernel,
-            &initramfs,
-            &cmdline,
-            &extra,
-            &guest,
-            run.dir(),
-        )?;
+            initramfs: &initramfs,
+            params: &params,
+            mac: Some(GUEST_MAC),
+            memory_mb: 384,
+        };
+        let timeout = Duration::from_secs(u64::from(wait_s) + 60);
+        let outcome = linux::boot_guest(&self.ns, &self.tap, &guest, timeout, run.dir())?;
         outcome.check_done()?;
         ensure!(
             outcome.get("MAC") == Some(&fmt_mac(&GUEST_MAC)),

@@ -47,25 +47,9 @@ fn port(ns: &Netns, name: &str) -> Result<Tap> {
     .context("cannot create a veth pair (veth module?)")?;
     ns.run("ip", ["link", "set", "dev", &peer, "master", "br0"])?;
     for dev in [name, peer.as_str()] {
-        let _ = ns.run(
-            "sh",
-            [
-                "-c",
-                &format!("echo 1 > /proc/sys/net/ipv6/conf/{dev}/disable_ipv6"),
-            ],
-        );
-        ns.run("ip", ["link", "set", "dev", dev, "up"])?;
+        ns.link_up(dev)?;
     }
-    let ifindex = ns
-        .run("cat", [format!("/sys/class/net/{name}/ifindex")])?
-        .trim()
-        .parse()
-        .context("bad ifindex")?;
-    Ok(Tap {
-        name: name.to_string(),
-        mtu: 1500,
-        ifindex,
-    })
+    ns.link(name, 1500)
 }
 
 fn mac_of(ns: &Netns, dev: &str) -> Result<String> {
@@ -119,11 +103,7 @@ fn body(run: &Run) -> Result<()> {
     let ns = Netns::new()?;
     ns.run("ip", ["link", "add", "name", "br0", "type", "bridge"])
         .context("cannot create a bridge")?;
-    let _ = ns.run(
-        "sh",
-        ["-c", "echo 1 > /proc/sys/net/ipv6/conf/br0/disable_ipv6"],
-    );
-    ns.run("ip", ["link", "set", "dev", "br0", "up"])?;
+    ns.link_up("br0")?;
     let l2 = port(&ns, "l2")?;
     let vb = port(&ns, "vb")?;
     port(&ns, "pr")?;

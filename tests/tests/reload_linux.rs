@@ -33,40 +33,20 @@ const OLD_SECTORS: usize = 8192;
 const NEW_SECTORS: usize = 12288;
 const EXTRA_SECTORS: usize = 2048;
 
-const INIT: &str = r#"#!/bin/sh
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-say() { echo "L2SAN-LINUX $*"; }
-fail() {
-    say "FAIL $*"
-    dmesg | tail -n 30 | sed 's/^/L2SAN-LINUX dmesg: /'
-    poweroff -f
-    sleep 10
+/// The AoE guest's steps (after [`linux::init_script`]'s prelude and [`linux::AOE_FUNCTIONS`]).
+const AOE_STEPS: &str = r#"load_modules net
+eth0_up
+load_aoe
+# Waits up to 30 s for the device $1 from l2san's adverts alone: no discover here.
+wait_advert() {
+    n=0
+    while [ ! -b $1 ] || [ "$(size $1)" = 0 ]; do
+        n=$((n + 1)); [ $n -gt 300 ] && fail "no $1 after 30 s"
+        usleep 100000
+    done
 }
-say START
-for m in $(cat /modules/net.order); do insmod /modules/$m || fail "insmod $m"; done
-n=0
-while [ ! -e /sys/class/net/eth0 ]; do
-    n=$((n + 1)); [ $n -gt 100 ] && fail "no eth0 after 10 s"
-    usleep 100000
-done
-ip link set eth0 up || fail "cannot set eth0 up"
-for m in $(cat /modules/aoe.order); do
-    if [ $m = aoe.ko ]; then
-        insmod /modules/$m aoe_iflist=eth0 || fail "insmod $m"
-    else
-        insmod /modules/$m || fail "insmod $m"
-    fi
-done
-size() { blockdev --getsize64 $1 2>/dev/null || echo 0; }
 D=/dev/etherd/e0.0
-n=0
-while [ ! -b $D ] || [ "$(size $D)" = 0 ]; do
-    n=$((n + 1)); [ $n -gt 300 ] && fail "no $D after 30 s"
-    usleep 100000
-done
+wait_advert $D
 S1=$(size $D)
 say SIZE1 $S1
 # The host grows the image and reloads once it reads SIZE1; ask again until the size moves.
@@ -81,17 +61,13 @@ say SIZE2 $S2
 dd if=$D of=/dev/null bs=512 skip=$((S2 / 512 - 1)) count=1 iflag=direct 2>/tmp/err \
     || fail "reading the last sector: $(cat /tmp/err)"
 say LAST-SECTOR-READ
-# e0.1 must come from l2san's advert: no discover here.
+# e0.1 must come from l2san's advert.
 E=/dev/etherd/e0.1
-n=0
-while [ ! -b $E ] || [ "$(size $E)" = 0 ]; do
-    n=$((n + 1)); [ $n -gt 300 ] && fail "no $E after 30 s"
-    usleep 100000
-done
+wait_advert $E
 say NEW-DEVICE $E $(size $E)
 M=$(md5sum $E) || fail "md5sum $E"
 set -- $M; say NEW-MD5 $1
-dmesg | grep -i aoe | sed 's/^/L2SAN-LINUX dmesg: /'
+dmesg | grep -i aoe | sed 's/^/@PREFIX@ dmesg: /'
 say DONE
 poweroff -f
 sleep 10
@@ -242,27 +218,21 @@ fn linux_aoe_sees_a_resize_and_a_new_export() {
         let fx = Fx::start(run, |disk| export("disk", disk, "0.0"))?;
 
         let mut w = linux::base_initramfs(&fx.kernel, &["aoe"], "aoe")?;
-        w.file("init", 0o755, INIT.as_bytes());
+        let init = linux::init_script("L2SAN-LINUX", &[linux::AOE_FUNCTIONS, AOE_STEPS]);
+        w.file("init", 0o755, init.as_bytes());
         let initramfs = run.path("initramfs-reload.cpio");
         fs::write(&initramfs, w.finish())?;
+        let guest = linux::Guest {
+            name: "linux-reload",
+            kernel: &fx.kernel,
+            initramfs: &initramfs,
+            params: "",
+            mac: None,
+            memory_mb: 256,
+        };
         let guest = guest_with_reload(
             &run.path("linux-reload.serial.log"),
-            || {
-                linux::boot_guest(
-                    &fx.ns,
-                    &fx.tap,
-                    &fx.kernel,
-                    &initramfs,
-                    "console=ttyS0 quiet panic=-1 ipv6.disable=1",
-                    &[],
-                    &linux::Guest {
-                        name: "linux-reload",
-                        memory_mb: 256,
-                        timeout: Duration::from_secs(150),
-                    },
-                    run.dir(),
-                )
-            },
+            || linux::boot_guest(&fx.ns, &fx.tap, &guest, Duration::from_secs(150), run.dir()),
             || {
                 let two = [
                     export("disk", &fx.disk, "0.0"),

@@ -36,10 +36,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
-use crate::cpio;
-use crate::linux::{self, Kernel, LinuxOutcome, BUSYBOX, NET_MODULES};
+use crate::linux::{self, Kernel, LinuxOutcome};
 use crate::rig::{run_cmd, wait_until, Child, Netns, Qemu, Tap};
 
 /// Modules for the FCoE initiator and a SCSI disk on it. `crc64_rocksoft_generic` is what
@@ -207,28 +206,60 @@ impl Default for FcoeScenario {
     }
 }
 
-const FCOE_INIT: &str = r#"#!/bin/sh
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-say() { echo "L2SAN-LINUX $*"; }
-interesting() {
+/// Shell functions of the FCoE guests (after [`linux::init_script`]'s prelude):
+/// - `interesting [n]`: the last `n` (40) kernel messages of FCoE, SCSI and I/O errors as
+///   `dmesg:` lines;
+/// - `diagnose` (what `fail` prints): those, 60 of them, then the last 20 of all as `dmesg-tail:`
+///   lines;
+/// - `vn2vn_create`: a VN2VN FCoE controller on eth0, enabled: `$C`;
+/// - `wait_fc_host`: waits up to 20 s for a local port Online: `$H`;
+/// - `wait_scsi_disk <seconds>`: waits for a SCSI disk with a size: its name `$B` (`sdX`) and
+///   `$S`, its `/sys/class/scsi_disk/<h:c:t:l>`.
+pub const FCOE_FUNCTIONS: &str = r#"interesting() {
     dmesg | grep -iE 'fcoe|host[0-9]|rport|sd [0-9]|scsi|I/O error|Sense|abort|reset|blk_update' \
-        | tail -n ${1:-40} | sed 's/^/L2SAN-LINUX dmesg: /'
+        | tail -n ${1:-40} | sed 's/^/@PREFIX@ dmesg: /'
 }
-fail() {
-    say "FAIL $*"
+diagnose() {
     interesting 60
-    dmesg | tail -n 20 | sed 's/^/L2SAN-LINUX dmesg-tail: /'
-    poweroff -f
-    sleep 10
+    dmesg | tail -n 20 | sed 's/^/@PREFIX@ dmesg-tail: /'
 }
-# Milliseconds since boot from /proc/uptime (two decimals; the fraction gets a leading 1 so that
-# "0.09" is not read as octal).
-ms() { read t rest < /proc/uptime; echo $((${t%.*} * 1000 + 1${t#*.} * 10 - 1000)); }
-say START
-MTU=1500
+vn2vn_create() {
+    echo eth0 > /sys/bus/fcoe/ctlr_create || fail "ctlr_create"
+    C=
+    for c in /sys/bus/fcoe/devices/ctlr_*; do [ -e "$c/mode" ] && C=$c; done
+    [ -n "$C" ] || fail "no ctlr_* after ctlr_create"
+    echo vn2vn > $C/mode || fail "cannot set $C/mode to vn2vn"
+    echo 1 > $C/enabled || fail "cannot enable $C"
+}
+wait_fc_host() {
+    H=
+    n=0
+    while [ -z "$H" ]; do
+        for h in /sys/class/fc_host/host*; do
+            [ "$(cat $h/port_state 2>/dev/null)" = Online ] && H=$h
+        done
+        [ -n "$H" ] && break
+        n=$((n + 1)); [ $n -gt 200 ] && fail "no fc_host Online after 20 s"
+        usleep 100000
+    done
+}
+wait_scsi_disk() {
+    B=
+    n=0
+    while [ -z "$B" ]; do
+        for b in /sys/class/scsi_disk/*/device/block/*; do
+            [ -e "$b" ] && B=${b##*/} && S=${b%/device/block/*}
+        done
+        [ -n "$B" ] && [ -b /dev/$B ] && [ "$(blockdev --getsize64 /dev/$B 2>/dev/null)" -gt 0 ] && break
+        B=
+        n=$((n + 1)); [ $n -gt $(($1 * 10)) ] && fail "no SCSI disk after $1 s"
+        usleep 100000
+    done
+}
+"#;
+
+/// The FCoE scenario's steps (after [`linux::init_script`]'s prelude and [`FCOE_FUNCTIONS`]).
+const FCOE_STEPS: &str = r#"MTU=1500
 MODE=rw
 WMIB=16
 LOGIN=40
@@ -242,38 +273,14 @@ for a in $(cat /proc/cmdline); do
 done
 # fq_codel (Debian's default) drops frames that wait over 5 ms and FCoE never retransmits.
 echo pfifo_fast > /proc/sys/net/core/default_qdisc || fail "cannot set the default qdisc"
-for m in $(cat /modules/net.order); do
-    insmod /modules/$m || fail "insmod $m"
-done
-n=0
-while [ ! -e /sys/class/net/eth0 ]; do
-    n=$((n + 1)); [ $n -gt 100 ] && fail "no eth0 after 10 s"
-    usleep 100000
-done
-ip link set eth0 mtu $MTU || fail "cannot set MTU $MTU on eth0"
-ip link set eth0 up || fail "cannot set eth0 up"
+load_modules net
+eth0_up $MTU
 say MTU $(cat /sys/class/net/eth0/mtu)
 say MAC $(cat /sys/class/net/eth0/address)
-for m in $(cat /modules/fcoe.order); do
-    insmod /modules/$m || fail "insmod $m"
-done
+load_modules fcoe
 T0=$(ms)
-echo eth0 > /sys/bus/fcoe/ctlr_create || fail "ctlr_create"
-C=
-for c in /sys/bus/fcoe/devices/ctlr_*; do [ -e "$c/mode" ] && C=$c; done
-[ -n "$C" ] || fail "no ctlr_* after ctlr_create"
-echo vn2vn > $C/mode || fail "cannot set $C/mode to vn2vn"
-echo 1 > $C/enabled || fail "cannot enable $C"
-H=
-n=0
-while [ -z "$H" ]; do
-    for h in /sys/class/fc_host/host*; do
-        [ "$(cat $h/port_state 2>/dev/null)" = Online ] && H=$h
-    done
-    [ -n "$H" ] && break
-    n=$((n + 1)); [ $n -gt 200 ] && fail "no fc_host Online after 20 s"
-    usleep 100000
-done
+vn2vn_create
+wait_fc_host
 say LPORT $(cat $H/port_name) $(cat $H/port_id)
 say ONLINE-MS $(($(ms) - T0))
 if [ $MODE = probe ]; then
@@ -293,17 +300,7 @@ else
     done
     say RPORT $(cat $R/port_name) $(cat $R/port_id) $(cat $R/roles)
     say RPORT-MS $(($(ms) - T0))
-    B=
-    n=0
-    while [ -z "$B" ]; do
-        for b in /sys/class/scsi_disk/*/device/block/*; do
-            [ -e "$b" ] && B=${b##*/} && S=${b%/device/block/*}
-        done
-        [ -n "$B" ] && [ -b /dev/$B ] && [ "$(blockdev --getsize64 /dev/$B 2>/dev/null)" -gt 0 ] && break
-        B=
-        n=$((n + 1)); [ $n -gt $((LOGIN * 10)) ] && fail "no SCSI disk after $LOGIN s"
-        usleep 100000
-    done
+    wait_scsi_disk $LOGIN
     D=/dev/$B
     SIZE=$(blockdev --getsize64 $D) || fail "blockdev $D"
     say DEVICE $D $SIZE
@@ -393,12 +390,21 @@ pub fn fcoe_initramfs(kernel: &Kernel) -> Result<Vec<u8>> {
     w.file("pattern.bin", 0o644, &linux::aoe_pattern());
     let sg = sg_write_request(FCOE_PATTERN_LBA, &linux::aoe_pattern()[..512]);
     w.file("sgwrite.bin", 0o644, &sg);
-    let init = FCOE_INIT
-        .replace("@SGLEN@", &sg.len().to_string())
-        .replace("@PLBA@", &FCOE_PATTERN_LBA.to_string())
-        .replace("@PSECTORS@", &linux::AOE_PATTERN_SECTORS.to_string());
-    w.file("init", 0o755, init.as_bytes());
+    w.file("init", 0o755, fcoe_init(sg.len()).as_bytes());
     Ok(w.finish())
+}
+
+/// The FCoE scenario's `/init`, for an sg request of `sg_len` bytes.
+fn fcoe_init(sg_len: usize) -> String {
+    linux::init_script("L2SAN-LINUX", &[FCOE_FUNCTIONS, FCOE_STEPS])
+        .replace("@SGLEN@", &sg_len.to_string())
+        .replace("@PLBA@", &FCOE_PATTERN_LBA.to_string())
+        .replace("@PSECTORS@", &linux::AOE_PATTERN_SECTORS.to_string())
+}
+
+/// The LIO guest's `/init`.
+fn lio_init() -> String {
+    linux::init_script("L2SAN-LIO", &[FCOE_FUNCTIONS, LIO_STEPS])
 }
 
 /// A request for the sg driver's v2 interface (`struct sg_header`, 36 bytes: `reply_len` 36, no
@@ -431,43 +437,30 @@ pub fn run_fcoe(
     scenario: &FcoeScenario,
     dir: &Path,
 ) -> Result<LinuxOutcome> {
-    ensure!(
-        tap.mtu >= scenario.mtu,
-        "tap MTU {} is below the guest's {}",
-        tap.mtu,
-        scenario.mtu
-    );
+    linux::ensure_tap_fits(tap, scenario.mtu)?;
     let initramfs = dir.join("initramfs-fcoe.cpio");
     fs::write(&initramfs, fcoe_initramfs(kernel)?)?;
-    let cmdline = format!(
-        "console=ttyS0 quiet panic=-1 ipv6.disable=1 l2san.mtu={} l2san.mode={} l2san.wmib={} \
-         l2san.login={}",
+    let params = format!(
+        "l2san.mtu={} l2san.mode={} l2san.wmib={} l2san.login={}",
         scenario.mtu,
         scenario.mode.param(),
         scenario.write_mib,
         scenario.login_wait_s
     );
-    // Qemu::start adds the NIC; its MAC is set as a global property of the device type.
-    let mac = format!("virtio-net-pci.mac={}", fmt_mac(&scenario.guest_mac));
-    let extra = ["-global".as_ref(), std::ffi::OsStr::new(&mac)];
     let guest = linux::Guest {
         name: "linux-fcoe",
+        kernel,
+        initramfs: &initramfs,
+        params: &params,
+        mac: Some(scenario.guest_mac),
         memory_mb: scenario.memory_mb,
-        timeout: scenario.timeout,
     };
-    linux::boot_guest(ns, tap, kernel, &initramfs, &cmdline, &extra, &guest, dir)
+    linux::boot_guest(ns, tap, &guest, scenario.timeout, dir)
 }
 
 /// What an image holds after the read-write scenario ran on `original` with `write_mib`.
 pub fn expected_after_fcoe(original: &[u8], write_mib: u64) -> Vec<u8> {
-    let mut image = original.to_vec();
-    let at = (FCOE_PATTERN_LBA * 512) as usize;
-    let pattern = linux::aoe_pattern();
-    image[at..at + pattern.len()].copy_from_slice(&pattern);
-    let mib = image.len() / (1 << 20);
-    let from = (mib - write_mib as usize) << 20;
-    image[from..mib << 20].fill(0);
-    image
+    linux::expected_after_pattern(original, FCOE_PATTERN_LBA, write_mib)
 }
 
 /// Modules for LIO's FCoE target (`tcm_fc`) with a file backstore. `crct10dif_generic` is what
@@ -480,19 +473,8 @@ pub const LIO_MODULES: &[&str] = &[
     "target_core_file",
 ];
 
-const LIO_INIT: &str = r#"#!/bin/sh
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-say() { echo "L2SAN-LIO $*"; }
-fail() {
-    say "FAIL $*"
-    dmesg | tail -n 40 | sed 's/^/L2SAN-LIO dmesg: /'
-    poweroff -f
-    sleep 10
-}
-MTU=1500
+/// The LIO guest's steps (after [`linux::init_script`]'s prelude and [`FCOE_FUNCTIONS`]).
+const LIO_STEPS: &str = r#"MTU=1500
 RO=0
 INIT=
 for a in $(cat /proc/cmdline); do
@@ -503,32 +485,12 @@ for a in $(cat /proc/cmdline); do
     esac
 done
 echo pfifo_fast > /proc/sys/net/core/default_qdisc || fail "cannot set the default qdisc"
-for m in $(cat /modules/net.order) $(cat /modules/lio.order); do
-    insmod /modules/$m || fail "insmod $m"
-done
-n=0
-while [ ! -e /sys/class/net/eth0 ]; do
-    n=$((n + 1)); [ $n -gt 100 ] && fail "no eth0 after 10 s"
-    usleep 100000
-done
-ip link set eth0 mtu $MTU || fail "cannot set MTU $MTU on eth0"
-ip link set eth0 up || fail "cannot set eth0 up"
+load_modules net
+load_modules lio
+eth0_up $MTU
 mount -t configfs configfs /sys/kernel/config || fail "cannot mount configfs"
-echo eth0 > /sys/bus/fcoe/ctlr_create || fail "ctlr_create"
-C=
-for c in /sys/bus/fcoe/devices/ctlr_*; do [ -e "$c/mode" ] && C=$c; done
-echo vn2vn > $C/mode || fail "vn2vn mode"
-echo 1 > $C/enabled || fail "enable"
-H=
-n=0
-while [ -z "$H" ]; do
-    for h in /sys/class/fc_host/host*; do
-        [ "$(cat $h/port_state 2>/dev/null)" = Online ] && H=$h
-    done
-    [ -n "$H" ] && break
-    n=$((n + 1)); [ $n -gt 200 ] && fail "no fc_host Online after 20 s"
-    usleep 100000
-done
+vn2vn_create
+wait_fc_host
 W=$(cat $H/port_name | sed 's/^0x//; s/../&:/g; s/:$//')
 T=/sys/kernel/config/target
 B=$T/core/fileio_0/disk
@@ -568,63 +530,26 @@ impl LioTarget {
         read_only: bool,
         dir: &Path,
     ) -> Result<LioTarget> {
-        let busybox = fs::read(BUSYBOX)
-            .with_context(|| format!("cannot read {BUSYBOX}: install busybox-static"))?;
-        let applets = run_cmd(Command::new(BUSYBOX).arg("--list"))?;
-        let mut w = cpio::Writer::new();
-        for d in ["proc", "sys", "dev", "tmp", "bin", "modules"] {
-            w.dir(d, 0o755);
-        }
-        w.char_device("dev/console", 0o600, 5, 1);
-        w.file("bin/busybox", 0o755, &busybox);
-        for applet in applets.split_whitespace().filter(|a| *a != "busybox") {
-            w.symlink(&format!("bin/{applet}"), "busybox");
-        }
-        let net = kernel.module_closure(NET_MODULES)?;
-        let mut lio = kernel.module_closure(LIO_MODULES)?;
-        lio.retain(|m| !net.contains(m));
-        for (list, order_file) in [(&net, "modules/net.order"), (&lio, "modules/lio.order")] {
-            let mut order = String::new();
-            for path in list.iter() {
-                let name = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .ok_or_else(|| anyhow!("bad module path {path:?}"))?;
-                w.file(&format!("modules/{name}"), 0o644, &fs::read(path)?);
-                order.push_str(name);
-                order.push('\n');
-            }
-            w.file(order_file, 0o644, order.as_bytes());
-        }
+        let mut w = linux::base_initramfs(kernel, LIO_MODULES, "lio")?;
         w.file("disk.img", 0o644, image);
-        w.file("init", 0o755, LIO_INIT.as_bytes());
+        w.file("init", 0o755, lio_init().as_bytes());
         let initramfs = dir.join("initramfs-lio.cpio");
         fs::write(&initramfs, w.finish())?;
-        let cmdline = format!(
-            "console=ttyS0 quiet panic=-1 ipv6.disable=1 l2san.mtu={} l2san.ro={} \
-             l2san.initiator={}",
+        let params = format!(
+            "l2san.mtu={} l2san.ro={} l2san.initiator={}",
             tap.mtu,
             u8::from(read_only),
             fmt_wwn(initiator_wwpn)
         );
-        let memory = 384 + u32::try_from(image.len() >> 19).unwrap_or(u32::MAX);
-        let mut qemu = Qemu::start(
-            "lio",
-            ns,
-            tap,
-            memory,
-            dir,
-            [
-                "-kernel".as_ref(),
-                kernel.vmlinuz.as_os_str(),
-                "-initrd".as_ref(),
-                initramfs.as_os_str(),
-                "-append".as_ref(),
-                std::ffi::OsStr::new(&cmdline),
-                "-global".as_ref(),
-                std::ffi::OsStr::new(&format!("virtio-net-pci.mac={}", fmt_mac(mac))),
-            ],
-        )?;
+        let guest = linux::Guest {
+            name: "lio",
+            kernel,
+            initramfs: &initramfs,
+            params: &params,
+            mac: Some(*mac),
+            memory_mb: 384 + u32::try_from(image.len() >> 19).unwrap_or(u32::MAX),
+        };
+        let mut qemu = guest.start(ns, tap, dir)?;
         let ready = wait_until(Duration::from_secs(60), || {
             let log = qemu.serial_log();
             matches!(qemu.child().exited(), Ok(Some(_)))
@@ -1315,6 +1240,14 @@ pub fn tshark_check(capture: &Path, dir: &Path, head: u32) -> Result<TsharkOutco
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inits_parse() {
+        for init in [fcoe_init(558), lio_init()] {
+            assert!(init.starts_with("#!/bin/sh\n") && !init.contains('@'));
+            linux::assert_sh_parses(&init);
+        }
+    }
 
     #[test]
     fn names_from_macs() {

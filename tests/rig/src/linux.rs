@@ -20,7 +20,7 @@
 //! [`expected_after_aoe`] gives what the image must hold afterwards.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ffi::OsStr;
+use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 
 use crate::cpio;
+use crate::fixture::{fmt_mac, Mac};
 use crate::rig::{rig_dir, run_cmd, wait_until, FileLock, Netns, Qemu, Tap};
 
 /// The busybox the initramfs is built from (package busybox-static).
@@ -253,8 +254,14 @@ pub fn aoe_pattern() -> Vec<u8> {
 
 /// What an image holds after the AoE scenario ran on `original` with `write_mib`.
 pub fn expected_after_aoe(original: &[u8], write_mib: u64) -> Vec<u8> {
+    expected_after_pattern(original, AOE_PATTERN_LBA, write_mib)
+}
+
+/// What an image holds after a scenario wrote [`aoe_pattern`] at `lba` of `original`, then zeros
+/// over its last `write_mib` MiB (the AoE scenario, and the read-write FCoE one).
+pub fn expected_after_pattern(original: &[u8], lba: u64, write_mib: u64) -> Vec<u8> {
     let mut image = original.to_vec();
-    let at = (AOE_PATTERN_LBA * 512) as usize;
+    let at = (lba * 512) as usize;
     let pattern = aoe_pattern();
     image[at..at + pattern.len()].copy_from_slice(&pattern);
     let mib = image.len() / (1 << 20);
@@ -263,24 +270,99 @@ pub fn expected_after_aoe(original: &[u8], write_mib: u64) -> Vec<u8> {
     image
 }
 
-const AOE_INIT: &str = r#"#!/bin/sh
+/// The start of every guest's `/init`, with `@PREFIX@` for its console prefix: `PATH`, `/proc`,
+/// `/sys` and `/dev` mounted, and the functions the scenarios share:
+/// - `say <words>`: a `@PREFIX@ <words>` line on the console;
+/// - `fail <reason>`: `FAIL <reason>`, then `diagnose` (the last 40 kernel messages as `dmesg:`
+///   lines, unless the script defines its own), then power off;
+/// - `ms`: milliseconds since boot from `/proc/uptime`, which always has two decimals (Debian's
+///   busybox dd prints no rate); the fraction gets a leading 1 so that "0.09" is not read as
+///   octal;
+/// - `load_modules <list>`: `insmod` each module of `/modules/<list>.order` (see
+///   [`base_initramfs`]) in order;
+/// - `eth0_up [mtu]`: waits up to 10 s for eth0, sets its MTU if given, and sets it up.
+///
+/// Then it says `START`.
+const INIT_PRELUDE: &str = r#"#!/bin/sh
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-say() { echo "L2SAN-LINUX $*"; }
+say() { echo "@PREFIX@ $*"; }
+diagnose() { dmesg | tail -n 40 | sed 's/^/@PREFIX@ dmesg: /'; }
 fail() {
     say "FAIL $*"
-    dmesg | tail -n 40 | sed 's/^/L2SAN-LINUX dmesg: /'
+    diagnose
     poweroff -f
     sleep 10
 }
-# Milliseconds since boot from /proc/uptime, which always has two decimals (Debian's busybox dd
-# prints no rate).
-# The fraction gets a leading 1 so that "0.09" is not read as octal.
 ms() { read t rest < /proc/uptime; echo $((${t%.*} * 1000 + 1${t#*.} * 10 - 1000)); }
+load_modules() {
+    for m in $(cat /modules/$1.order); do
+        insmod /modules/$m || fail "insmod $m"
+    done
+}
+eth0_up() {
+    n=0
+    while [ ! -e /sys/class/net/eth0 ]; do
+        n=$((n + 1)); [ $n -gt 100 ] && fail "no eth0 after 10 s"
+        usleep 100000
+    done
+    if [ -n "$1" ]; then
+        ip link set eth0 mtu $1 || fail "cannot set MTU $1 on eth0"
+    fi
+    ip link set eth0 up || fail "cannot set eth0 up"
+}
 say START
-MTU=1500
+"#;
+
+/// A guest's `/init`: [`INIT_PRELUDE`], then `parts` in order (shell functions such as
+/// [`AOE_FUNCTIONS`], then the scenario's own steps), every `@PREFIX@` replaced by `prefix`.
+pub fn init_script(prefix: &str, parts: &[&str]) -> String {
+    let mut script = INIT_PRELUDE.to_string();
+    for part in parts {
+        script.push_str(part);
+    }
+    script.replace("@PREFIX@", prefix)
+}
+
+/// Shell functions of the AoE guests (after [`INIT_PRELUDE`]):
+/// - `load_aoe`: loads `/modules/aoe.order`, the aoe driver bound to eth0 only;
+/// - `size <device>`: its size in bytes, 0 if it has none (yet);
+/// - `wait_aoe <device>`: waits up to 30 s for the device to exist with a size, asking the
+///   segment again (`/dev/etherd/discover`) every 2 s.
+/// - `aoe_up <mtu> <e<shelf>.<slot>>`: eth0 up at that MTU (`MTU` line), the aoe driver on it,
+///   and the device waited for: `$D`.
+pub const AOE_FUNCTIONS: &str = r#"load_aoe() {
+    for m in $(cat /modules/aoe.order); do
+        if [ $m = aoe.ko ]; then
+            insmod /modules/$m aoe_iflist=eth0 || fail "insmod $m"
+        else
+            insmod /modules/$m || fail "insmod $m"
+        fi
+    done
+}
+size() { blockdev --getsize64 $1 2>/dev/null || echo 0; }
+wait_aoe() {
+    n=0
+    while [ ! -b $1 ] || [ "$(size $1)" = 0 ]; do
+        n=$((n + 1)); [ $n -gt 300 ] && fail "no $1 after 30 s"
+        if [ $((n % 20)) -eq 0 ] && [ -e /dev/etherd/discover ]; then echo > /dev/etherd/discover; fi
+        usleep 100000
+    done
+}
+aoe_up() {
+    load_modules net
+    eth0_up $1
+    say MTU $(cat /sys/class/net/eth0/mtu)
+    load_aoe
+    D=/dev/etherd/$2
+    wait_aoe $D
+}
+"#;
+
+/// The AoE scenario's steps (after [`INIT_PRELUDE`] and [`AOE_FUNCTIONS`]).
+const AOE_STEPS: &str = r#"MTU=1500
 DEV=e0.0
 WMIB=32
 for a in $(cat /proc/cmdline); do
@@ -290,32 +372,7 @@ for a in $(cat /proc/cmdline); do
     l2san.wmib=*) WMIB=${a#*=} ;;
     esac
 done
-for m in $(cat /modules/net.order); do
-    insmod /modules/$m || fail "insmod $m"
-done
-n=0
-while [ ! -e /sys/class/net/eth0 ]; do
-    n=$((n + 1)); [ $n -gt 100 ] && fail "no eth0 after 10 s"
-    usleep 100000
-done
-ip link set eth0 mtu $MTU || fail "cannot set MTU $MTU on eth0"
-ip link set eth0 up || fail "cannot set eth0 up"
-say MTU $(cat /sys/class/net/eth0/mtu)
-for m in $(cat /modules/aoe.order); do
-    if [ $m = aoe.ko ]; then
-        insmod /modules/$m aoe_iflist=eth0 || fail "insmod $m"
-    else
-        insmod /modules/$m || fail "insmod $m"
-    fi
-done
-D=/dev/etherd/$DEV
-size() { blockdev --getsize64 $D 2>/dev/null || echo 0; }
-n=0
-while [ ! -b $D ] || [ "$(size)" = 0 ]; do
-    n=$((n + 1)); [ $n -gt 300 ] && fail "no $D after 30 s"
-    if [ $((n % 20)) -eq 0 ] && [ -e /dev/etherd/discover ]; then echo > /dev/etherd/discover; fi
-    usleep 100000
-done
+aoe_up $MTU $DEV
 SIZE=$(blockdev --getsize64 $D) || fail "blockdev $D"
 say DEVICE $D $SIZE
 T0=$(ms)
@@ -332,7 +389,7 @@ T0=$(ms)
 dd if=/dev/zero of=$D bs=1M seek=$((SIZE / 1048576 - WMIB)) count=$WMIB oflag=direct conv=notrunc,fsync \
     2>/tmp/err || fail "direct write: $(cat /tmp/err)"
 say WRITE-RATE $((WMIB * 1048576)) bytes $(($(ms) - T0)) ms
-dmesg | grep -i aoe | sed 's/^/L2SAN-LINUX dmesg: /'
+dmesg | grep -i aoe | sed 's/^/@PREFIX@ dmesg: /'
 say DONE
 poweroff -f
 sleep 10
@@ -383,11 +440,15 @@ pub fn base_initramfs(kernel: &Kernel, wanted: &[&str], name: &str) -> Result<cp
 pub fn aoe_initramfs(kernel: &Kernel) -> Result<Vec<u8>> {
     let mut w = base_initramfs(kernel, &["aoe"], "aoe")?;
     w.file("pattern.bin", 0o644, &aoe_pattern());
-    let init = AOE_INIT
-        .replace("@PLBA@", &AOE_PATTERN_LBA.to_string())
-        .replace("@PSECTORS@", &AOE_PATTERN_SECTORS.to_string());
-    w.file("init", 0o755, init.as_bytes());
+    w.file("init", 0o755, aoe_init().as_bytes());
     Ok(w.finish())
+}
+
+/// The AoE scenario's `/init`.
+fn aoe_init() -> String {
+    init_script("L2SAN-LINUX", &[AOE_FUNCTIONS, AOE_STEPS])
+        .replace("@PLBA@", &AOE_PATTERN_LBA.to_string())
+        .replace("@PSECTORS@", &AOE_PATTERN_SECTORS.to_string())
 }
 
 /// Options for [`run_aoe`].
@@ -507,66 +568,93 @@ pub fn run_aoe(
     scenario: &AoeScenario,
     dir: &Path,
 ) -> Result<LinuxOutcome> {
-    ensure!(
-        tap.mtu >= scenario.mtu,
-        "tap MTU {} is below the guest's {}",
-        tap.mtu,
-        scenario.mtu
-    );
+    ensure_tap_fits(tap, scenario.mtu)?;
     let initramfs = dir.join("initramfs-aoe.cpio");
     fs::write(&initramfs, aoe_initramfs(kernel)?)?;
-    let cmdline = format!(
-        "console=ttyS0 quiet panic=-1 ipv6.disable=1 l2san.mtu={} l2san.dev=e{}.{} l2san.wmib={}",
+    let params = format!(
+        "l2san.mtu={} l2san.dev=e{}.{} l2san.wmib={}",
         scenario.mtu, scenario.shelf, scenario.slot, scenario.write_mib
     );
     let guest = Guest {
         name: "linux",
+        kernel,
+        initramfs: &initramfs,
+        params: &params,
+        mac: None,
         memory_mb: scenario.memory_mb,
-        timeout: scenario.timeout,
     };
-    boot_guest(ns, tap, kernel, &initramfs, &cmdline, &[], &guest, dir)
+    boot_guest(ns, tap, &guest, scenario.timeout, dir)
 }
 
-/// How [`boot_guest`] runs a guest.
+/// Fails unless `tap` carries the frames of a guest whose eth0 has `mtu`.
+pub fn ensure_tap_fits(tap: &Tap, mtu: u32) -> Result<()> {
+    ensure!(
+        tap.mtu >= mtu,
+        "tap MTU {} is below the guest's {mtu}",
+        tap.mtu
+    );
+    Ok(())
+}
+
+/// The kernel parameters every guest boots with: the console on the serial port, no IPv6 on the
+/// segment, and no reboot on a panic (QEMU runs with `-no-reboot`).
+pub const KERNEL_PARAMS: &str = "console=ttyS0 quiet panic=-1 ipv6.disable=1";
+
+/// A Linux guest in QEMU: `kernel` booted straight into `initramfs`.
 #[derive(Debug, Clone, Copy)]
 pub struct Guest<'a> {
     /// Name of the QEMU log files.
     pub name: &'a str,
+    pub kernel: &'a Kernel,
+    pub initramfs: &'a Path,
+    /// The scenario's kernel parameters (`l2san.*=`), after [`KERNEL_PARAMS`].
+    pub params: &'a str,
+    /// The NIC's MAC (QEMU's default when `None`).
+    pub mac: Option<Mac>,
     pub memory_mb: u32,
-    /// How long the whole guest run may take.
-    pub timeout: Duration,
 }
 
-/// Boots `kernel` with `initramfs` and `cmdline` in QEMU on `tap` (plus `extra` QEMU arguments)
-/// and waits for the scenario's `L2SAN-LINUX DONE` or `FAIL` line, or for QEMU to end, or for
-/// the timeout. A scenario failure is not an error here: see [`LinuxOutcome::check_done`].
-#[allow(clippy::too_many_arguments)]
+impl Guest<'_> {
+    /// Starts QEMU on `tap` inside `ns`; its logs go in `dir` (see [`Qemu::start`]).
+    pub fn start(&self, ns: &Netns, tap: &Tap, dir: &Path) -> Result<Qemu> {
+        let mut append = KERNEL_PARAMS.to_string();
+        if !self.params.is_empty() {
+            append = format!("{append} {}", self.params);
+        }
+        let mut args: Vec<OsString> = vec![
+            "-kernel".into(),
+            self.kernel.vmlinuz.clone().into(),
+            "-initrd".into(),
+            self.initramfs.into(),
+            "-append".into(),
+            append.into(),
+        ];
+        if let Some(mac) = &self.mac {
+            // Qemu::start adds the NIC; its MAC is set as a global property of the device type.
+            args.push("-global".into());
+            args.push(format!("virtio-net-pci.mac={}", fmt_mac(mac)).into());
+        }
+        Qemu::start(self.name, ns, tap, self.memory_mb, dir, args)
+    }
+}
+
+/// Boots `guest` on `tap` and waits for the scenario's `L2SAN-LINUX DONE` or `FAIL` line, or for
+/// QEMU to end, or for `timeout`. A scenario failure is not an error here: see
+/// [`LinuxOutcome::check_done`].
 pub fn boot_guest(
     ns: &Netns,
     tap: &Tap,
-    kernel: &Kernel,
-    initramfs: &Path,
-    cmdline: &str,
-    extra: &[&OsStr],
     guest: &Guest,
+    timeout: Duration,
     dir: &Path,
 ) -> Result<LinuxOutcome> {
     let start = Instant::now();
-    let mut args: Vec<&OsStr> = vec![
-        "-kernel".as_ref(),
-        kernel.vmlinuz.as_os_str(),
-        "-initrd".as_ref(),
-        initramfs.as_os_str(),
-        "-append".as_ref(),
-        OsStr::new(cmdline),
-    ];
-    args.extend_from_slice(extra);
-    let mut qemu = Qemu::start(guest.name, ns, tap, guest.memory_mb, dir, args)?;
+    let mut qemu = guest.start(ns, tap, dir)?;
     let finished = |log: &str| {
         log.lines()
             .any(|l| l.contains("L2SAN-LINUX DONE") || l.contains("L2SAN-LINUX FAIL"))
     };
-    let ended = wait_until(guest.timeout, || {
+    let ended = wait_until(timeout, || {
         matches!(qemu.child().exited(), Ok(Some(_))) || finished(&qemu.serial_log())
     });
     let elapsed = start.elapsed();
@@ -577,9 +665,47 @@ pub fn boot_guest(
     Ok(LinuxOutcome::from_log(qemu.serial_log(), elapsed, !ended))
 }
 
+/// Fails unless `sh -n` (busybox's if it is there) reads `script` without a syntax error.
+#[cfg(test)]
+pub(crate) fn assert_sh_parses(script: &str) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let shell = if Path::new(BUSYBOX).is_file() {
+        vec![BUSYBOX, "sh"]
+    } else {
+        vec!["sh"]
+    };
+    let mut child = Command::new(shell[0])
+        .args(&shell[1..])
+        .arg("-n")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run sh");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{script}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aoe_init_parses() {
+        let init = aoe_init();
+        assert!(init.starts_with("#!/bin/sh\n") && !init.contains('@'));
+        assert_sh_parses(&init);
+    }
 
     #[test]
     fn depends_parse() {

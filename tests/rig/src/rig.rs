@@ -329,14 +329,27 @@ impl Netns {
             ],
         )
         .with_context(|| format!("cannot set MTU {mtu} on {name}"))?;
+        self.link_up(name)?;
+        self.link(name, mtu)
+    }
+
+    /// Disables IPv6 on `dev` (best effort: no router solicitations or DAD on the segment) and
+    /// sets it up.
+    pub fn link_up(&self, dev: &str) -> Result<()> {
         let _ = self.run(
             "sh",
             [
                 "-c",
-                &format!("echo 1 > /proc/sys/net/ipv6/conf/{name}/disable_ipv6"),
+                &format!("echo 1 > /proc/sys/net/ipv6/conf/{dev}/disable_ipv6"),
             ],
         );
-        self.run("ip", ["link", "set", "dev", name, "up"])?;
+        self.run("ip", ["link", "set", "dev", dev, "up"])?;
+        Ok(())
+    }
+
+    /// The interface `name` of the namespace as a [`Tap`] of `mtu` (a target needs only its
+    /// name and index, which a veth end has too).
+    pub fn link(&self, name: &str, mtu: u32) -> Result<Tap> {
         let ifindex = self
             .run("cat", [format!("/sys/class/net/{name}/ifindex")])?
             .trim()
@@ -654,7 +667,7 @@ impl Target {
 }
 
 /// Whether the `/proc/<pid>/net/packet` table lists a socket bound to `ifindex`.
-fn packet_socket_on(table: &str, ifindex: u32) -> bool {
+pub(crate) fn packet_socket_on(table: &str, ifindex: u32) -> bool {
     // sk RefCnt Type Proto Iface R Rmem User Inode
     let Ok(text) = fs::read_to_string(table) else {
         return false;

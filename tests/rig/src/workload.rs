@@ -37,7 +37,6 @@
 //! with access to its pid (kill -9, restart, `/proc/<pid>/status` memory).
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -45,9 +44,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::fcoe_guest::FCOE_MODULES;
-use crate::linux::{base_initramfs, Kernel};
-use crate::rig::{l2san_bin, run_cmd, wait_until, Child, Netns, Qemu, Tap};
+use crate::fcoe_guest::{FCOE_FUNCTIONS, FCOE_MODULES};
+use crate::linux::{self, base_initramfs, Guest, Kernel, AOE_FUNCTIONS};
+use crate::rig::{l2san_bin, packet_socket_on, run_cmd, wait_until, Child, Netns, Qemu, Tap};
 
 /// Bytes per guest write (one `dd` each).
 pub const BLOCK: usize = 64 << 10;
@@ -170,22 +169,9 @@ if ! dd if=$D of=/tmp/back bs=65536 skip=$BASE count=$BLOCKS iflag=direct 2>/tmp
 fi
 "#;
 
-const WORKLOAD_INIT: &str = r#"#!/bin/sh
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
-say() { echo "L2SAN-WL $*"; }
-fail() {
-    say "FAIL $*"
-    dmesg | tail -n 40 | sed 's/^/L2SAN-WL dmesg: /'
-    poweroff -f
-    sleep 10
-}
-ms() { read t rest < /proc/uptime; echo $((${t%.*} * 1000 + 1${t#*.} * 10 - 1000)); }
-say START
-MTU=1500; DEV=e0.0; BLOCKS=128; BASE=16; GENS=2; ACK=4; SETS=@SETS@
+/// Both workload `/init`s read the same parameters off the kernel command line (see
+/// [`WorkloadGuest`]'s `boot`, which gives them all).
+const WORKLOAD_PARAMS: &str = r#"MTU=1500; DEV=e0.0; BLOCKS=128; BASE=16; GENS=2; ACK=4; SETS=@SETS@
 for a in $(cat /proc/cmdline); do
     case "$a" in
     l2san.mtu=*) MTU=${a#*=} ;;
@@ -196,35 +182,15 @@ for a in $(cat /proc/cmdline); do
     l2san.ack=*) ACK=${a#*=} ;;
     esac
 done
+"#;
+
+/// The AoE workload's steps (after [`linux::init_script`]'s prelude, [`AOE_FUNCTIONS`] and
+/// [`WORKLOAD_PARAMS`]).
+const WORKLOAD_STEPS: &str = r#"mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 # fq_codel drops frames that queue for more than 5 ms; AoE would only retransmit, but slowly.
 echo pfifo_fast > /proc/sys/net/core/default_qdisc
-for m in $(cat /modules/net.order); do
-    insmod /modules/$m || fail "insmod $m"
-done
-n=0
-while [ ! -e /sys/class/net/eth0 ]; do
-    n=$((n + 1)); [ $n -gt 100 ] && fail "no eth0 after 10 s"
-    usleep 100000
-done
-ip link set eth0 mtu $MTU || fail "cannot set MTU $MTU on eth0"
-ip link set eth0 up || fail "cannot set eth0 up"
-say MTU $(cat /sys/class/net/eth0/mtu)
-for m in $(cat /modules/aoe.order); do
-    if [ $m = aoe.ko ]; then
-        insmod /modules/$m aoe_iflist=eth0 || fail "insmod $m"
-    else
-        insmod /modules/$m || fail "insmod $m"
-    fi
-done
-D=/dev/etherd/$DEV
-size() { blockdev --getsize64 $D 2>/dev/null || echo 0; }
-n=0
-while [ ! -b $D ] || [ "$(size)" = 0 ]; do
-    n=$((n + 1)); [ $n -gt 300 ] && fail "no $D after 30 s"
-    if [ $((n % 20)) -eq 0 ] && [ -e /dev/etherd/discover ]; then echo > /dev/etherd/discover; fi
-    usleep 100000
-done
-say DEVICE $D $(size)
+aoe_up $MTU $DEV
+say DEVICE $D $(size $D)
 @GENERATIONS@
 if cmp -s /tmp/back $LAST; then
     say "VERIFY OK blocks=$BLOCKS"
@@ -242,9 +208,9 @@ else
 fi
 rm -f /tmp/back
 for s in /sys/kernel/debug/aoe/*; do
-    [ -r "$s" ] && sed 's/^/L2SAN-WL aoestat: /' "$s"
+    [ -r "$s" ] && sed 's/^/@PREFIX@ aoestat: /' "$s"
 done
-dmesg | grep -i aoe | tail -n 60 | sed 's/^/L2SAN-WL dmesg: /'
+dmesg | grep -i aoe | tail -n 60 | sed 's/^/@PREFIX@ dmesg: /'
 say "DONE writes=$W ioerrors=$ERR"
 poweroff -f
 sleep 10
@@ -254,66 +220,13 @@ sleep 10
 /// scenario (controller on eth0, wait for a SCSI disk), then the same generations, `ACK`,
 /// `IOERR`, `WRITTEN`, `VERIFY` and `DONE` lines on the SCSI disk; `dmesg:` lines are the FCoE
 /// and SCSI kernel messages.
-const FCOE_WORKLOAD_INIT: &str = r#"#!/bin/sh
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-say() { echo "L2SAN-WL $*"; }
-interesting() {
-    dmesg | grep -iE 'fcoe|host[0-9]|rport|sd [0-9]|scsi|I/O error|Sense|abort|reset|blk_update' \
-        | tail -n ${1:-60} | sed 's/^/L2SAN-WL dmesg: /'
-}
-fail() {
-    say "FAIL $*"
-    interesting 60
-    poweroff -f
-    sleep 10
-}
-ms() { read t rest < /proc/uptime; echo $((${t%.*} * 1000 + 1${t#*.} * 10 - 1000)); }
-say START
-MTU=1500; BLOCKS=64; BASE=16; GENS=2; ACK=4; SETS=@SETS@
-for a in $(cat /proc/cmdline); do
-    case "$a" in
-    l2san.mtu=*) MTU=${a#*=} ;;
-    l2san.blocks=*) BLOCKS=${a#*=} ;;
-    l2san.base=*) BASE=${a#*=} ;;
-    l2san.gens=*) GENS=${a#*=} ;;
-    l2san.ack=*) ACK=${a#*=} ;;
-    esac
-done
-# fq_codel drops frames that wait over 5 ms and FCoE never retransmits.
+const FCOE_WORKLOAD_STEPS: &str = r#"# fq_codel drops frames that wait over 5 ms and FCoE never retransmits.
 echo pfifo_fast > /proc/sys/net/core/default_qdisc || fail "cannot set the default qdisc"
-for m in $(cat /modules/net.order); do
-    insmod /modules/$m || fail "insmod $m"
-done
-n=0
-while [ ! -e /sys/class/net/eth0 ]; do
-    n=$((n + 1)); [ $n -gt 100 ] && fail "no eth0 after 10 s"
-    usleep 100000
-done
-ip link set eth0 mtu $MTU || fail "cannot set MTU $MTU on eth0"
-ip link set eth0 up || fail "cannot set eth0 up"
-for m in $(cat /modules/fcoe.order); do
-    insmod /modules/$m || fail "insmod $m"
-done
-echo eth0 > /sys/bus/fcoe/ctlr_create || fail "ctlr_create"
-C=
-for c in /sys/bus/fcoe/devices/ctlr_*; do [ -e "$c/mode" ] && C=$c; done
-[ -n "$C" ] || fail "no ctlr_* after ctlr_create"
-echo vn2vn > $C/mode || fail "cannot set $C/mode to vn2vn"
-echo 1 > $C/enabled || fail "cannot enable $C"
-B=
-n=0
-while [ -z "$B" ]; do
-    for b in /sys/class/scsi_disk/*/device/block/*; do
-        [ -e "$b" ] && B=${b##*/}
-    done
-    [ -n "$B" ] && [ -b /dev/$B ] && [ "$(blockdev --getsize64 /dev/$B 2>/dev/null)" -gt 0 ] && break
-    B=
-    n=$((n + 1)); [ $n -gt 600 ] && fail "no SCSI disk after 60 s"
-    usleep 100000
-done
+load_modules net
+eth0_up $MTU
+load_modules fcoe
+vn2vn_create
+wait_scsi_disk 60
 D=/dev/$B
 say DEVICE $D $(blockdev --getsize64 $D)
 @GENERATIONS@
@@ -336,7 +249,7 @@ pub fn workload_initramfs(kernel: &Kernel, blocks: u32) -> Result<Vec<u8>> {
     for set in 0..SETS {
         w.file(&format!("set{set}.bin"), 0o644, &set_data(set, blocks));
     }
-    w.file("init", 0o755, init_script(WORKLOAD_INIT).as_bytes());
+    w.file("init", 0o755, aoe_init().as_bytes());
     Ok(w.finish())
 }
 
@@ -347,14 +260,29 @@ pub fn fcoe_workload_initramfs(kernel: &Kernel, blocks: u32) -> Result<Vec<u8>> 
     for set in 0..SETS {
         w.file(&format!("set{set}.bin"), 0o644, &set_data(set, blocks));
     }
-    w.file("init", 0o755, init_script(FCOE_WORKLOAD_INIT).as_bytes());
+    w.file("init", 0o755, fcoe_init().as_bytes());
     Ok(w.finish())
 }
 
-/// A workload `/init` from its template: [`GENERATIONS`] and [`SETS`] filled in.
-fn init_script(template: &str) -> String {
-    template
-        .replace("@GENERATIONS@\n", GENERATIONS)
+/// The AoE workload's `/init`.
+fn aoe_init() -> String {
+    fill_in(linux::init_script(
+        "L2SAN-WL",
+        &[AOE_FUNCTIONS, WORKLOAD_PARAMS, WORKLOAD_STEPS],
+    ))
+}
+
+/// The FCoE workload's `/init`.
+fn fcoe_init() -> String {
+    fill_in(linux::init_script(
+        "L2SAN-WL",
+        &[FCOE_FUNCTIONS, WORKLOAD_PARAMS, FCOE_WORKLOAD_STEPS],
+    ))
+}
+
+/// A workload `/init` with [`GENERATIONS`] and [`SETS`] filled in.
+fn fill_in(init: String) -> String {
+    init.replace("@GENERATIONS@\n", GENERATIONS)
         .replace("@SETS@", &SETS.to_string())
 }
 
@@ -458,7 +386,7 @@ impl WorkloadGuest {
         ensure!(opts.gens >= 1 && opts.blocks >= 1 && opts.ack_every >= 1);
         let initramfs = dir.join("initramfs-workload.cpio");
         fs::write(&initramfs, workload_initramfs(kernel, opts.blocks)?)?;
-        Self::boot("workload", ns, tap, kernel, opts, &initramfs, &[], dir)
+        Self::boot("workload", ns, tap, kernel, opts, &initramfs, None, dir)
     }
 
     /// Boots `kernel` with the FCoE (VN2VN) workload on `tap` (inside `ns`), its NIC at
@@ -475,11 +403,6 @@ impl WorkloadGuest {
         ensure!(opts.gens >= 1 && opts.blocks >= 1 && opts.ack_every >= 1);
         let initramfs = dir.join("initramfs-fcoe-workload.cpio");
         fs::write(&initramfs, fcoe_workload_initramfs(kernel, opts.blocks)?)?;
-        let mac = format!(
-            "virtio-net-pci.mac={}",
-            crate::fcoe_guest::fmt_mac(guest_mac)
-        );
-        let extra = [OsStr::new("-global"), OsStr::new(&mac)];
         Self::boot(
             "fcoe-workload",
             ns,
@@ -487,7 +410,7 @@ impl WorkloadGuest {
             kernel,
             opts,
             &initramfs,
-            &extra,
+            Some(*guest_mac),
             dir,
         )
     }
@@ -500,25 +423,24 @@ impl WorkloadGuest {
         kernel: &Kernel,
         opts: &WorkloadOpts,
         initramfs: &Path,
-        extra: &[&OsStr],
+        mac: Option<[u8; 6]>,
         dir: &Path,
     ) -> Result<WorkloadGuest> {
-        let cmdline = format!(
-            "console=ttyS0 quiet panic=-1 ipv6.disable=1 l2san.mtu={} l2san.dev=e{}.{} \
-             l2san.blocks={} l2san.base={} l2san.gens={} l2san.ack={}",
+        let params = format!(
+            "l2san.mtu={} l2san.dev=e{}.{} l2san.blocks={} l2san.base={} l2san.gens={} \
+             l2san.ack={}",
             opts.mtu, opts.shelf, opts.slot, opts.blocks, opts.base, opts.gens, opts.ack_every
         );
-        let mut args = vec![
-            OsStr::new("-kernel"),
-            kernel.vmlinuz.as_os_str(),
-            OsStr::new("-initrd"),
-            initramfs.as_os_str(),
-            OsStr::new("-append"),
-            OsStr::new(&cmdline),
-        ];
-        args.extend_from_slice(extra);
+        let guest = Guest {
+            name,
+            kernel,
+            initramfs,
+            params: &params,
+            mac,
+            memory_mb: opts.memory_mb,
+        };
         let start = Instant::now();
-        let qemu = Qemu::start(name, ns, tap, opts.memory_mb, dir, args)?;
+        let qemu = guest.start(ns, tap, dir)?;
         Ok(WorkloadGuest {
             qemu,
             opts: opts.clone(),
@@ -957,19 +879,6 @@ impl L2sanProcess {
     }
 }
 
-/// Whether the `/proc/<pid>/net/packet` table lists a socket bound to `ifindex`.
-fn packet_socket_on(table: &str, ifindex: u32) -> bool {
-    let Ok(text) = fs::read_to_string(table) else {
-        return false;
-    };
-    text.lines().skip(1).any(|l| {
-        l.split_whitespace()
-            .nth(4)
-            .and_then(|i| i.parse::<u32>().ok())
-            == Some(ifindex)
-    })
-}
-
 /// The image region `[opts.region_offset(), + region_len)` of the file at `path`.
 pub fn read_region(path: &Path, opts: &WorkloadOpts) -> Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
@@ -1008,10 +917,13 @@ mod tests {
 
     #[test]
     fn init_scripts_are_filled_in() {
-        for template in [WORKLOAD_INIT, FCOE_WORKLOAD_INIT] {
-            let init = init_script(template);
-            assert!(!init.contains('@'), "{init}");
+        for init in [aoe_init(), fcoe_init()] {
+            assert!(
+                init.starts_with("#!/bin/sh\n") && !init.contains('@'),
+                "{init}"
+            );
             assert!(init.contains("\nT0=$(ms)\n") && init.contains("\nif cmp -s /tmp/back $LAST"));
+            linux::assert_sh_parses(&init);
         }
     }
 
