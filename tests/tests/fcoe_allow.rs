@@ -14,7 +14,7 @@
 //!   allowed by its ENode MAC on LUN 1, LUN 0 allowed to another WWPN and MAC, and LUN 2 open to
 //!   all: the guest has exactly LUNs 1 and 2.
 //! - `fcoe_allow_none_refuses_login`: no LUN allows the guest. l2san answers its FIP FLOGI with
-//!   LS_RJT (and nothing else: no LS_ACC, no FCP frame), counts the refusal
+//!   LS_RJT (never LS_ACC, and no FCP frame), counts the refusal
 //!   (`l2san_fcoe_drop_not_allowed_total`) and opens no session; the guest's remote port never
 //!   gets the target role and it has no SCSI device.
 //!
@@ -413,20 +413,20 @@ fn fcoe_allow_none_refuses_login() {
             l2san.stop()?;
             let stats = fx.frames()?;
             let guest_flogi = stats.els_count(Side::Guest, 0x04);
-            let rjt = stats
-                .els_replies
-                .get(&(Side::Target, 0x01))
-                .copied()
-                .unwrap_or(0);
-            let acc = stats
-                .els_replies
-                .get(&(Side::Target, 0x02))
-                .copied()
-                .unwrap_or(0);
+            // Replies to the FIP FLOGIs (descriptor 7); the guest's LOGO at shutdown, when it
+            // comes before the capture ends, is accepted like any logout.
+            let flogi_reply = |code: u8| {
+                stats
+                    .fip_els_replies
+                    .get(&(Side::Target, 7, code))
+                    .copied()
+                    .unwrap_or(0)
+            };
+            let (rjt, acc) = (flogi_reply(0x01), flogi_reply(0x02));
             let target = stats.side(Side::Target);
             rig::report(format_args!(
             "{}: no LUN allows the guest: it sent {guest_flogi} FLOGIs in {NONE_WAIT_S} s, l2san \
-             answered {rjt} LS_RJT and {acc} LS_ACC and sent {} FCoE frames; l2san counted \
+             answered {rjt} LS_RJT and {acc} LS_ACC to them and sent {} FCoE frames; l2san counted \
              {refused:.0} refused logins, {logins:.0} logins, {sessions:.0} sessions; the guest \
              found {:?}, remote ports {:?}\n{}",
             run.name(),

@@ -841,6 +841,9 @@ pub struct FrameStats {
     pub els_requests: BTreeMap<(Side, u8), u64>,
     /// ELS replies by sender and code (2 LS_ACC, 1 LS_RJT).
     pub els_replies: BTreeMap<(Side, u8), u64>,
+    /// FIP-encapsulated ELS replies by sender, FIP descriptor type (7 FLOGI, 8 FDISC, 9 LOGO)
+    /// and code (2 LS_ACC, 1 LS_RJT): which request a reply answers.
+    pub fip_els_replies: BTreeMap<(Side, u8, u8), u64>,
     /// FCP_CMND frames by SCSI opcode.
     pub scsi_commands: BTreeMap<u8, u64>,
     /// The target's FCP_RSPs by SCSI status and sense key (`None` without sense data).
@@ -1160,7 +1163,7 @@ fn check_fip(stats: &mut FrameStats, n: u64, us: u64, t0: u64, side: Side, frame
         }
         if types.is_empty() && (7..=10).contains(&dtype) && dlen >= 4 + 24 + 4 {
             let d = &descs[at..at + dlen];
-            els = Some((d[4], d[28]));
+            els = Some((dtype, d[4], d[28]));
         }
         types.push(dtype);
         at += dlen;
@@ -1170,11 +1173,14 @@ fn check_fip(stats: &mut FrameStats, n: u64, us: u64, t0: u64, side: Side, frame
         fip_name(op, sub),
         fmt_mac(&frame[..6].try_into().unwrap_or_default())
     );
-    if let Some((r_ctl, cmd)) = els {
+    if let Some((dtype, r_ctl, cmd)) = els {
         what += &format!(" carrying {}", els_name(cmd));
         match r_ctl {
             0x22 => *stats.els_requests.entry((side, cmd)).or_default() += 1,
-            0x23 => *stats.els_replies.entry((side, cmd)).or_default() += 1,
+            0x23 => {
+                *stats.els_replies.entry((side, cmd)).or_default() += 1;
+                *stats.fip_els_replies.entry((side, dtype, cmd)).or_default() += 1;
+            }
             _ => {}
         }
     }
