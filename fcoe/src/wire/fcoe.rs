@@ -28,6 +28,16 @@ pub const MAX_FC_PAYLOAD: usize = 2112;
 /// Largest FCoE payload of an Ethernet frame (Linux `FCOE_MTU`, "baby jumbo").
 pub const MAX_LEN: usize = HEADER_LEN + super::fc::HEADER_LEN + MAX_FC_PAYLOAD + TRAILER_LEN;
 
+/// The FC payload size (receive data field size) an Ethernet MTU carries: the MTU minus the
+/// FCoE header and trailer (22), rounded down to a word, minus the FC header; at least 256, at
+/// most 2112 (Linux `fcoe.c`: 1500 -> 1452, 2112 from 2158 up).
+pub fn mfs_for_mtu(mtu: u32) -> usize {
+    let frame = (mtu as usize).saturating_sub(HEADER_LEN + TRAILER_LEN) & !3;
+    frame
+        .saturating_sub(super::fc::HEADER_LEN)
+        .clamp(256, MAX_FC_PAYLOAD)
+}
+
 mod field {
     use std::ops::Range;
     pub const VER: usize = 0;
