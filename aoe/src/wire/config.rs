@@ -93,11 +93,7 @@ impl<T: AsRef<[u8]>> ConfigPacket<T> {
 
     /// Checks the fixed part only; [`Self::config_string`] checks the string.
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < ARG_LEN {
-            Err(WireError::Truncated)
-        } else {
-            Ok(())
-        }
+        super::check_fixed(self.buffer.as_ref(), ARG_LEN)
     }
 
     pub fn into_inner(self) -> T {
