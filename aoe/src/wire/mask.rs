@@ -15,7 +15,7 @@
 //! ```
 //!
 //! Dir Count is checked against the bytes the frame carries: a count longer than the frame
-//! is [`WireError::BadLength`], never a read of stale buffer bytes.
+//! is [`WireError::BadLength`](super::WireError::BadLength), never a read of stale buffer bytes.
 
 use l2san_common::MacAddr;
 
