@@ -14,7 +14,7 @@
 //!  24  payload, 0..=2112 bytes, a multiple of 4 (F_CTL bits 1-0 count the fill bytes at its end)
 //! ```
 
-use super::{be16, be24, be32, put16, put24, put32, Error, FcId, Result};
+use super::{be16, be24, be32, need_len, put16, put24, put32, FcId, Result};
 use std::fmt;
 use std::ops::{BitAnd, BitOr, BitOrAssign};
 
@@ -263,11 +263,7 @@ impl<T: AsRef<[u8]>> FcPacket<T> {
     }
 
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
+        need_len(self.buffer.as_ref(), HEADER_LEN)
     }
 
     pub fn into_inner(self) -> T {

@@ -13,7 +13,7 @@
 //! never Ethernet padding: the smallest FCoE frame (14 + 24 + 8 = 46 bytes of payload) already
 //! fills a 60-byte Ethernet frame, and iPXE locates the trailer at the very end of the buffer.
 
-use super::{Error, Result};
+use super::{need_len, Error, Result};
 
 /// Length of the FCoE header (version, reserved, SOF).
 pub const HEADER_LEN: usize = 14;
@@ -187,11 +187,7 @@ impl<T: AsRef<[u8]>> FcoePacket<T> {
 
     /// The buffer must hold the header, a full 24-byte FC header and the trailer.
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < MIN_LEN {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
+        need_len(self.buffer.as_ref(), MIN_LEN)
     }
 
     pub fn into_inner(self) -> T {
