@@ -137,6 +137,14 @@ impl Rig {
             payload,
         ))
     }
+    /// A rig where initiator `mac(1)` has logged in (FLOGI, PLOGI, PRLI) as [`INIT_WWPN`].
+    fn logged_in() -> (Rig, MacAddr) {
+        let mut g = Rig::new();
+        let m = mac(1);
+        g.login(m, INIT_WWPN);
+        (g, m)
+    }
+
     fn login(&mut self, m: MacAddr, wwpn: Wwn) {
         let flogi = LoginRepr::n_port(ElsCommand::Flogi, wwpn, Wwn(wwpn.0 ^ 1), 1452);
         let r = self.els(
@@ -195,9 +203,7 @@ fn rsp(f: &Fc) -> FcpRspRepr<'_> {
 /// RRQ accepted; ABTS of an unknown exchange: BA_RJT.
 #[test]
 fn abts_rrq_and_unknown_exchange() {
-    let mut g = Rig::new();
-    let m = mac(1);
-    g.login(m, INIT_WWPN);
+    let (mut g, m) = Rig::logged_in();
     let r = g.fcp(
         m,
         0x10,
@@ -515,9 +521,7 @@ fn malformed_frames_are_counted_drops() {
 /// session; several iPXE clients with the same IDs are kept apart by MAC.
 #[test]
 fn residuals_tmf_and_sessions() {
-    let mut g = Rig::new();
-    let m = mac(1);
-    g.login(m, INIT_WWPN);
+    let (mut g, m) = Rig::logged_in();
     // READ(10) 2 blocks, FCP_DL 512: 512 bytes move, RESID_OVER 512.
     let r = g.fcp(
         m,
@@ -639,9 +643,7 @@ const READ_CAPACITY: [u8; 10] = [0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 /// (absent too).
 #[test]
 fn reconfigure_keeps_sessions_and_raises_unit_attentions() {
-    let mut g = Rig::new();
-    let m = mac(1);
-    g.login(m, INIT_WWPN);
+    let (mut g, m) = Rig::logged_in();
     let lun1 = image(2 << 20);
     let done = g.t.reconfigure(
         vec![(0, g.img.clone().into()), (1, lun1.clone().into())],
