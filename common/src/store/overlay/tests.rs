@@ -614,24 +614,7 @@ fn kill9_keeps_every_acknowledged_write(durability: Durability) {
             acked = n.parse::<u64>().unwrap() + 1;
         }
     }
-    let base = Arc::new(
-        Image::open(
-            &d.path().join("base.img"),
-            ImageOptions {
-                read_only: true,
-                durability,
-            },
-        )
-        .unwrap(),
-    );
-    let set = open_set(
-        &base,
-        &d.path().join("ov"),
-        OverlayOptions {
-            durability,
-            ..Default::default()
-        },
-    );
+    let (_base, set) = crash_set(d.path(), durability);
     let all = read_all(&set.volume(&mac(1)));
     for i in 0..CRASH_WRITES {
         let (at, len) = crash_write(i);
@@ -659,6 +642,22 @@ fn kill9_keeps_every_acknowledged_write(durability: Durability) {
 const CRASH_LEN: u64 = 8 << 20;
 const CRASH_STRIDE: u64 = 3 * 1024;
 const CRASH_WRITES: u64 = CRASH_LEN / CRASH_STRIDE;
+/// The crash test's base (`dir/base.img`, read-only) and overlay set (`dir/ov`), both at
+/// `durability`.
+fn crash_set(dir: &Path, durability: Durability) -> (Arc<Image>, OverlaySet) {
+    let options = ImageOptions {
+        read_only: true,
+        durability,
+    };
+    let base = Arc::new(Image::open(&dir.join("base.img"), options).unwrap());
+    let options = OverlayOptions {
+        durability,
+        ..Default::default()
+    };
+    let set = open_set(&base, &dir.join("ov"), options);
+    (base, set)
+}
+
 fn crash_write(i: u64) -> (u64, u64) {
     (i * CRASH_STRIDE, 1024 + (i % 3) * 512)
 }
@@ -689,24 +688,7 @@ fn crash_child() {
     } else {
         Durability::Writeback
     };
-    let base = Arc::new(
-        Image::open(
-            &dir.join("base.img"),
-            ImageOptions {
-                read_only: true,
-                durability,
-            },
-        )
-        .unwrap(),
-    );
-    let set = open_set(
-        &base,
-        &dir.join("ov"),
-        OverlayOptions {
-            durability,
-            ..Default::default()
-        },
-    );
+    let (_base, set) = crash_set(&dir, durability);
     let v = set.volume(&mac(1));
     for i in 0..CRASH_WRITES {
         let (at, len) = crash_write(i);
