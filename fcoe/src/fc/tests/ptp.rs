@@ -194,6 +194,23 @@ impl Rig {
     }
 }
 
+/// An ABTS (BLS, no payload) from initiator `m` for the exchange `ox_id`/`rx_id`.
+fn abts(m: MacAddr, ox_id: u16, rx_id: u16) -> Vec<u8> {
+    frame_from(
+        m,
+        TGT_MAC,
+        RCtl::Abts,
+        FcType::Bls,
+        REQ,
+        TGT_ID,
+        INIT_ID,
+        ox_id,
+        rx_id,
+        0,
+        &[],
+    )
+}
+
 fn rsp(f: &Fc) -> FcpRspRepr<'_> {
     assert_eq!(f.hdr.r_ctl, RCtl::FcpRsp);
     FcpRspRepr::parse(&FcpRspPacket::new_checked(&f.data[..]).unwrap()).unwrap()
@@ -214,19 +231,7 @@ fn abts_rrq_and_unknown_exchange() {
     let rx_id = r[0].hdr.rx_id;
     assert_ne!(rx_id, 0xffff);
     // ABTS (BLS, no payload) from the originator.
-    let r = g.send(&frame_from(
-        m,
-        TGT_MAC,
-        RCtl::Abts,
-        FcType::Bls,
-        REQ,
-        TGT_ID,
-        INIT_ID,
-        0x10,
-        rx_id,
-        0,
-        &[],
-    ));
+    let r = g.send(&abts(m, 0x10, rx_id));
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].hdr.r_ctl, RCtl::BaAcc);
     assert!(r[0]
@@ -265,36 +270,12 @@ fn abts_rrq_and_unknown_exchange() {
     let r = g.els(m, TGT_ID, INIT_ID, 0x11, &els_payload(|p| rrq.emit(p), 12));
     assert_eq!(r[0].data[..4], [0x02, 0, 0, 0]);
     // ABTS for an exchange that never was: BA_RJT.
-    let r = g.send(&frame_from(
-        m,
-        TGT_MAC,
-        RCtl::Abts,
-        FcType::Bls,
-        REQ,
-        TGT_ID,
-        INIT_ID,
-        0x77,
-        0xffff,
-        0,
-        &[],
-    ));
+    let r = g.send(&abts(m, 0x77, 0xffff));
     assert_eq!(r[0].hdr.r_ctl, RCtl::BaRjt);
     // A late ABTS for a completed command (its FCP_RSP lost) still gets BA_ACC.
     let r = g.fcp(m, 0x20, &cmnd(0, &[0], 0, false, false, 0));
     let rx = r[0].hdr.rx_id;
-    let r = g.send(&frame_from(
-        m,
-        TGT_MAC,
-        RCtl::Abts,
-        FcType::Bls,
-        REQ,
-        TGT_ID,
-        INIT_ID,
-        0x20,
-        rx,
-        0,
-        &[],
-    ));
+    let r = g.send(&abts(m, 0x20, rx));
     assert_eq!(r[0].hdr.r_ctl, RCtl::BaAcc);
 }
 
