@@ -178,13 +178,8 @@ impl AtaRepr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::header::HEADER_LEN;
-    use crate::wire::test_frames::{aoe, IPXE, LINUX};
+    use crate::wire::test_frames::{arg, IPXE, LINUX};
     use crate::wire::WireError;
-
-    fn arg(name: &str, n: usize) -> Vec<u8> {
-        aoe(name, n)[HEADER_LEN..].to_vec()
-    }
 
     #[test]
     fn parses_ipxe_identify() {

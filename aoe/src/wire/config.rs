@@ -224,12 +224,7 @@ impl<'a> ConfigRepr<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::header::HEADER_LEN;
-    use crate::wire::test_frames::{aoe, IPXE, LINUX};
-
-    fn arg(name: &str, n: usize) -> Vec<u8> {
-        aoe(name, n)[HEADER_LEN..].to_vec()
-    }
+    use crate::wire::test_frames::{arg, IPXE, LINUX};
 
     #[test]
     fn parses_ipxe_request_with_zero_version() {

@@ -117,6 +117,11 @@ pub(crate) mod test_frames {
         frame(name, n)[super::ETH_HEADER_LEN..].to_vec()
     }
 
+    /// The command argument (after the AoE header) of frame `n`.
+    pub fn arg(name: &str, n: usize) -> Vec<u8> {
+        aoe(name, n)[super::header::HEADER_LEN..].to_vec()
+    }
+
     pub const IPXE: &str = "ipxe-aoe-bios-boot.pcap";
     pub const LINUX: &str = "linux-aoe-initiator.pcap";
 }
