@@ -10,7 +10,6 @@
 //! sender's softirq, so the receive path's kernel work lands on the sender thread), and the
 //! whole machine's busy time (/proc/stat), which includes other load on a shared host.
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,39 +19,9 @@ use l2san_common::io::sys::{packet, xdp};
 use l2san_common::io::{FrameRx, FrameTx};
 use l2san_common::{EtherType, Interface};
 
-struct Veth(String, String);
-
-impl Veth {
-    fn new(mtu: u32) -> Veth {
-        let a = format!("l2xma{}", std::process::id() % 100000);
-        let b = format!("l2xmb{}", std::process::id() % 100000);
-        let mtu = mtu.to_string();
-        let one = ["numtxqueues", "1", "numrxqueues", "1", "mtu", &mtu];
-        let ok = Command::new("ip")
-            .args(["link", "add", &a])
-            .args(one)
-            .args(["type", "veth", "peer", "name", &b])
-            .args(one)
-            .status()
-            .expect("running ip")
-            .success();
-        assert!(ok, "ip link add failed");
-        for dev in [&a, &b] {
-            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{dev}/disable_ipv6"), "1");
-            Command::new("ip")
-                .args(["link", "set", dev, "up"])
-                .status()
-                .expect("ip link set up");
-        }
-        Veth(a, b)
-    }
-}
-
-impl Drop for Veth {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.0]).status();
-    }
-}
+#[path = "../tests/veth/mod.rs"]
+mod veth;
+use veth::VethPair;
 
 /// Nanoseconds this thread has run.
 fn thread_cpu_ns() -> u64 {
@@ -111,9 +80,9 @@ struct Result {
 /// other. The sender offers `rate` frames/s of `len` bytes for `secs`.
 fn case(backend: &str, receive: bool, len: usize, secs: f64, rate: u64) -> Result {
     let mtu = (len as u32).saturating_sub(14).max(1500);
-    let veth = Veth::new(mtu);
-    let a = Interface::by_name(&veth.0).expect("veth a");
-    let b = Interface::by_name(&veth.1).expect("veth b");
+    let veth = VethPair::new("xm", Some(mtu));
+    let a = Interface::by_name(&veth.a).expect("veth a");
+    let b = Interface::by_name(&veth.b).expect("veth b");
     // The measured backend always sits on `a`.
     let (rx_a, mut tx_a) = open_rx(backend, a.index, mtu);
     let (rx_b, mut tx_b) = open_rx("packet", b.index, mtu);

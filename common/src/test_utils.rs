@@ -1,7 +1,9 @@
 //! Helpers for handler tests and benches: frames without sockets.
 
+use std::time::Instant;
+
 use crate::ether::{emit_header, EtherType, MacAddr};
-use crate::io::TxBatch;
+use crate::io::{Transmit, TxBatch, MAX_FRAME_LEN};
 
 /// Build a frame from an Ethernet header and a payload.
 pub fn frame(dst: MacAddr, src: MacAddr, ethertype: EtherType, payload: &[u8]) -> Vec<u8> {
@@ -16,6 +18,60 @@ pub fn drain(batch: &mut TxBatch) -> Vec<Vec<u8>> {
     let out = batch.frames().map(|f| f.to_vec()).collect();
     batch.clear();
     out
+}
+
+/// A Transmit whose buffers are full of 0xa5 every time, and longer than asked for: any byte
+/// a reply leaves unwritten shows up in the committed frame (a twin fed through a zeroed
+/// transmit would differ). Frames shorter than 60 bytes are padded with zeros, as
+/// [`TxBatch`] pads them. Its clock stands still at `now` unless a test moves it.
+pub struct StaleTx {
+    buf: Vec<u8>,
+    pub frames: Vec<Vec<u8>>,
+    pub now: Instant,
+}
+
+impl StaleTx {
+    /// Replies handed over now.
+    pub fn new() -> StaleTx {
+        StaleTx::at(Instant::now())
+    }
+
+    /// Replies handed over at `now`.
+    pub fn at(now: Instant) -> StaleTx {
+        StaleTx {
+            buf: Vec::new(),
+            frames: Vec::new(),
+            now,
+        }
+    }
+}
+
+impl Default for StaleTx {
+    fn default() -> StaleTx {
+        StaleTx::new()
+    }
+}
+
+impl Transmit for StaleTx {
+    fn buffer(&mut self, len: usize) -> &mut [u8] {
+        assert!(
+            len <= MAX_FRAME_LEN,
+            "reply of {len} bytes exceeds MAX_FRAME_LEN"
+        );
+        self.buf.clear();
+        self.buf.resize(len.max(60) + 64, 0xa5);
+        &mut self.buf
+    }
+    fn commit(&mut self, len: usize) {
+        let mut f = self.buf[..len].to_vec();
+        if f.len() < 60 {
+            f.resize(60, 0);
+        }
+        self.frames.push(f);
+    }
+    fn now(&self) -> Instant {
+        self.now
+    }
 }
 
 /// Frames from a classic pcap file (the format of testdata/captures), each as raw bytes.

@@ -1,7 +1,6 @@
 //! The TPACKET_V2 backend on a real veth pair that this test makes and removes.
 //! Needs root (CAP_NET_ADMIN, CAP_NET_RAW); elsewhere it says so and passes nothing off as run.
 
-use std::process::Command;
 use std::time::Duration;
 
 use l2san_common::ether::emit_header;
@@ -9,62 +8,8 @@ use l2san_common::io::sys::packet;
 use l2san_common::io::{FieldWidth, FrameRx, FrameTx, Steering};
 use l2san_common::{EtherType, Interface, MacAddr};
 
-struct VethPair {
-    a: String,
-    b: String,
-}
-
-impl VethPair {
-    fn new(tag: &str, mtu: u32) -> Option<VethPair> {
-        let a = format!("l2{tag}a{}", std::process::id() % 100000);
-        let b = format!("l2{tag}b{}", std::process::id() % 100000);
-        let ok = Command::new("ip")
-            .args([
-                "link",
-                "add",
-                &a,
-                "mtu",
-                &mtu.to_string(),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &b,
-            ])
-            .args(["mtu", &mtu.to_string()])
-            .status()
-            .ok()?
-            .success();
-        if !ok {
-            return None;
-        }
-        let pair = VethPair { a, b };
-        for dev in [&pair.a, &pair.b] {
-            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{dev}/disable_ipv6"), "1");
-            assert!(Command::new("ip")
-                .args(["link", "set", dev, "up"])
-                .status()
-                .unwrap()
-                .success());
-        }
-        Some(pair)
-    }
-}
-
-impl Drop for VethPair {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.a]).status();
-    }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
+mod veth;
+use veth::{is_root, VethPair};
 
 fn frame(src: MacAddr, ethertype: u16, len: usize, fill: u8) -> Vec<u8> {
     let mut f = vec![fill; len];
@@ -77,7 +22,7 @@ fn exchange(mtu: u32, tag: &str) {
         eprintln!("SKIPPED: needs root to make a veth pair");
         return;
     }
-    let pair = VethPair::new(tag, mtu).expect("ip link add veth failed");
+    let pair = VethPair::new(tag, Some(mtu));
     let a = Interface::by_name(&pair.a).unwrap();
     let b = Interface::by_name(&pair.b).unwrap();
     assert_eq!(a.mtu(), Some(mtu));
@@ -138,7 +83,7 @@ fn fanout_keeps_a_region_on_one_worker_and_spreads_regions() {
         eprintln!("SKIPPED: needs root to make a veth pair");
         return;
     }
-    let pair = VethPair::new("f", 1500).expect("ip link add veth failed");
+    let pair = VethPair::new("f", Some(1500));
     let a = Interface::by_name(&pair.a).unwrap();
     let b = Interface::by_name(&pair.b).unwrap();
     let (_rx_a, mut tx_a) = packet::open(a.index, &[EtherType::AOE]).unwrap();

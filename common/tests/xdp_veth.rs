@@ -7,7 +7,6 @@
 //! The pair has one queue each way: a veth frame lands on the RX queue numbered like the
 //! sender's TX queue, and an AF_XDP socket hears only its own queue.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use l2san_common::ether::emit_header;
@@ -16,66 +15,12 @@ use l2san_common::io::sys::{packet, PacketRx};
 use l2san_common::io::{FrameRx, FrameTx};
 use l2san_common::{EtherType, Interface, MacAddr};
 
+mod veth;
+use veth::{is_root, VethPair};
+
 const SERVED: [u16; 3] = [EtherType::AOE, EtherType::FCOE, EtherType::FIP];
 /// IEEE local experimental: served by nobody, so XDP must pass it to the kernel.
 const OTHER: u16 = 0x88b5;
-
-struct VethPair {
-    a: String,
-    b: String,
-}
-
-impl VethPair {
-    fn new(tag: &str, mtu: u32) -> VethPair {
-        let a = format!("l2x{tag}a{}", std::process::id() % 100000);
-        let b = format!("l2x{tag}b{}", std::process::id() % 100000);
-        let mtu = mtu.to_string();
-        let one = ["numtxqueues", "1", "numrxqueues", "1", "mtu", &mtu];
-        let ok = Command::new("ip")
-            .args(["link", "add", &a])
-            .args(one)
-            .args(["type", "veth", "peer", "name", &b])
-            .args(one)
-            .status()
-            .expect("running ip")
-            .success();
-        assert!(ok, "ip link add {a} type veth peer name {b} failed");
-        let pair = VethPair { a, b };
-        for dev in [&pair.a, &pair.b] {
-            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{dev}/disable_ipv6"), "1");
-            assert!(Command::new("ip")
-                .args(["link", "set", dev, "up"])
-                .status()
-                .unwrap()
-                .success());
-        }
-        pair
-    }
-
-    fn xdp_attached(&self) -> bool {
-        let out = Command::new("ip")
-            .args(["link", "show", "dev", &self.a])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.contains("prog/xdp") || text.contains(" xdp")
-    }
-}
-
-impl Drop for VethPair {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.a]).status();
-    }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
 
 /// A frame of `len` bytes whose payload tells frames apart.
 fn frame(src: MacAddr, ethertype: u16, len: usize, seed: u8) -> Vec<u8> {
@@ -156,7 +101,7 @@ fn run(tag: &str, mtu: u32, rx_lens: &[usize], tx_lens: &[usize]) {
         eprintln!("SKIPPED: needs root to make a veth pair and load XDP");
         return;
     }
-    let pair = VethPair::new(tag, mtu);
+    let pair = VethPair::new(&format!("x{tag}"), Some(mtu));
     let a = Interface::by_name(&pair.a).unwrap();
     let b = Interface::by_name(&pair.b).unwrap();
     let config = XdpConfig {
@@ -243,7 +188,7 @@ fn zero_copy_only_is_refused_on_veth_and_leaves_nothing_attached() {
         eprintln!("SKIPPED: needs root to make a veth pair and load XDP");
         return;
     }
-    let pair = VethPair::new("z", 1500);
+    let pair = VethPair::new("xz", Some(1500));
     let a = Interface::by_name(&pair.a).unwrap();
     let config = XdpConfig {
         queue: 0,

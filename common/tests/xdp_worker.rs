@@ -15,6 +15,9 @@ use l2san_common::io::{FrameRx, FrameTx, Transmit};
 use l2san_common::worker::{self, Backend, FrameHandler, WorkerRole, WorkerStats};
 use l2san_common::{EtherType, Interface};
 
+mod veth;
+use veth::{is_root, VethPair};
+
 /// Answers every AoE frame with the same bytes, addresses swapped.
 struct Echo;
 
@@ -35,49 +38,16 @@ impl FrameHandler for Echo {
     }
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 #[test]
 fn xdp_worker_answers_through_its_queue() {
     if !is_root() {
         eprintln!("SKIPPED: needs root to make a veth pair and load XDP");
         return;
     }
-    let a = format!("l2xwa{}", std::process::id() % 100000);
-    let b = format!("l2xwb{}", std::process::id() % 100000);
-    let one = ["numtxqueues", "1", "numrxqueues", "1"];
-    assert!(Command::new("ip")
-        .args(["link", "add", &a])
-        .args(one)
-        .args(["type", "veth", "peer", "name", &b])
-        .args(one)
-        .status()
-        .unwrap()
-        .success());
-    struct Del(String);
-    impl Drop for Del {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["link", "del", &self.0]).status();
-        }
-    }
-    let _del = Del(a.clone());
-    for dev in [&a, &b] {
-        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{dev}/disable_ipv6"), "1");
-        assert!(Command::new("ip")
-            .args(["link", "set", dev, "up"])
-            .status()
-            .unwrap()
-            .success());
-    }
-    let ia = Interface::by_name(&a).unwrap();
-    let ib = Interface::by_name(&b).unwrap();
+    let pair = VethPair::new("xw", None);
+    let (a, b) = (&pair.a, &pair.b);
+    let ia = Interface::by_name(a).unwrap();
+    let ib = Interface::by_name(b).unwrap();
     let (mut peer_rx, mut peer_tx) = packet::open(ib.index, &[EtherType::AOE]).unwrap();
 
     let handlers: Vec<Arc<dyn FrameHandler>> = vec![Arc::new(Echo)];
@@ -99,7 +69,7 @@ fn xdp_worker_answers_through_its_queue() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let attached = || {
         let out = Command::new("ip")
-            .args(["link", "show", "dev", &a])
+            .args(["link", "show", "dev", a])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).contains("prog/xdp")

@@ -11,10 +11,9 @@
 use l2san_common::ether::{emit_header, EtherType, MacAddr, HEADER_LEN as ETH_LEN};
 use l2san_common::io::Transmit;
 
-use crate::wire::fc::{FCtl, FcHeaderRepr, FcPacket, FcType, RCtl, HEADER_LEN as FC_LEN};
+use crate::wire::fc::{FCtl, FcHeaderRepr, FcPacket, HEADER_LEN as FC_LEN};
 use crate::wire::fcoe::{Eof, FcoePacket, FcoeRepr, Sof, HEADER_LEN as FCOE_LEN, TRAILER_LEN};
 use crate::wire::fip::{FipPacket, FipRepr};
-use crate::wire::FcId;
 
 /// Where one FC frame goes and what its header says.
 #[derive(Debug, Clone, Copy)]
@@ -85,33 +84,4 @@ pub(crate) fn send_fip(tx: &mut dyn Transmit, dst: MacAddr, src: MacAddr, repr: 
     emit_header(buf, dst, src, EtherType::Fip);
     repr.emit(&mut FipPacket::new_unchecked(&mut buf[ETH_LEN..]));
     tx.commit(total);
-}
-
-/// The header of a single-frame reply sequence that ends the exchange, sent by the exchange
-/// responder: EX_CTX | LAST_SEQ | END_SEQ | SEQ_INIT (libfc `fc_seq_send_last`; LIO and Linux
-/// ELS replies carry F_CTL 0x990000). Never FIRST_SEQ: iPXE opens a new exchange for any
-/// frame with FIRST_SEQ and SEQ_CNT 0.
-pub(crate) fn last_reply_header(
-    r_ctl: RCtl,
-    fc_type: FcType,
-    d_id: FcId,
-    s_id: FcId,
-    seq_id: u8,
-    ox_id: u16,
-    rx_id: u16,
-) -> FcHeaderRepr {
-    FcHeaderRepr {
-        r_ctl,
-        d_id,
-        cs_ctl: 0,
-        s_id,
-        fc_type,
-        f_ctl: FCtl::EX_CTX | FCtl::LAST_SEQ | FCtl::END_SEQ | FCtl::SEQ_INIT,
-        seq_id,
-        df_ctl: 0,
-        seq_cnt: 0,
-        ox_id,
-        rx_id,
-        parameter: 0,
-    }
 }

@@ -11,32 +11,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use l2san_aoe::{AoeExport, AoeTarget};
-use l2san_common::io::{Transmit, TxBatch};
+use l2san_common::io::TxBatch;
+use l2san_common::test_utils::StaleTx;
 use l2san_common::{EtherType, Image, ImageOptions, MacAddr};
 use libfuzzer_sys::fuzz_target;
 
 const OUR_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 1]);
 const IMAGE_LEN: usize = 64 * 1024;
-
-/// A Transmit whose buffers hold stale 0xa5 bytes, at the time replies are handed over.
-struct Stale(Vec<Vec<u8>>, Vec<u8>, Instant);
-impl Transmit for Stale {
-    fn buffer(&mut self, len: usize) -> &mut [u8] {
-        self.1 = vec![0xa5; len.max(60)];
-        &mut self.1
-    }
-    fn commit(&mut self, len: usize) {
-        let mut f = std::mem::take(&mut self.1);
-        f.truncate(len.max(60));
-        if len < 60 {
-            f[len..].fill(0);
-        }
-        self.0.push(f);
-    }
-    fn now(&self) -> Instant {
-        self.2
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 2 {
@@ -44,26 +25,16 @@ fuzz_target!(|data: &[u8]| {
     }
     let mtu = if data[0] & 1 == 0 { 1500 } else { 9000 };
     let ro = data[0] & 2 != 0;
-    let image = Arc::new(
-        Image::memory(IMAGE_LEN as u64, ImageOptions { read_only: ro, ..Default::default() })
-            .unwrap(),
-    );
-    let target = AoeTarget::new(
-        OUR_MAC,
-        mtu,
-        "fuzz",
-        vec![AoeExport::new(0, 0, image.clone()), AoeExport::new(1, 2, image.clone())],
-    );
-    let twin_image = Arc::new(
-        Image::memory(IMAGE_LEN as u64, ImageOptions { read_only: ro, ..Default::default() })
-            .unwrap(),
-    );
-    let twin = AoeTarget::new(
-        OUR_MAC,
-        mtu,
-        "fuzz",
-        vec![AoeExport::new(0, 0, twin_image.clone()), AoeExport::new(1, 2, twin_image)],
-    );
+    // Two exports of one image; the twin is built the same way over its own image.
+    let build = || {
+        let options = ImageOptions { read_only: ro, ..Default::default() };
+        let image = Arc::new(Image::memory(IMAGE_LEN as u64, options).unwrap());
+        let exports =
+            vec![AoeExport::new(0, 0, image.clone()), AoeExport::new(1, 2, image.clone())];
+        (AoeTarget::new(OUR_MAC, mtu, "fuzz", exports), image)
+    };
+    let (target, image) = build();
+    let (twin, _) = build();
     let mut before = vec![0u8; IMAGE_LEN];
     let mut after = vec![0u8; IMAGE_LEN];
     // Every frame is received, and its replies handed over, at this one time.
@@ -79,14 +50,14 @@ fuzz_target!(|data: &[u8]| {
         let frame = l2san_common::test_utils::frame(dst, src, EtherType::Aoe, payload);
 
         image.read_at(0, &mut before).unwrap();
-        let mut stale = Stale(Vec::new(), Vec::new(), now);
+        let mut stale = StaleTx::at(now);
         target.handle_frame(&frame, now, &mut stale);
         let mut clean = TxBatch::new(1);
         clean.set_now(now);
         twin.handle_frame(&frame, now, &mut clean);
         image.read_at(0, &mut after).unwrap();
 
-        let replies = stale.0;
+        let replies = stale.frames;
         let clean: Vec<Vec<u8>> = clean.frames().map(|f| f.to_vec()).collect();
         assert_eq!(replies, clean, "stale transmit bytes leaked into a reply");
         // One reply per export addressed: a broadcast may reach both.

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use l2san_common::io::Transmit;
+use l2san_common::test_utils::StaleTx;
 use l2san_common::{EtherType, Image, ImageOptions, MacAddr};
 use l2san_fcoe::fc::session::{MAX_EXCHANGES, MAX_SESSIONS};
 use l2san_fcoe::fip::vn2vn::MAX_PEERS;
@@ -48,32 +49,6 @@ const FLOGI_MAC: MacAddr = MacAddr([0x0e, 0xfc, 0x00, 0xff, 0xff, 0xfe]);
 const ALL_VN2VN: MacAddr = MacAddr([0x01, 0x10, 0x18, 0x01, 0x00, 0x04]);
 const ALL_FCF: MacAddr = MacAddr([0x01, 0x10, 0x18, 0x01, 0x00, 0x02]);
 const FOREIGN: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x99]);
-
-/// A Transmit whose buffers hold stale 0xa5 bytes (and more of them than asked for), at the
-/// time replies are handed over.
-struct Stale(Vec<Vec<u8>>, Vec<u8>, Instant);
-impl Stale {
-    fn at(now: Instant) -> Stale {
-        Stale(Vec::new(), Vec::new(), now)
-    }
-}
-impl Transmit for Stale {
-    fn buffer(&mut self, len: usize) -> &mut [u8] {
-        self.1 = vec![0xa5; len.max(60) + 16];
-        &mut self.1
-    }
-    fn commit(&mut self, len: usize) {
-        let mut f = std::mem::take(&mut self.1);
-        f.truncate(len.max(60));
-        if len < 60 {
-            f[len..].fill(0);
-        }
-        self.0.push(f);
-    }
-    fn now(&self) -> Instant {
-        self.2
-    }
-}
 
 /// A Transmit with fresh zeroed buffers, at the time replies are handed over.
 struct Clean(Vec<Vec<u8>>, Vec<u8>, Instant);
@@ -376,23 +351,23 @@ fuzz_target!(|data: &[u8]| {
             };
             let et = if fip { EtherType::Fip } else { EtherType::Fcoe };
             let frame = l2san_common::test_utils::frame(dst, src, et, &body);
-            let mut stale = Stale::at(now);
+            let mut stale = StaleTx::at(now);
             a.target.handle_frame(&frame, now, &mut stale);
             let mut clean = Clean::at(now);
             b.target.handle_frame(&frame, now, &mut clean);
-            assert_eq!(stale.0, clean.0, "stale transmit bytes leaked into a reply");
-            replies.push((stale.0, Some(frame)));
+            assert_eq!(stale.frames, clean.0, "stale transmit bytes leaked into a reply");
+            replies.push((stale.frames, Some(frame)));
         }
         if ctl & 0xc0 != 0 {
-            let mut stale = Stale::at(now);
+            let mut stale = StaleTx::at(now);
             a.target.tick(now, &mut stale);
             let mut clean = Clean::at(now);
             b.target.tick(now, &mut clean);
             assert_eq!(
-                stale.0, clean.0,
+                stale.frames, clean.0,
                 "stale transmit bytes leaked into a timer frame"
             );
-            replies.push((stale.0, None));
+            replies.push((stale.frames, None));
         }
 
         let after = snapshot(&a.images);

@@ -9,102 +9,96 @@ pub(super) fn target(e: &mut Exposition, iface: &IfaceSources) {
     let Some(aoe) = &iface.aoe else { return };
     let s = aoe.stats().snapshot();
     let l = [("iface", iface.name.as_str())];
-    for (name, help, v) in [
-        (
-            "l2san_aoe_frames_total",
-            "AoE frames handed to the target.",
-            s.frames,
-        ),
-        (
-            "l2san_aoe_replies_total",
-            "AoE replies sent, adverts included.",
-            s.replies,
-        ),
-        (
-            "l2san_aoe_truncated_total",
-            "AoE frames dropped as too short.",
-            s.truncated,
-        ),
-        (
-            "l2san_aoe_not_aoe_total",
-            "Frames of another ethertype handed to the AoE target.",
-            s.not_aoe,
-        ),
-        (
-            "l2san_aoe_bad_version_total",
-            "AoE frames of a version other than 1.",
-            s.bad_version,
-        ),
-        (
-            "l2san_aoe_response_flag_total",
-            "AoE responses heard from other targets.",
-            s.response_flag,
-        ),
-        (
-            "l2san_aoe_not_addressed_total",
-            "AoE frames for no export of ours, or from a group address.",
-            s.not_addressed,
-        ),
-        (
-            "l2san_aoe_masked_total",
-            "AoE commands dropped by a Mac Mask List.",
-            s.masked,
-        ),
-        (
-            "l2san_aoe_not_allowed_total",
-            "AoE commands from hosts not on an export's allow-list.",
-            s.not_allowed,
-        ),
-        (
-            "l2san_aoe_conflicts_total",
-            "Responses from another MAC for one of our shelf.slot addresses.",
-            s.conflicts,
-        ),
-        (
-            "l2san_aoe_broadcast_refused_total",
-            "Broadcast-addressed AoE commands refused.",
-            s.broadcast_refused,
-        ),
-        (
-            "l2san_aoe_vendor_total",
-            "Vendor-specific AoE commands ignored.",
-            s.vendor,
-        ),
-        (
-            "l2san_aoe_aoe_errors_total",
-            "Replies with the AoE error flag.",
-            s.aoe_errors,
-        ),
-        (
-            "l2san_aoe_ata_errors_total",
-            "ATA commands answered with ERR.",
-            s.ata_errors,
-        ),
-        (
-            "l2san_aoe_io_errors_total",
-            "Image I/O errors among the ATA errors.",
-            s.io_errors,
-        ),
-        ("l2san_aoe_reads_total", "ATA reads served.", s.reads),
-        ("l2san_aoe_writes_total", "ATA writes served.", s.writes),
-        (
-            "l2san_aoe_flushes_total",
-            "ATA FLUSH CACHE commands served.",
-            s.flushes,
-        ),
-        (
-            "l2san_aoe_bytes_read_total",
-            "Bytes read by ATA reads.",
-            s.bytes_read,
-        ),
-        (
-            "l2san_aoe_bytes_written_total",
-            "Bytes written by ATA writes.",
-            s.bytes_written,
-        ),
-    ] {
-        e.counter(name, help, &l, v);
-    }
+    e.counters(
+        "l2san_aoe_",
+        &l,
+        &[
+            ("frames_total", "AoE frames handed to the target.", s.frames),
+            (
+                "replies_total",
+                "AoE replies sent, adverts included.",
+                s.replies,
+            ),
+            (
+                "truncated_total",
+                "AoE frames dropped as too short.",
+                s.truncated,
+            ),
+            (
+                "not_aoe_total",
+                "Frames of another ethertype handed to the AoE target.",
+                s.not_aoe,
+            ),
+            (
+                "bad_version_total",
+                "AoE frames of a version other than 1.",
+                s.bad_version,
+            ),
+            (
+                "response_flag_total",
+                "AoE responses heard from other targets.",
+                s.response_flag,
+            ),
+            (
+                "not_addressed_total",
+                "AoE frames for no export of ours, or from a group address.",
+                s.not_addressed,
+            ),
+            (
+                "masked_total",
+                "AoE commands dropped by a Mac Mask List.",
+                s.masked,
+            ),
+            (
+                "not_allowed_total",
+                "AoE commands from hosts not on an export's allow-list.",
+                s.not_allowed,
+            ),
+            (
+                "conflicts_total",
+                "Responses from another MAC for one of our shelf.slot addresses.",
+                s.conflicts,
+            ),
+            (
+                "broadcast_refused_total",
+                "Broadcast-addressed AoE commands refused.",
+                s.broadcast_refused,
+            ),
+            (
+                "vendor_total",
+                "Vendor-specific AoE commands ignored.",
+                s.vendor,
+            ),
+            (
+                "aoe_errors_total",
+                "Replies with the AoE error flag.",
+                s.aoe_errors,
+            ),
+            (
+                "ata_errors_total",
+                "ATA commands answered with ERR.",
+                s.ata_errors,
+            ),
+            (
+                "io_errors_total",
+                "Image I/O errors among the ATA errors.",
+                s.io_errors,
+            ),
+            ("reads_total", "ATA reads served.", s.reads),
+            ("writes_total", "ATA writes served.", s.writes),
+            (
+                "flushes_total",
+                "ATA FLUSH CACHE commands served.",
+                s.flushes,
+            ),
+            ("bytes_read_total", "Bytes read by ATA reads.", s.bytes_read),
+            (
+                "bytes_written_total",
+                "Bytes written by ATA writes.",
+                s.bytes_written,
+            ),
+        ],
+    );
 }
 
 /// I/O and service times per export.
@@ -117,40 +111,34 @@ pub(super) fn exports(e: &mut Exposition, iface: &IfaceSources) {
             ("shelf", shelf.as_str()),
             ("slot", slot.as_str()),
         ];
-        for (name, help, v) in [
-            (
-                "l2san_aoe_export_requests_total",
-                "AoE commands that reached the export.",
-                s.requests,
-            ),
-            (
-                "l2san_aoe_export_reads_total",
-                "ATA reads served by the export.",
-                s.reads,
-            ),
-            (
-                "l2san_aoe_export_writes_total",
-                "ATA writes served by the export.",
-                s.writes,
-            ),
-            (
-                "l2san_aoe_export_bytes_read_total",
-                "Bytes read from the export.",
-                s.bytes_read,
-            ),
-            (
-                "l2san_aoe_export_bytes_written_total",
-                "Bytes written to the export.",
-                s.bytes_written,
-            ),
-            (
-                "l2san_aoe_export_ata_errors_total",
-                "ATA commands to the export answered with ERR.",
-                s.ata_errors,
-            ),
-        ] {
-            e.counter(name, help, &l, v);
-        }
+        e.counters(
+            "l2san_aoe_export_",
+            &l,
+            &[
+                (
+                    "requests_total",
+                    "AoE commands that reached the export.",
+                    s.requests,
+                ),
+                ("reads_total", "ATA reads served by the export.", s.reads),
+                ("writes_total", "ATA writes served by the export.", s.writes),
+                (
+                    "bytes_read_total",
+                    "Bytes read from the export.",
+                    s.bytes_read,
+                ),
+                (
+                    "bytes_written_total",
+                    "Bytes written to the export.",
+                    s.bytes_written,
+                ),
+                (
+                    "ata_errors_total",
+                    "ATA commands to the export answered with ERR.",
+                    s.ata_errors,
+                ),
+            ],
+        );
         e.histogram(
             "l2san_aoe_export_latency_seconds",
             "ATA command service time: frame in the handler to reply handed to the transmit path.",
@@ -166,45 +154,39 @@ pub(super) fn clients(e: &mut Exposition, iface: &IfaceSources) {
     for (mac, s) in aoe.client_stats() {
         let client = mac.map_or_else(|| "other".to_string(), |m| m.to_string());
         let l = [("iface", iface.name.as_str()), ("client", client.as_str())];
-        for (name, help, v) in [
-            (
-                "l2san_aoe_client_requests_total",
-                "AoE commands of the client that reached an export.",
-                s.requests,
-            ),
-            (
-                "l2san_aoe_client_reads_total",
-                "ATA reads served to the client.",
-                s.reads,
-            ),
-            (
-                "l2san_aoe_client_writes_total",
-                "ATA writes served to the client.",
-                s.writes,
-            ),
-            (
-                "l2san_aoe_client_bytes_read_total",
-                "Bytes read by the client.",
-                s.bytes_read,
-            ),
-            (
-                "l2san_aoe_client_bytes_written_total",
-                "Bytes written by the client.",
-                s.bytes_written,
-            ),
-            (
-                "l2san_aoe_client_ata_errors_total",
-                "ATA commands of the client answered with ERR.",
-                s.ata_errors,
-            ),
-            (
-                "l2san_aoe_client_aoe_errors_total",
-                "Replies to the client with the AoE error flag.",
-                s.aoe_errors,
-            ),
-        ] {
-            e.counter(name, help, &l, v);
-        }
+        e.counters(
+            "l2san_aoe_client_",
+            &l,
+            &[
+                (
+                    "requests_total",
+                    "AoE commands of the client that reached an export.",
+                    s.requests,
+                ),
+                ("reads_total", "ATA reads served to the client.", s.reads),
+                ("writes_total", "ATA writes served to the client.", s.writes),
+                (
+                    "bytes_read_total",
+                    "Bytes read by the client.",
+                    s.bytes_read,
+                ),
+                (
+                    "bytes_written_total",
+                    "Bytes written by the client.",
+                    s.bytes_written,
+                ),
+                (
+                    "ata_errors_total",
+                    "ATA commands of the client answered with ERR.",
+                    s.ata_errors,
+                ),
+                (
+                    "aoe_errors_total",
+                    "Replies to the client with the AoE error flag.",
+                    s.aoe_errors,
+                ),
+            ],
+        );
         for (reason, v) in [
             ("not_allowed", s.not_allowed),
             ("masked", s.masked),

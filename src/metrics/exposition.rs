@@ -107,6 +107,32 @@ impl Exposition {
         self.add(name, help, Kind::Gauge, labels, v);
     }
 
+    /// One counter per row `(name, help, value)`, each named `prefix` + `name`, all with
+    /// `labels`.
+    pub(super) fn counters(
+        &mut self,
+        prefix: &str,
+        labels: &[(&str, &str)],
+        rows: &[(&str, &'static str, u64)],
+    ) {
+        for &(name, help, v) in rows {
+            self.counter(&format!("{prefix}{name}"), help, labels, v);
+        }
+    }
+
+    /// One gauge per row `(name, help, value)`, each named `prefix` + `name`, all with
+    /// `labels`.
+    pub(super) fn gauges(
+        &mut self,
+        prefix: &str,
+        labels: &[(&str, &str)],
+        rows: &[(&str, &'static str, u64)],
+    ) {
+        for &(name, help, v) in rows {
+            self.gauge(&format!("{prefix}{name}"), help, labels, v);
+        }
+    }
+
     /// The text exposition format 0.0.4: `# HELP`, `# TYPE`, then one line per sample.
     pub fn render(&self) -> String {
         let mut out = String::new();

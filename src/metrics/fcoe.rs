@@ -9,168 +9,148 @@ pub(super) fn port(e: &mut Exposition, iface: &IfaceSources) {
     let Some(fcoe) = &iface.fcoe else { return };
     let s = fcoe.stats();
     let l = [("iface", iface.name.as_str())];
-    for (name, help, v) in [
-        (
-            "l2san_fcoe_frames_total",
-            "FCoE and FIP frames handed to the target.",
-            s.frames,
-        ),
-        (
-            "l2san_fcoe_fip_frames_total",
-            "FIP frames received.",
-            s.fip_frames,
-        ),
-        (
-            "l2san_fcoe_fcoe_frames_total",
-            "FCoE frames received.",
-            s.fcoe_frames,
-        ),
-        (
-            "l2san_fcoe_rx_bytes_total",
-            "Bytes of FCoE and FIP frames received.",
-            s.rx_bytes,
-        ),
-        (
-            "l2san_fcoe_tx_frames_total",
-            "FCoE and FIP frames sent.",
-            s.tx_frames,
-        ),
-        (
-            "l2san_fcoe_tx_bytes_total",
-            "Bytes of FCoE and FIP frames sent.",
-            s.tx_bytes,
-        ),
-        (
-            "l2san_fcoe_drop_truncated_total",
-            "Frames shorter than their headers or length fields.",
-            s.drop_truncated,
-        ),
-        (
-            "l2san_fcoe_drop_bad_crc_total",
-            "Frames with a bad FC CRC.",
-            s.drop_bad_crc,
-        ),
-        (
-            "l2san_fcoe_drop_bad_sof_eof_total",
-            "Frames with an SOF or EOF other than class 3's.",
-            s.drop_bad_sof_eof,
-        ),
-        (
-            "l2san_fcoe_drop_malformed_total",
-            "Malformed FCoE frames.",
-            s.drop_malformed,
-        ),
-        (
-            "l2san_fcoe_drop_padded_total",
-            "FCoE frames with Ethernet padding after the trailer.",
-            s.drop_padded,
-        ),
-        (
-            "l2san_fcoe_drop_not_for_us_total",
-            "Frames for another MAC or D_ID.",
-            s.drop_not_for_us,
-        ),
-        (
-            "l2san_fcoe_drop_unknown_exchange_total",
-            "FCP data or ABTS for an unknown exchange.",
-            s.drop_unknown_exchange,
-        ),
-        (
-            "l2san_fcoe_drop_no_login_total",
-            "FCP or ELS from a port without a login.",
-            s.drop_no_login,
-        ),
-        (
-            "l2san_fcoe_drop_no_prli_total",
-            "FCP_CMND from a port without a PRLI.",
-            s.drop_no_prli,
-        ),
-        (
-            "l2san_fcoe_drop_bad_data_total",
-            "Write data outside the range asked for.",
-            s.drop_bad_data,
-        ),
-        (
-            "l2san_fcoe_drop_unsupported_total",
-            "Unsupported frames and unexpected replies.",
-            s.drop_unsupported,
-        ),
-        (
-            "l2san_fcoe_drop_fip_malformed_total",
-            "FIP frames that fail to parse.",
-            s.drop_fip_malformed,
-        ),
-        (
-            "l2san_fcoe_fip_ignored_total",
-            "FIP frames not answered by design.",
-            s.fip_ignored,
-        ),
-        (
-            "l2san_fcoe_drop_no_resources_total",
-            "Requests refused for lack of sessions or exchanges.",
-            s.drop_no_resources,
-        ),
-        (
-            "l2san_fcoe_drop_not_allowed_total",
-            "Logins refused because no LUN's allow-list lets the initiator in.",
-            s.drop_not_allowed,
-        ),
-        (
-            "l2san_fcoe_els_requests_total",
-            "ELS requests received.",
-            s.els_requests,
-        ),
-        (
-            "l2san_fcoe_els_rejects_total",
-            "ELS requests rejected.",
-            s.els_rejects,
-        ),
-        ("l2san_fcoe_abts_total", "ABTS received.", s.abts),
-        (
-            "l2san_fcoe_fcp_commands_total",
-            "FCP commands received.",
-            s.fcp_commands,
-        ),
-        (
-            "l2san_fcoe_fcp_errors_total",
-            "FCP commands answered with CHECK CONDITION or a failed TMF.",
-            s.fcp_errors,
-        ),
-        (
-            "l2san_fcoe_tmf_total",
-            "Task management functions received.",
-            s.tmf,
-        ),
-        (
-            "l2san_fcoe_read_bytes_total",
-            "Bytes read by SCSI commands.",
-            s.read_bytes,
-        ),
-        (
-            "l2san_fcoe_write_bytes_total",
-            "Bytes written by SCSI commands.",
-            s.write_bytes,
-        ),
-        ("l2san_fcoe_logins_total", "Port logins accepted.", s.logins),
-        ("l2san_fcoe_logouts_total", "Port logouts.", s.logouts),
-    ] {
-        e.counter(name, help, &l, v);
-    }
-    for (name, help, v) in [
-        ("l2san_fcoe_sessions", "FCoE sessions now open.", s.sessions),
-        (
-            "l2san_fcoe_exchanges",
-            "FCoE writes now waiting for data.",
-            s.exchanges,
-        ),
-        (
-            "l2san_fcoe_vn2vn_peers",
-            "VN2VN neighbours now known.",
-            s.vn2vn_peers,
-        ),
-    ] {
-        e.gauge(name, help, &l, v);
-    }
+    e.counters(
+        "l2san_fcoe_",
+        &l,
+        &[
+            (
+                "frames_total",
+                "FCoE and FIP frames handed to the target.",
+                s.frames,
+            ),
+            ("fip_frames_total", "FIP frames received.", s.fip_frames),
+            ("fcoe_frames_total", "FCoE frames received.", s.fcoe_frames),
+            (
+                "rx_bytes_total",
+                "Bytes of FCoE and FIP frames received.",
+                s.rx_bytes,
+            ),
+            ("tx_frames_total", "FCoE and FIP frames sent.", s.tx_frames),
+            (
+                "tx_bytes_total",
+                "Bytes of FCoE and FIP frames sent.",
+                s.tx_bytes,
+            ),
+            (
+                "drop_truncated_total",
+                "Frames shorter than their headers or length fields.",
+                s.drop_truncated,
+            ),
+            (
+                "drop_bad_crc_total",
+                "Frames with a bad FC CRC.",
+                s.drop_bad_crc,
+            ),
+            (
+                "drop_bad_sof_eof_total",
+                "Frames with an SOF or EOF other than class 3's.",
+                s.drop_bad_sof_eof,
+            ),
+            (
+                "drop_malformed_total",
+                "Malformed FCoE frames.",
+                s.drop_malformed,
+            ),
+            (
+                "drop_padded_total",
+                "FCoE frames with Ethernet padding after the trailer.",
+                s.drop_padded,
+            ),
+            (
+                "drop_not_for_us_total",
+                "Frames for another MAC or D_ID.",
+                s.drop_not_for_us,
+            ),
+            (
+                "drop_unknown_exchange_total",
+                "FCP data or ABTS for an unknown exchange.",
+                s.drop_unknown_exchange,
+            ),
+            (
+                "drop_no_login_total",
+                "FCP or ELS from a port without a login.",
+                s.drop_no_login,
+            ),
+            (
+                "drop_no_prli_total",
+                "FCP_CMND from a port without a PRLI.",
+                s.drop_no_prli,
+            ),
+            (
+                "drop_bad_data_total",
+                "Write data outside the range asked for.",
+                s.drop_bad_data,
+            ),
+            (
+                "drop_unsupported_total",
+                "Unsupported frames and unexpected replies.",
+                s.drop_unsupported,
+            ),
+            (
+                "drop_fip_malformed_total",
+                "FIP frames that fail to parse.",
+                s.drop_fip_malformed,
+            ),
+            (
+                "fip_ignored_total",
+                "FIP frames not answered by design.",
+                s.fip_ignored,
+            ),
+            (
+                "drop_no_resources_total",
+                "Requests refused for lack of sessions or exchanges.",
+                s.drop_no_resources,
+            ),
+            (
+                "drop_not_allowed_total",
+                "Logins refused because no LUN's allow-list lets the initiator in.",
+                s.drop_not_allowed,
+            ),
+            (
+                "els_requests_total",
+                "ELS requests received.",
+                s.els_requests,
+            ),
+            ("els_rejects_total", "ELS requests rejected.", s.els_rejects),
+            ("abts_total", "ABTS received.", s.abts),
+            (
+                "fcp_commands_total",
+                "FCP commands received.",
+                s.fcp_commands,
+            ),
+            (
+                "fcp_errors_total",
+                "FCP commands answered with CHECK CONDITION or a failed TMF.",
+                s.fcp_errors,
+            ),
+            ("tmf_total", "Task management functions received.", s.tmf),
+            (
+                "read_bytes_total",
+                "Bytes read by SCSI commands.",
+                s.read_bytes,
+            ),
+            (
+                "write_bytes_total",
+                "Bytes written by SCSI commands.",
+                s.write_bytes,
+            ),
+            ("logins_total", "Port logins accepted.", s.logins),
+            ("logouts_total", "Port logouts.", s.logouts),
+        ],
+    );
+    e.gauges(
+        "l2san_fcoe_",
+        &l,
+        &[
+            ("sessions", "FCoE sessions now open.", s.sessions),
+            (
+                "exchanges",
+                "FCoE writes now waiting for data.",
+                s.exchanges,
+            ),
+            ("vn2vn_peers", "VN2VN neighbours now known.", s.vn2vn_peers),
+        ],
+    );
 }
 
 /// SCSI reads, writes, errors, outstanding writes and service times, by LUN then by initiator.
@@ -187,19 +167,21 @@ pub(super) fn io(e: &mut Exposition, iface: &IfaceSources) {
     for ((key, value), s) in by_lun.chain(by_initiator) {
         let l = [("iface", iface.name.as_str()), (key, value.as_str())];
         let family = |what: &str| format!("l2san_fcoe_{key}_{what}");
-        for (what, help, v) in [
-            ("reads_total", "SCSI READs completed GOOD.", s.reads),
-            ("writes_total", "SCSI WRITEs completed GOOD.", s.writes),
-            ("read_bytes_total", "Bytes read.", s.read_bytes),
-            ("write_bytes_total", "Bytes written.", s.write_bytes),
-            (
-                "errors_total",
-                "Commands answered CHECK CONDITION.",
-                s.errors,
-            ),
-        ] {
-            e.counter(&family(what), help, &l, v);
-        }
+        e.counters(
+            &family(""),
+            &l,
+            &[
+                ("reads_total", "SCSI READs completed GOOD.", s.reads),
+                ("writes_total", "SCSI WRITEs completed GOOD.", s.writes),
+                ("read_bytes_total", "Bytes read.", s.read_bytes),
+                ("write_bytes_total", "Bytes written.", s.write_bytes),
+                (
+                    "errors_total",
+                    "Commands answered CHECK CONDITION.",
+                    s.errors,
+                ),
+            ],
+        );
         e.gauge(
             &family("outstanding"),
             "Writes now waiting for their data.",

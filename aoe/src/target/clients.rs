@@ -6,75 +6,40 @@
 //! on the frame path take a [`ReadMostly`] stripe and a binary search; a new client copies
 //! the table once (rare: a boot farm has a fixed set of MACs).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use l2san_common::stats::Histogram;
-use l2san_common::stats::HistogramSnapshot;
 use l2san_common::sync::{Read, ReadMostly};
 use l2san_common::MacAddr;
+
+use super::stats::counters;
 
 /// Most clients counted one by one per target.
 pub const MAX_CLIENTS: usize = 1024;
 
-/// What one client did, all relaxed atomics.
-#[derive(Debug, Default)]
-pub struct ClientStats {
-    /// Commands that reached an export (after allow-list and Mac Mask List).
-    pub requests: AtomicU64,
-    pub reads: AtomicU64,
-    pub writes: AtomicU64,
-    pub bytes_read: AtomicU64,
-    pub bytes_written: AtomicU64,
-    /// ATA commands answered with ERR, and replies with the AoE E flag.
-    pub ata_errors: AtomicU64,
-    pub aoe_errors: AtomicU64,
-    /// Dropped: not on the export's allow-list.
-    pub not_allowed: AtomicU64,
-    /// Dropped: not on a non-empty Mac Mask List.
-    pub masked: AtomicU64,
-    /// Dropped: a broadcast-addressed command that only unicast may carry.
-    pub broadcast_refused: AtomicU64,
-    /// ATA commands refused with AoE Error 6: the export is reserved by another host.
-    pub reserved: AtomicU64,
-    /// ATA command service times.
-    pub latency: Histogram,
-}
-
-/// A plain copy of [`ClientStats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ClientStatsSnapshot {
-    pub requests: u64,
-    pub reads: u64,
-    pub writes: u64,
-    pub bytes_read: u64,
-    pub bytes_written: u64,
-    pub ata_errors: u64,
-    pub aoe_errors: u64,
-    pub not_allowed: u64,
-    pub masked: u64,
-    pub broadcast_refused: u64,
-    pub reserved: u64,
-    pub latency: HistogramSnapshot,
-}
-
-impl ClientStats {
-    pub fn snapshot(&self) -> ClientStatsSnapshot {
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        ClientStatsSnapshot {
-            requests: g(&self.requests),
-            reads: g(&self.reads),
-            writes: g(&self.writes),
-            bytes_read: g(&self.bytes_read),
-            bytes_written: g(&self.bytes_written),
-            ata_errors: g(&self.ata_errors),
-            aoe_errors: g(&self.aoe_errors),
-            not_allowed: g(&self.not_allowed),
-            masked: g(&self.masked),
-            broadcast_refused: g(&self.broadcast_refused),
-            reserved: g(&self.reserved),
-            latency: self.latency.snapshot(),
-        }
+counters! {
+    /// What one client did, all relaxed atomics.
+    pub struct ClientStats => ClientStatsSnapshot {
+        /// Commands that reached an export (after allow-list and Mac Mask List).
+        pub requests: AtomicU64,
+        pub reads: AtomicU64,
+        pub writes: AtomicU64,
+        pub bytes_read: AtomicU64,
+        pub bytes_written: AtomicU64,
+        /// ATA commands answered with ERR, and replies with the AoE E flag.
+        pub ata_errors: AtomicU64,
+        pub aoe_errors: AtomicU64,
+        /// Dropped: not on the export's allow-list.
+        pub not_allowed: AtomicU64,
+        /// Dropped: not on a non-empty Mac Mask List.
+        pub masked: AtomicU64,
+        /// Dropped: a broadcast-addressed command that only unicast may carry.
+        pub broadcast_refused: AtomicU64,
+        /// ATA commands refused with AoE Error 6: the export is reserved by another host.
+        pub reserved: AtomicU64,
+        /// ATA command service times.
+        pub latency: Histogram,
     }
 }
 
@@ -165,6 +130,7 @@ impl Clients {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     #[test]
     fn clients_are_counted_apart_and_the_table_is_bounded() {

@@ -101,21 +101,32 @@ impl AoeTarget {
 
     // ---- Command 2: Mac Mask List -------------------------------------------------------
 
+    /// Whether a Mac Mask List or Reserve/Release argument that did not parse is answered
+    /// with Error 2: a list count longer than the frame is (unless broadcast, which is counted
+    /// and refused); a truncated argument is counted and dropped.
+    fn answer_list_error(&self, e: WireError, req: &Request) -> bool {
+        match e {
+            WireError::Truncated => {
+                bump(&self.stats.truncated);
+                false
+            }
+            WireError::BadLength if req.broadcast => {
+                bump(&self.stats.broadcast_refused);
+                false
+            }
+            WireError::BadLength => true,
+        }
+    }
+
     pub(super) fn mask(&self, ex: &Export, req: &Request, tx: &mut dyn Transmit) {
         let packet = MaskPacket::new_unchecked(req.arg);
         let repr = match MaskRepr::parse(&packet) {
             Ok(r) => r,
-            Err(WireError::Truncated) => {
-                bump(&self.stats.truncated);
-                return;
-            }
-            Err(WireError::BadLength) if req.broadcast => {
-                bump(&self.stats.broadcast_refused);
-                return;
-            }
-            Err(WireError::BadLength) => {
+            Err(e) => {
                 // Dir Count longer than the frame: never read past what arrived.
-                self.mask_error_reply(ex, req, packet.command(), tx);
+                if self.answer_list_error(e, req) {
+                    self.mask_error_reply(ex, req, packet.command(), tx);
+                }
                 return;
             }
         };
@@ -248,16 +259,10 @@ impl AoeTarget {
         let packet = ReservePacket::new_unchecked(req.arg);
         let repr = match ReserveRepr::parse(&packet) {
             Ok(r) => r,
-            Err(WireError::Truncated) => {
-                bump(&self.stats.truncated);
-                return;
-            }
-            Err(WireError::BadLength) if req.broadcast => {
-                bump(&self.stats.broadcast_refused);
-                return;
-            }
-            Err(WireError::BadLength) => {
-                self.reserve_error_reply(ex, req, packet.command(), tx);
+            Err(e) => {
+                if self.answer_list_error(e, req) {
+                    self.reserve_error_reply(ex, req, packet.command(), tx);
+                }
                 return;
             }
         };

@@ -4,7 +4,7 @@
 use super::*;
 use std::time::Duration;
 
-use l2san_common::test_utils::{drain, frame};
+use l2san_common::test_utils::{drain, frame, StaleTx};
 use l2san_common::{Image, ImageOptions, TxBatch};
 
 mod replay;
@@ -13,46 +13,6 @@ const US: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x99]);
 const HOST_A: MacAddr = MacAddr([0x52, 0x54, 0, 0x12, 0x34, 0x56]);
 const HOST_B: MacAddr = MacAddr([0x52, 0x54, 0, 0x12, 0x34, 0x57]);
 const SECTORS: u64 = 4096;
-
-/// A Transmit whose buffers are full of 0xa5 every time: any byte a reply leaves unwritten
-/// shows up in the committed frame. Its clock stands still at `now` unless a test moves it.
-pub(super) struct StaleTx {
-    buf: Vec<u8>,
-    pub frames: Vec<Vec<u8>>,
-    pub now: Instant,
-}
-
-impl StaleTx {
-    pub fn new() -> StaleTx {
-        StaleTx {
-            buf: Vec::new(),
-            frames: Vec::new(),
-            now: Instant::now(),
-        }
-    }
-}
-
-impl Transmit for StaleTx {
-    fn buffer(&mut self, len: usize) -> &mut [u8] {
-        assert!(
-            len <= MAX_FRAME_LEN,
-            "reply of {len} bytes exceeds MAX_FRAME_LEN"
-        );
-        self.buf.clear();
-        self.buf.resize(len + 64, 0xa5);
-        &mut self.buf
-    }
-    fn commit(&mut self, len: usize) {
-        let mut f = self.buf[..len].to_vec();
-        if f.len() < 60 {
-            f.resize(60, 0);
-        }
-        self.frames.push(f);
-    }
-    fn now(&self) -> Instant {
-        self.now
-    }
-}
 
 pub(super) fn memory_image(sectors: u64, read_only: bool) -> Arc<Image> {
     let opts = ImageOptions {

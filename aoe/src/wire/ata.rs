@@ -18,7 +18,7 @@
 //! the view returns all 48 bits as sent and leaves masking to the ATA layer, which picks the
 //! addressing mode from the opcode.
 
-use super::{Result, WireError};
+use super::Result;
 
 mod field {
     use core::ops::Range;
@@ -77,11 +77,7 @@ impl<T: AsRef<[u8]>> AtaPacket<T> {
     }
 
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < ARG_LEN {
-            Err(WireError::Truncated)
-        } else {
-            Ok(())
-        }
+        super::check_fixed(self.buffer.as_ref(), ARG_LEN)
     }
 
     pub fn into_inner(self) -> T {
@@ -182,12 +178,8 @@ impl AtaRepr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::header::HEADER_LEN;
-    use crate::wire::test_frames::{aoe, IPXE, LINUX};
-
-    fn arg(name: &str, n: usize) -> Vec<u8> {
-        aoe(name, n)[HEADER_LEN..].to_vec()
-    }
+    use crate::wire::test_frames::{arg, IPXE, LINUX};
+    use crate::wire::WireError;
 
     #[test]
     fn parses_ipxe_identify() {

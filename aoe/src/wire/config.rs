@@ -93,11 +93,7 @@ impl<T: AsRef<[u8]>> ConfigPacket<T> {
 
     /// Checks the fixed part only; [`Self::config_string`] checks the string.
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < ARG_LEN {
-            Err(WireError::Truncated)
-        } else {
-            Ok(())
-        }
+        super::check_fixed(self.buffer.as_ref(), ARG_LEN)
     }
 
     pub fn into_inner(self) -> T {
@@ -228,12 +224,7 @@ impl<'a> ConfigRepr<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::header::HEADER_LEN;
-    use crate::wire::test_frames::{aoe, IPXE, LINUX};
-
-    fn arg(name: &str, n: usize) -> Vec<u8> {
-        aoe(name, n)[HEADER_LEN..].to_vec()
-    }
+    use crate::wire::test_frames::{arg, IPXE, LINUX};
 
     #[test]
     fn parses_ipxe_request_with_zero_version() {

@@ -16,7 +16,7 @@
 //! AoEr11 §1: "Reserved fields must be set to zero in all messages sent", so [`HeaderRepr::emit`]
 //! writes the MBZ flag bits as zero.
 
-use super::{Result, WireError};
+use super::Result;
 
 mod field {
     use core::ops::Range;
@@ -139,11 +139,7 @@ impl<T: AsRef<[u8]>> HeaderPacket<T> {
 
     /// After this succeeds no accessor panics.
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            Err(WireError::Truncated)
-        } else {
-            Ok(())
-        }
+        super::check_fixed(self.buffer.as_ref(), HEADER_LEN)
     }
 
     pub fn into_inner(self) -> T {
@@ -299,6 +295,7 @@ impl HeaderRepr {
 mod tests {
     use super::*;
     use crate::wire::test_frames::{aoe, IPXE, LINUX};
+    use crate::wire::WireError;
 
     #[test]
     fn parses_ipxe_query_config() {

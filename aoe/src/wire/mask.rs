@@ -15,11 +15,11 @@
 //! ```
 //!
 //! Dir Count is checked against the bytes the frame carries: a count longer than the frame
-//! is [`WireError::BadLength`], never a read of stale buffer bytes.
+//! is [`WireError::BadLength`](super::WireError::BadLength), never a read of stale buffer bytes.
 
 use l2san_common::MacAddr;
 
-use super::{Result, WireError};
+use super::{EntryList, Result};
 
 mod field {
     pub const RESERVED: usize = 0;
@@ -40,6 +40,11 @@ mod field {
 pub const ARG_LEN: usize = field::DIRECTIVES;
 /// Length of one directive.
 pub const DIRECTIVE_LEN: usize = 8;
+/// Dir Count directives after the fixed part.
+const DIRECTIVES: EntryList = EntryList {
+    start: ARG_LEN,
+    entry_len: DIRECTIVE_LEN,
+};
 
 /// The MCmd field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -172,21 +177,12 @@ impl<T: AsRef<[u8]>> MaskPacket<T> {
 
     /// Checks the fixed part only; [`Self::check_directives`] checks Dir Count.
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < ARG_LEN {
-            Err(WireError::Truncated)
-        } else {
-            Ok(())
-        }
+        super::check_fixed(self.buffer.as_ref(), ARG_LEN)
     }
 
     /// Dir Count directives fit in the bytes the frame carries.
     pub fn check_directives(&self) -> Result<()> {
-        let need = ARG_LEN + usize::from(self.dir_count()) * DIRECTIVE_LEN;
-        if self.buffer.as_ref().len() < need {
-            Err(WireError::BadLength)
-        } else {
-            Ok(())
-        }
+        DIRECTIVES.check(self.buffer.as_ref(), self.dir_count())
     }
 
     pub fn into_inner(self) -> T {
@@ -204,11 +200,7 @@ impl<T: AsRef<[u8]>> MaskPacket<T> {
     }
     /// Directive `index`, or `None` past Dir Count or past the end of the buffer.
     pub fn directive(&self, index: usize) -> Option<Directive> {
-        if index >= usize::from(self.dir_count()) {
-            return None;
-        }
-        let start = ARG_LEN + index * DIRECTIVE_LEN;
-        let b = self.buffer.as_ref().get(start..start + DIRECTIVE_LEN)?;
+        let b = DIRECTIVES.get(self.buffer.as_ref(), self.dir_count(), index)?;
         Some(Directive::parse(b))
     }
 }
@@ -228,8 +220,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> MaskPacket<T> {
     }
     /// Write directive `index`; the buffer must hold it.
     pub fn set_directive(&mut self, index: usize, d: &Directive) {
-        let start = ARG_LEN + index * DIRECTIVE_LEN;
-        d.emit(&mut self.buffer.as_mut()[start..start + DIRECTIVE_LEN]);
+        d.emit(&mut self.buffer.as_mut()[DIRECTIVES.range(index)]);
     }
 }
 
@@ -255,7 +246,7 @@ impl MaskRepr {
 
     /// The fixed part plus Dir Count directives.
     pub fn buffer_len(&self) -> usize {
-        ARG_LEN + usize::from(self.dir_count) * DIRECTIVE_LEN
+        DIRECTIVES.len_bytes(self.dir_count)
     }
 
     /// Write the fixed part; the caller then writes `dir_count` directives with
@@ -271,6 +262,7 @@ impl MaskRepr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::WireError;
 
     // No initiator in the captures edits masks; this is the argument `aoemask` style tools
     // send: edit, two directives (add 52:54:00:12:34:56, delete 02:00:00:00:00:01), then

@@ -47,6 +47,57 @@ pub enum WireError {
 
 pub type Result<T> = core::result::Result<T, WireError>;
 
+/// `Truncated` unless `buffer` holds the `len` bytes of a view's fixed fields: every view's
+/// `check_len`.
+#[inline]
+pub(crate) fn check_fixed(buffer: &[u8], len: usize) -> Result<()> {
+    if buffer.len() < len {
+        Err(WireError::Truncated)
+    } else {
+        Ok(())
+    }
+}
+
+/// A counted list of fixed-size entries after an argument's fixed part: the Mac Mask List's
+/// directives (Dir Count of 8 bytes) and Reserve/Release's MACs (NMacs of 6 bytes).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EntryList {
+    /// Where the first entry starts: the length of the fixed part.
+    pub start: usize,
+    /// Length of one entry.
+    pub entry_len: usize,
+}
+
+impl EntryList {
+    /// The fixed part plus `count` entries.
+    pub const fn len_bytes(&self, count: u8) -> usize {
+        self.start + count as usize * self.entry_len
+    }
+
+    /// Where entry `index` lies.
+    pub const fn range(&self, index: usize) -> core::ops::Range<usize> {
+        let start = self.start + index * self.entry_len;
+        start..start + self.entry_len
+    }
+
+    /// `BadLength` unless `count` entries fit in the bytes `buffer` carries.
+    pub fn check(&self, buffer: &[u8], count: u8) -> Result<()> {
+        if buffer.len() < self.len_bytes(count) {
+            Err(WireError::BadLength)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Entry `index`, or `None` past `count` or past the end of `buffer`.
+    pub fn get<'a>(&self, buffer: &'a [u8], count: u8, index: usize) -> Option<&'a [u8]> {
+        if index >= usize::from(count) {
+            return None;
+        }
+        buffer.get(self.range(index))
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod test_frames {
     //! Real frames from `testdata/captures`, loaded once per test.
@@ -64,6 +115,11 @@ pub(crate) mod test_frames {
     /// The AoE payload (after the Ethernet header) of frame `n`.
     pub fn aoe(name: &str, n: usize) -> Vec<u8> {
         frame(name, n)[super::ETH_HEADER_LEN..].to_vec()
+    }
+
+    /// The command argument (after the AoE header) of frame `n`.
+    pub fn arg(name: &str, n: usize) -> Vec<u8> {
+        aoe(name, n)[super::header::HEADER_LEN..].to_vec()
     }
 
     pub const IPXE: &str = "ipxe-aoe-bios-boot.pcap";

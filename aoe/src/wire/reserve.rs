@@ -14,7 +14,7 @@
 
 use l2san_common::MacAddr;
 
-use super::{Result, WireError};
+use super::{EntryList, Result};
 
 mod field {
     pub const RCMD: usize = 0;
@@ -26,6 +26,11 @@ mod field {
 pub const ARG_LEN: usize = field::MACS;
 /// Length of one MAC entry.
 pub const MAC_LEN: usize = 6;
+/// NMacs MACs after the fixed part.
+const MACS: EntryList = EntryList {
+    start: ARG_LEN,
+    entry_len: MAC_LEN,
+};
 
 /// The RCmd field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,21 +84,12 @@ impl<T: AsRef<[u8]>> ReservePacket<T> {
 
     /// Checks the fixed part only; [`Self::check_macs`] checks NMacs.
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < ARG_LEN {
-            Err(WireError::Truncated)
-        } else {
-            Ok(())
-        }
+        super::check_fixed(self.buffer.as_ref(), ARG_LEN)
     }
 
     /// NMacs addresses fit in the bytes the frame carries.
     pub fn check_macs(&self) -> Result<()> {
-        let need = ARG_LEN + usize::from(self.nmacs()) * MAC_LEN;
-        if self.buffer.as_ref().len() < need {
-            Err(WireError::BadLength)
-        } else {
-            Ok(())
-        }
+        MACS.check(self.buffer.as_ref(), self.nmacs())
     }
 
     pub fn into_inner(self) -> T {
@@ -108,11 +104,7 @@ impl<T: AsRef<[u8]>> ReservePacket<T> {
     }
     /// MAC `index`, or `None` past NMacs or past the end of the buffer.
     pub fn mac(&self, index: usize) -> Option<MacAddr> {
-        if index >= usize::from(self.nmacs()) {
-            return None;
-        }
-        let start = ARG_LEN + index * MAC_LEN;
-        let b = self.buffer.as_ref().get(start..start + MAC_LEN)?;
+        let b = MACS.get(self.buffer.as_ref(), self.nmacs(), index)?;
         Some(MacAddr::from_bytes(b))
     }
 }
@@ -126,8 +118,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ReservePacket<T> {
     }
     /// Write MAC `index`; the buffer must hold it.
     pub fn set_mac(&mut self, index: usize, mac: MacAddr) {
-        let start = ARG_LEN + index * MAC_LEN;
-        self.buffer.as_mut()[start..start + MAC_LEN].copy_from_slice(mac.as_bytes());
+        self.buffer.as_mut()[MACS.range(index)].copy_from_slice(mac.as_bytes());
     }
 }
 
@@ -150,7 +141,7 @@ impl ReserveRepr {
     }
 
     pub fn buffer_len(&self) -> usize {
-        ARG_LEN + usize::from(self.nmacs) * MAC_LEN
+        MACS.len_bytes(self.nmacs)
     }
 
     /// Write the fixed part; the caller then writes `nmacs` MACs with
@@ -164,6 +155,7 @@ impl ReserveRepr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::WireError;
 
     // A set of two MACs, as a 60-byte frame would carry it: padding after the list.
     const SET: [u8; 20] = [

@@ -9,6 +9,25 @@ fn temp_image(len: u64) -> (tempdir::Dir, PathBuf) {
     (dir, path)
 }
 
+/// The image at `path`, opened read-only.
+pub(in crate::store) fn open_read_only(path: &Path) -> Image {
+    let options = ImageOptions {
+        read_only: true,
+        ..Default::default()
+    };
+    Image::open(path, options).unwrap()
+}
+
+/// Another program shrinks the image file at `path` to `len` bytes.
+fn shrink(path: &Path, len: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
 /// A scratch directory removed on drop (std only; no extra dependency).
 pub(in crate::store) mod tempdir {
     use std::path::{Path, PathBuf};
@@ -98,14 +117,7 @@ fn read_only_refuses_writes_and_file_is_unchanged() {
         .unwrap()
         .write_all(&[1u8; 4096])
         .unwrap();
-    let img = Image::open(
-        &path,
-        ImageOptions {
-            read_only: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let img = open_read_only(&path);
     assert!(img.read_only());
     assert!(!img.write_cache_enabled());
     assert!(matches!(
@@ -172,12 +184,7 @@ fn image_truncated_underneath_gives_errors_not_sigbus() {
     let img = Image::open(&path, ImageOptions::default()).unwrap();
     img.write_at(0, &[9u8; 512]).unwrap();
     // Another program shrinks the image to one page.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(4096)
-        .unwrap();
+    shrink(&path, 4096);
     let mut buf = [0u8; 512];
     img.read_at(0, &mut buf).unwrap();
     assert_eq!(buf, [9u8; 512]);
@@ -219,12 +226,7 @@ fn writes_into_a_shrunk_map_are_refused_not_acknowledged() {
     let (_d, path) = temp_image(0);
     std::fs::write(&path, vec![0u8; 1 << 20]).unwrap();
     let img = Image::open(&path, ImageOptions::default()).unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(4096)
-        .unwrap();
+    shrink(&path, 4096);
     assert!(matches!(
         img.write_at(512 * 1000, &[1u8; 512]),
         Err(StoreError::Shrunk)

@@ -5,7 +5,7 @@
 use l2san_common::io::Transmit;
 
 use super::{FcPort, RxContext};
-use crate::tx::{last_reply_header, send_fc};
+use crate::tx::send_fc;
 use crate::wire::bls::{BaAccRepr, BaRjtRepr, BlsPacket, BA_ACC_LEN, BA_RJT_LEN};
 use crate::wire::fc::{FcHeaderRepr, FcType, RCtl, RX_ID_UNKNOWN};
 
@@ -36,7 +36,7 @@ impl FcPort {
                 (RCtl::BaRjt, BA_RJT_LEN)
             }
         };
-        let spec = rx.reply_frame(last_reply_header(
+        let spec = rx.reply_frame(FcHeaderRepr::last_reply(
             r_ctl,
             FcType::Bls,
             hdr.s_id,

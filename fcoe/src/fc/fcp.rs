@@ -15,7 +15,7 @@ use super::counters::Done;
 use super::session::{WriteXchg, MAX_EXCHANGES};
 use super::{FcPort, RxContext};
 use crate::scsi::{status, Command, Sense, SenseKey};
-use crate::tx::{last_reply_header, send_fc, FrameSpec};
+use crate::tx::{send_fc, FrameSpec};
 use crate::wire::fc::{FCtl, FcHeaderRepr, FcType, RCtl, RX_ID_UNKNOWN};
 use crate::wire::fcoe::{Eof, Sof};
 use crate::wire::fcp::{
@@ -41,12 +41,12 @@ pub(crate) struct Link {
 
 impl Link {
     /// A one-frame sequence (SOFi3 ... EOFt) in the FCP exchange `ox_id`/`rx_id`, with the
-    /// header of the exchange's last sequence ([`last_reply_header`]).
+    /// header of the exchange's last sequence ([`FcHeaderRepr::last_reply`]).
     fn one_frame(&self, r_ctl: RCtl, seq_id: u8, ox_id: u16, rx_id: u16) -> FrameSpec {
         FrameSpec {
             dst: self.dst,
             src: self.src,
-            hdr: last_reply_header(
+            hdr: FcHeaderRepr::last_reply(
                 r_ctl,
                 FcType::Fcp,
                 self.remote_id,

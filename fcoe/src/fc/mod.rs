@@ -35,5 +35,6 @@ pub mod stats;
 #[cfg(test)]
 mod tests;
 
-pub use port::{mfs_for_mtu, FcPort, RxContext, E_D_TOV_MS, R_A_TOV_MS};
+pub use crate::wire::fcoe::mfs_for_mtu;
+pub use port::{FcPort, RxContext, E_D_TOV_MS, R_A_TOV_MS};
 pub use stats::FcoeStatsSnapshot;

@@ -17,7 +17,7 @@ use super::stats::FcoeStatsSnapshot;
 use crate::scsi::{NexusId, ScsiTarget};
 use crate::tx::FrameSpec;
 use crate::wire::fc::{FcHeaderRepr, FcPacket, FcType, RCtl, RX_ID_UNKNOWN};
-use crate::wire::fcoe::{Eof, Sof};
+use crate::wire::fcoe::{mfs_for_mtu, Eof, Sof};
 use crate::wire::fip::{fpma, FipEls, VN2VN_FC_MAP};
 use crate::wire::{FcId, Wwn};
 
@@ -95,15 +95,6 @@ pub struct FcPort {
     pub(crate) stats: FcoeStatsSnapshot,
     /// Per-LUN and per-initiator I/O.
     pub(crate) counters: counters::Counters,
-}
-
-/// The FC payload size an MTU carries: MTU minus FCoE header and trailer (22), rounded down
-/// to a word, minus the FC header; at most 2112 (Linux `fcoe.c`: 1500 -> 1452).
-pub fn mfs_for_mtu(mtu: u32) -> usize {
-    let frame = (mtu as usize).saturating_sub(22) & !3;
-    frame
-        .saturating_sub(24)
-        .clamp(256, crate::wire::fcoe::MAX_FC_PAYLOAD)
 }
 
 /// Who a new session belongs to: the remote's MACs and IDs, its names and receive size, and

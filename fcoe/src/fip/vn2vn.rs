@@ -513,7 +513,7 @@ impl Vn2VnPort {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeSet;
 
     use l2san_common::io::TxBatch;
@@ -542,6 +542,17 @@ mod tests {
     /// A neighbour's VN2VN frame: port `id`, ENode MAC `enode`, WWPN derived from both.
     fn vn2vn(subcode: Vn2VnSubcode, id: FcId, enode: MacAddr) -> Vn2VnRepr {
         let wwpn = Wwn(0x2000_0000_0000_0000 | u64::from(id.get()) << 16 | u64::from(enode.0[5]));
+        initiator_vn2vn(subcode, id, enode, wwpn)
+    }
+
+    /// The VN2VN frame of an initiator neighbour: port `id` at its FPMA, ENode MAC `enode`,
+    /// `wwpn`; claims carry the FCP initiator feature and a max FCoE size of 2158.
+    pub(crate) fn initiator_vn2vn(
+        subcode: Vn2VnSubcode,
+        id: FcId,
+        enode: MacAddr,
+        wwpn: Wwn,
+    ) -> Vn2VnRepr {
         let claim = subcode.is_claim();
         Vn2VnRepr {
             subcode,

@@ -8,12 +8,11 @@
 
 use l2san_common::ether::{emit_header, EtherType, MacAddr, HEADER_LEN as ETH_LEN, MIN_FRAME_LEN};
 
-use crate::wire::fc::{FCtl, FcHeaderRepr, FcPacket, FcType, RCtl, HEADER_LEN as FC_HDR};
+use crate::wire::fc::{FCtl, FcHeaderRepr, FcPacket, HEADER_LEN as FC_HDR};
 use crate::wire::fcoe::{
-    Eof, FcoePacket, FcoeRepr, Sof, HEADER_LEN as FCOE_HDR, MAX_FC_PAYLOAD, MAX_LEN, TRAILER_LEN,
+    Eof, FcoePacket, FcoeRepr, Sof, HEADER_LEN as FCOE_HDR, MAX_LEN, TRAILER_LEN,
 };
 use crate::wire::fip::{FipPacket, FipRepr, Vn2VnRepr};
-use crate::wire::FcId;
 
 /// Where the FC header starts in a whole frame.
 pub const FC_AT: usize = ETH_LEN + FCOE_HDR;
@@ -29,42 +28,11 @@ pub const fn frame_len(len: usize) -> usize {
 /// (FC-BB-5 7.8.2; iPXE `fcoe_flogi_mac`).
 pub const FLOGI_MAC: MacAddr = MacAddr([0x0e, 0xfc, 0x00, 0xff, 0xff, 0xfe]);
 
-/// The FC receive size an MTU carries: MTU minus FCoE header and trailer (22), rounded down to
-/// a word, minus the FC header; at least 256, at most 2112 (Linux `fcoe.c`: 1500 -> 1452,
-/// 2112 from 2158 up).
-pub fn mfs_for_mtu(mtu: u32) -> usize {
-    let frame = (mtu as usize).saturating_sub(22) & !3;
-    frame.saturating_sub(FC_HDR).clamp(256, MAX_FC_PAYLOAD)
-}
+pub use crate::wire::fcoe::mfs_for_mtu;
 
 /// The max FCoE size a VN2VN claim advertises at `mtu`: the MTU, at most 2158.
 pub fn max_fcoe_size(mtu: u32) -> u16 {
     mtu.min(MAX_LEN as u32) as u16
-}
-
-/// The header of a one-frame request sequence that opens an exchange we originate:
-/// FIRST_SEQ, END_SEQ, SEQ_INIT; RX_ID unassigned.
-pub fn request_header(
-    r_ctl: RCtl,
-    fc_type: FcType,
-    d_id: FcId,
-    s_id: FcId,
-    ox_id: u16,
-) -> FcHeaderRepr {
-    FcHeaderRepr {
-        r_ctl,
-        d_id,
-        cs_ctl: 0,
-        s_id,
-        fc_type,
-        f_ctl: FCtl::FIRST_SEQ | FCtl::END_SEQ | FCtl::SEQ_INIT,
-        seq_id: 0,
-        df_ctl: 0,
-        seq_cnt: 0,
-        ox_id,
-        rx_id: crate::wire::fc::RX_ID_UNKNOWN,
-        parameter: 0,
-    }
 }
 
 /// Write a whole FCoE frame into `buf` (cleared and resized): Ethernet header, FCoE header

@@ -16,14 +16,12 @@
 
 use std::fmt;
 
-use super::frame::{
-    fc_frame_of, fip_frame, receive, receive_fip_els, request_header, Received, FLOGI_MAC,
-};
+use super::frame::{fc_frame_of, fip_frame, receive, receive_fip_els, Received, FLOGI_MAC};
 use super::Port;
 use crate::wire::els::{
     fcp_sppf, spp_flags, spp_resp, ElsCommand, ElsPacket, LoginRepr, LogoRepr, LsRjtRepr, PrliRepr,
 };
-use crate::wire::fc::{FCtl, FcHeaderRepr, FcPacket, FcType, RCtl, RX_ID_UNKNOWN};
+use crate::wire::fc::{FcHeaderRepr, FcPacket, FcType, RCtl, RX_ID_UNKNOWN};
 use crate::wire::fip::{ElsKind, Fc4Features, FipEls, FipRepr};
 use crate::wire::FcId;
 
@@ -117,7 +115,7 @@ impl Initiator {
 
     /// The header of a request that opens exchange `ox` from us to the target.
     pub fn header(&self, r_ctl: RCtl, fc_type: FcType, ox: u16) -> FcHeaderRepr {
-        request_header(r_ctl, fc_type, self.remote.id, self.local.id, ox)
+        FcHeaderRepr::request(r_ctl, fc_type, self.remote.id, self.local.id, 0, ox)
     }
 
     /// The ELS payload of `kind` (zero bytes where the ELS has nothing to say).
@@ -259,20 +257,15 @@ impl Initiator {
         {
             return None;
         }
-        let hdr = FcHeaderRepr {
-            r_ctl: RCtl::ElsReply,
-            d_id: self.remote.id,
-            cs_ctl: 0,
-            s_id: self.local.id,
-            fc_type: FcType::Els,
-            f_ctl: FCtl::EX_CTX | FCtl::LAST_SEQ | FCtl::END_SEQ | FCtl::SEQ_INIT,
-            seq_id: fc.seq_id(),
-            df_ctl: 0,
-            seq_cnt: 0,
-            ox_id: fc.ox_id(),
-            rx_id: RX_ID_UNKNOWN,
-            parameter: 0,
-        };
+        let hdr = FcHeaderRepr::last_reply(
+            RCtl::ElsReply,
+            FcType::Els,
+            self.remote.id,
+            self.local.id,
+            fc.seq_id(),
+            fc.ox_id(),
+            RX_ID_UNKNOWN,
+        );
         let acc = LoginRepr::n_port(
             ElsCommand::LsAcc,
             self.local.wwpn,

@@ -34,19 +34,8 @@ pub mod key {
     pub const ABORTED_COMMAND: u8 = 0xb;
 }
 
-/// The SAM 8-byte form of LUN `lun`: peripheral addressing below 256, flat space above
-/// (Linux `int_to_scsilun`); numbers above 16383 do not exist in either form and are masked.
-pub fn lun(lun: u16) -> [u8; 8] {
-    let mut sam = [0u8; 8];
-    if lun < 256 {
-        sam[1] = lun as u8;
-    } else {
-        let [hi, lo] = (lun & 0x3fff).to_be_bytes();
-        sam[0] = 0x40 | hi;
-        sam[1] = lo;
-    }
-    sam
-}
+/// The SAM 8-byte form of LUN `lun` (the one encoding the target decodes).
+pub use crate::scsi::lun::encode_sam_lun as lun;
 
 /// READ or WRITE of `blocks` from `lba`: the 10-byte form when LBA and count fit (and
 /// `cdb16` is false), the 16-byte form otherwise.

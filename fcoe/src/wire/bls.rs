@@ -15,7 +15,7 @@
 //! The libfc target convention for an ABTS that aborts the whole exchange is BA_ACC with the
 //! SEQ_ID invalid, low SEQ_CNT 0 and high SEQ_CNT 0xFFFF (`fc_exch_recv_abts`).
 
-use super::{be16, put16, Error, Result};
+use super::{be16, need_len, put16, Result};
 
 mod field {
     use std::ops::Range;
@@ -63,19 +63,11 @@ impl<T: AsRef<[u8]>> BlsPacket<T> {
     }
     /// Long enough for a BA_ACC.
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < BA_ACC_LEN {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
+        need_len(self.buffer.as_ref(), BA_ACC_LEN)
     }
     /// Long enough for a BA_RJT.
     pub fn check_len_rjt(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < BA_RJT_LEN {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
+        need_len(self.buffer.as_ref(), BA_RJT_LEN)
     }
     pub fn into_inner(self) -> T {
         self.buffer

@@ -31,7 +31,9 @@
 //! LS_ACC for LOGO, RRQ (4): cmd
 //! ```
 
-use super::{be16, be24, be32, be64, put16, put24, put32, put64, Error, FcId, Result, Wwn};
+use super::{
+    be16, be24, be32, be64, need_len, put16, put24, put32, put64, Error, FcId, Result, Wwn,
+};
 
 mod field {
     use std::ops::Range;
@@ -198,11 +200,7 @@ impl<T: AsRef<[u8]>> ElsPacket<T> {
         Ok(p)
     }
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < field::CMD_WORD.end {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
+        need_len(self.buffer.as_ref(), field::CMD_WORD.end)
     }
     pub fn into_inner(self) -> T {
         self.buffer
@@ -221,11 +219,8 @@ impl<T: AsRef<[u8]>> ElsPacket<T> {
     /// The payload, or `Truncated` if it is shorter than `len`.
     fn need(&self, len: usize) -> Result<&[u8]> {
         let b = self.buffer.as_ref();
-        if b.len() < len {
-            Err(Error::Truncated)
-        } else {
-            Ok(b)
-        }
+        need_len(b, len)?;
+        Ok(b)
     }
 }
 

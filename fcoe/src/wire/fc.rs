@@ -14,7 +14,7 @@
 //!  24  payload, 0..=2112 bytes, a multiple of 4 (F_CTL bits 1-0 count the fill bytes at its end)
 //! ```
 
-use super::{be16, be24, be32, put16, put24, put32, Error, FcId, Result};
+use super::{be16, be24, be32, need_len, put16, put24, put32, FcId, Result};
 use std::fmt;
 use std::ops::{BitAnd, BitOr, BitOrAssign};
 
@@ -263,11 +263,7 @@ impl<T: AsRef<[u8]>> FcPacket<T> {
     }
 
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
+        need_len(self.buffer.as_ref(), HEADER_LEN)
     }
 
     pub fn into_inner(self) -> T {
@@ -408,6 +404,61 @@ impl FcHeaderRepr {
             rx_id: packet.rx_id(),
             parameter: packet.parameter(),
         })
+    }
+
+    /// The header of a one-frame request sequence that opens an exchange we originate:
+    /// FIRST_SEQ, END_SEQ, SEQ_INIT; EX_CTX clear; RX_ID unassigned.
+    pub fn request(
+        r_ctl: RCtl,
+        fc_type: FcType,
+        d_id: FcId,
+        s_id: FcId,
+        seq_id: u8,
+        ox_id: u16,
+    ) -> FcHeaderRepr {
+        FcHeaderRepr {
+            r_ctl,
+            d_id,
+            cs_ctl: 0,
+            s_id,
+            fc_type,
+            f_ctl: FCtl::FIRST_SEQ | FCtl::END_SEQ | FCtl::SEQ_INIT,
+            seq_id,
+            df_ctl: 0,
+            seq_cnt: 0,
+            ox_id,
+            rx_id: RX_ID_UNKNOWN,
+            parameter: 0,
+        }
+    }
+
+    /// The header of a single-frame reply sequence that ends the exchange, sent by the
+    /// exchange responder: EX_CTX | LAST_SEQ | END_SEQ | SEQ_INIT (libfc `fc_seq_send_last`;
+    /// LIO and Linux ELS replies carry F_CTL 0x990000). Never FIRST_SEQ: iPXE opens a new
+    /// exchange for any frame with FIRST_SEQ and SEQ_CNT 0.
+    pub fn last_reply(
+        r_ctl: RCtl,
+        fc_type: FcType,
+        d_id: FcId,
+        s_id: FcId,
+        seq_id: u8,
+        ox_id: u16,
+        rx_id: u16,
+    ) -> FcHeaderRepr {
+        FcHeaderRepr {
+            r_ctl,
+            d_id,
+            cs_ctl: 0,
+            s_id,
+            fc_type,
+            f_ctl: FCtl::EX_CTX | FCtl::LAST_SEQ | FCtl::END_SEQ | FCtl::SEQ_INIT,
+            seq_id,
+            df_ctl: 0,
+            seq_cnt: 0,
+            ox_id,
+            rx_id,
+            parameter: 0,
+        }
     }
 
     /// Length of the header alone; add the payload length plus

@@ -13,7 +13,7 @@
 //! never Ethernet padding: the smallest FCoE frame (14 + 24 + 8 = 46 bytes of payload) already
 //! fills a 60-byte Ethernet frame, and iPXE locates the trailer at the very end of the buffer.
 
-use super::{Error, Result};
+use super::{need_len, Error, Result};
 
 /// Length of the FCoE header (version, reserved, SOF).
 pub const HEADER_LEN: usize = 14;
@@ -27,6 +27,16 @@ pub const MIN_LEN: usize = HEADER_LEN + super::fc::HEADER_LEN + TRAILER_LEN;
 pub const MAX_FC_PAYLOAD: usize = 2112;
 /// Largest FCoE payload of an Ethernet frame (Linux `FCOE_MTU`, "baby jumbo").
 pub const MAX_LEN: usize = HEADER_LEN + super::fc::HEADER_LEN + MAX_FC_PAYLOAD + TRAILER_LEN;
+
+/// The FC payload size (receive data field size) an Ethernet MTU carries: the MTU minus the
+/// FCoE header and trailer (22), rounded down to a word, minus the FC header; at least 256, at
+/// most 2112 (Linux `fcoe.c`: 1500 -> 1452, 2112 from 2158 up).
+pub fn mfs_for_mtu(mtu: u32) -> usize {
+    let frame = (mtu as usize).saturating_sub(HEADER_LEN + TRAILER_LEN) & !3;
+    frame
+        .saturating_sub(super::fc::HEADER_LEN)
+        .clamp(256, MAX_FC_PAYLOAD)
+}
 
 mod field {
     use std::ops::Range;
@@ -177,11 +187,7 @@ impl<T: AsRef<[u8]>> FcoePacket<T> {
 
     /// The buffer must hold the header, a full 24-byte FC header and the trailer.
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < MIN_LEN {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
+        need_len(self.buffer.as_ref(), MIN_LEN)
     }
 
     pub fn into_inner(self) -> T {

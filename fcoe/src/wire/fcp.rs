@@ -23,7 +23,7 @@
 //! ```
 //! FCP_DATA (R_CTL 0x01) is raw data at the relative offset in PARAMETER; it has no view.
 
-use super::{be16, be32, put16, put32, Error, Result};
+use super::{be16, be32, need_len, put16, put32, Error, Result};
 
 mod field {
     use std::ops::Range;
@@ -121,11 +121,8 @@ impl<T: AsRef<[u8]>> FcpCmndPacket<T> {
     /// The buffer must hold the fixed part and the additional CDB it announces.
     pub fn check_len(&self) -> Result<()> {
         let b = self.buffer.as_ref();
-        if b.len() < FCP_CMND_LEN || b.len() < self.total_len_unchecked() {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
+        need_len(b, FCP_CMND_LEN)?;
+        need_len(b, self.total_len_unchecked())
     }
     fn total_len_unchecked(&self) -> usize {
         FCP_CMND_LEN + self.additional_cdb_len()
@@ -277,11 +274,7 @@ impl<T: AsRef<[u8]>> XferRdyPacket<T> {
         Ok(p)
     }
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < XFER_RDY_LEN {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
+        need_len(self.buffer.as_ref(), XFER_RDY_LEN)
     }
     pub fn into_inner(self) -> T {
         self.buffer
@@ -370,9 +363,7 @@ impl<T: AsRef<[u8]>> FcpRspPacket<T> {
     /// announce must fit (iPXE `fcpcmd_recv_rsp` drops responses that fail either).
     pub fn check_len(&self) -> Result<()> {
         let b = self.buffer.as_ref();
-        if b.len() < FCP_RSP_MIN_LEN {
-            return Err(Error::Truncated);
-        }
+        need_len(b, FCP_RSP_MIN_LEN)?;
         let end = FCP_RSP_MIN_LEN as u64 + self.rsp_len() as u64 + self.sns_len() as u64;
         if (b.len() as u64) < end {
             return Err(Error::Truncated);

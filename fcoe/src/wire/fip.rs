@@ -28,7 +28,9 @@
 //! VN2VN Claim Response to the full max FCoE size (linux-fcoe-vn2vn-vs-lio.pcap frame 12 is
 //! 2172 bytes for 208 bytes of descriptors).
 
-use super::{be16, be24, be32, be64, put16, put24, put32, put64, Error, FcId, Result, Wwn};
+use super::{
+    be16, be24, be32, be64, need_len, put16, put24, put32, put64, Error, FcId, Result, Wwn,
+};
 use l2san_common::ether::MacAddr;
 
 /// Length of the FIP header.
@@ -211,12 +213,9 @@ impl<T: AsRef<[u8]>> FipPacket<T> {
     /// The header and the whole descriptor list it announces must be present; anything after
     /// the list is padding.
     pub fn check_len(&self) -> Result<()> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN || len < HEADER_LEN + self.desc_list_len() {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
+        let b = self.buffer.as_ref();
+        need_len(b, HEADER_LEN)?;
+        need_len(b, HEADER_LEN + self.desc_list_len())
     }
     pub fn into_inner(self) -> T {
         self.buffer

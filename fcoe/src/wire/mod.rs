@@ -170,6 +170,16 @@ mod wwn_tests {
     }
 }
 
+/// `Truncated` unless `b` holds `len` bytes: the length checks of the views.
+#[inline]
+pub(crate) fn need_len(b: &[u8], len: usize) -> Result<()> {
+    if b.len() < len {
+        Err(Error::Truncated)
+    } else {
+        Ok(())
+    }
+}
+
 // Small big-endian helpers shared by the modules. Callers pass slices whose length was checked.
 pub(crate) fn be16(b: &[u8]) -> u16 {
     u16::from_be_bytes([b[0], b[1]])

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::cvt;
+use super::{cvt, poll_one, socket_error};
 use crate::io::{FieldWidth, FrameRx, FrameTx, Steering, MAX_FRAME_LEN};
 
 /// How recently a frame must have arrived for latency mode to spin rather than sleep.
@@ -424,40 +424,12 @@ impl PacketRx {
     }
 
     fn wait(&self, timeout: Duration) -> io::Result<bool> {
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: one valid pollfd, count 1.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(false);
-            }
-            return Err(e);
-        }
-        if pfd.revents & libc::POLLERR != 0 {
+        let revents = poll_one(self.fd.as_raw_fd(), libc::POLLIN, timeout)?;
+        if revents & libc::POLLERR != 0 {
             // ENETDOWN and friends are reported as a pending socket error.
-            let mut err: libc::c_int = 0;
-            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-            // SAFETY: `err` and `len` are valid for writes of their sizes.
-            unsafe {
-                libc::getsockopt(
-                    self.fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_ERROR,
-                    (&mut err as *mut libc::c_int).cast(),
-                    &mut len,
-                )
-            };
-            if err != 0 {
-                return Err(io::Error::from_raw_os_error(err));
-            }
+            socket_error(self.fd.as_raw_fd())?;
         }
-        Ok(n > 0)
+        Ok(revents != 0)
     }
 
     /// Frames received and dropped by the kernel (ring full) since the last call.

@@ -28,8 +28,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use self::ring::{Mmap, Ring};
-use super::cvt;
 use super::packet::RingStats;
+use super::{cvt, poll_one, socket_error};
 use crate::io::{FrameRx, FrameTx, MAX_FRAME_LEN};
 
 /// Size of one UMEM frame (the kernel's "chunk"). A frame's data in copy mode starts after
@@ -396,46 +396,6 @@ pub fn open(
     Err(XdpError::new(what, io::Error::from_raw_os_error(code)))
 }
 
-/// Wait for `events` on `fd` up to `timeout`; Ok(false) on timeout or EINTR.
-fn poll_fd(fd: RawFd, events: libc::c_short, timeout: Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    };
-    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: one valid pollfd, count 1.
-    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(false);
-        }
-        return Err(e);
-    }
-    Ok(n > 0)
-}
-
-/// A pending error on the socket (ENETDOWN when the interface goes away), if any.
-fn socket_error(fd: RawFd) -> io::Result<()> {
-    let mut err: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `err` and `len` are valid for writes of their sizes.
-    cvt(unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut err as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    })?;
-    if err != 0 {
-        return Err(io::Error::from_raw_os_error(err));
-    }
-    Ok(())
-}
-
 /// The bytes of a received descriptor, if it lies inside one receive frame of `umem`.
 ///
 /// Only for descriptors just popped from the RX ring whose frame has not been given back to
@@ -556,7 +516,7 @@ impl XdpRx {
 
     fn wait(&self, timeout: Duration) -> io::Result<bool> {
         // poll also wakes a zero-copy driver that waits for fill frames (need_wakeup).
-        let ready = poll_fd(self.fd.as_raw_fd(), libc::POLLIN, timeout)?;
+        let ready = poll_one(self.fd.as_raw_fd(), libc::POLLIN, timeout)? != 0;
         if !ready {
             socket_error(self.fd.as_raw_fd())?;
         }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::tests::tempdir::Dir;
+use crate::store::tests::{open_read_only, tempdir::Dir};
 use crate::store::ImageOptions;
 
 /// A base image file of `len` bytes with a position-dependent pattern (no zero runs, so a
@@ -10,19 +10,22 @@ fn base_image(dir: &Path, len: u64) -> (Arc<Image>, Vec<u8>) {
         .collect();
     let path = dir.join("base.img");
     std::fs::write(&path, &bytes).unwrap();
-    let img = Image::open(
-        &path,
-        ImageOptions {
-            read_only: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    (Arc::new(img), bytes)
+    (Arc::new(open_read_only(&path)), bytes)
 }
 
 fn open_set(base: &Arc<Image>, dir: &Path, opts: OverlayOptions) -> OverlaySet {
     OverlaySet::open(base.clone(), dir, opts).unwrap()
+}
+
+/// A 1 MiB base in `d` and its overlay directory `ov`, where client 1 has written a block.
+fn one_overlay_written(d: &Dir) -> (Arc<Image>, PathBuf) {
+    let (base, _) = base_image(d.path(), 1 << 20);
+    let ovdir = d.path().join("ov");
+    open_set(&base, &ovdir, OverlayOptions::default())
+        .volume(&mac(1))
+        .write_at(0, &[1; 512])
+        .unwrap();
+    (base, ovdir)
 }
 
 fn mac(n: u8) -> ClientKey {
@@ -329,12 +332,7 @@ fn persistent_overlays_survive_a_reopen() {
 #[test]
 fn an_overlay_of_another_base_is_refused_with_its_name() {
     let d = Dir::new();
-    let (base, _) = base_image(d.path(), 1 << 20);
-    let ovdir = d.path().join("ov");
-    open_set(&base, &ovdir, OverlayOptions::default())
-        .volume(&mac(1))
-        .write_at(0, &[1; 512])
-        .unwrap();
+    let (_base, ovdir) = one_overlay_written(&d);
     // Same path, other size.
     let other = d.path().join("sub");
     std::fs::create_dir(&other).unwrap();
@@ -361,12 +359,7 @@ fn an_overlay_of_another_base_is_refused_with_its_name() {
 #[test]
 fn a_damaged_map_is_refused_and_leftovers_of_a_creation_are_removed() {
     let d = Dir::new();
-    let (base, _) = base_image(d.path(), 1 << 20);
-    let ovdir = d.path().join("ov");
-    open_set(&base, &ovdir, OverlayOptions::default())
-        .volume(&mac(1))
-        .write_at(0, &[1; 512])
-        .unwrap();
+    let (base, ovdir) = one_overlay_written(&d);
     // Leftovers: a map being created, a data file without its map; an unrelated file.
     std::fs::write(ovdir.join("52-54-00-12-34-02.map.tmp"), b"x").unwrap();
     std::fs::write(ovdir.join("52-54-00-12-34-03.data"), b"x").unwrap();
@@ -621,24 +614,7 @@ fn kill9_keeps_every_acknowledged_write(durability: Durability) {
             acked = n.parse::<u64>().unwrap() + 1;
         }
     }
-    let base = Arc::new(
-        Image::open(
-            &d.path().join("base.img"),
-            ImageOptions {
-                read_only: true,
-                durability,
-            },
-        )
-        .unwrap(),
-    );
-    let set = open_set(
-        &base,
-        &d.path().join("ov"),
-        OverlayOptions {
-            durability,
-            ..Default::default()
-        },
-    );
+    let (_base, set) = crash_set(d.path(), durability);
     let all = read_all(&set.volume(&mac(1)));
     for i in 0..CRASH_WRITES {
         let (at, len) = crash_write(i);
@@ -666,6 +642,22 @@ fn kill9_keeps_every_acknowledged_write(durability: Durability) {
 const CRASH_LEN: u64 = 8 << 20;
 const CRASH_STRIDE: u64 = 3 * 1024;
 const CRASH_WRITES: u64 = CRASH_LEN / CRASH_STRIDE;
+/// The crash test's base (`dir/base.img`, read-only) and overlay set (`dir/ov`), both at
+/// `durability`.
+fn crash_set(dir: &Path, durability: Durability) -> (Arc<Image>, OverlaySet) {
+    let options = ImageOptions {
+        read_only: true,
+        durability,
+    };
+    let base = Arc::new(Image::open(&dir.join("base.img"), options).unwrap());
+    let options = OverlayOptions {
+        durability,
+        ..Default::default()
+    };
+    let set = open_set(&base, &dir.join("ov"), options);
+    (base, set)
+}
+
 fn crash_write(i: u64) -> (u64, u64) {
     (i * CRASH_STRIDE, 1024 + (i % 3) * 512)
 }
@@ -696,24 +688,7 @@ fn crash_child() {
     } else {
         Durability::Writeback
     };
-    let base = Arc::new(
-        Image::open(
-            &dir.join("base.img"),
-            ImageOptions {
-                read_only: true,
-                durability,
-            },
-        )
-        .unwrap(),
-    );
-    let set = open_set(
-        &base,
-        &dir.join("ov"),
-        OverlayOptions {
-            durability,
-            ..Default::default()
-        },
-    );
+    let (_base, set) = crash_set(&dir, durability);
     let v = set.volume(&mac(1));
     for i in 0..CRASH_WRITES {
         let (at, len) = crash_write(i);

@@ -6,12 +6,12 @@ use l2san_common::ether::MacAddr;
 use l2san_common::io::Transmit;
 
 use crate::fc::{FcPort, RxContext};
-use crate::tx::{fc_frame_vec, last_reply_header, send_fc, send_fip, FrameSpec};
+use crate::tx::{fc_frame_vec, send_fc, send_fip, FrameSpec};
 use crate::wire::els::{
     AdiscRepr, BareElsRepr, ElsCommand, ElsPacket, LoginRepr, LogoRepr, LsRjtExplanation,
     LsRjtReason, LsRjtRepr, PrliRepr, RtvAccRepr,
 };
-use crate::wire::fc::{FCtl, FcHeaderRepr, FcType, RCtl, RX_ID_UNKNOWN};
+use crate::wire::fc::{FcHeaderRepr, FcType, RCtl, RX_ID_UNKNOWN};
 use crate::wire::fcoe::{Eof, Sof};
 use crate::wire::fip::{ElsKind, FipEls, FipRepr};
 use crate::wire::FcId;
@@ -123,20 +123,7 @@ pub(crate) fn originate_els(
     let spec = FrameSpec {
         dst,
         src,
-        hdr: FcHeaderRepr {
-            r_ctl: RCtl::ElsRequest,
-            d_id,
-            cs_ctl: 0,
-            s_id,
-            fc_type: FcType::Els,
-            f_ctl: FCtl::FIRST_SEQ | FCtl::END_SEQ | FCtl::SEQ_INIT,
-            seq_id,
-            df_ctl: 0,
-            seq_cnt: 0,
-            ox_id,
-            rx_id: RX_ID_UNKNOWN,
-            parameter: 0,
-        },
+        hdr: FcHeaderRepr::request(RCtl::ElsRequest, FcType::Els, d_id, s_id, seq_id, ox_id),
         sof: Sof::I3,
         eof: Eof::T,
     };
@@ -161,7 +148,7 @@ impl FcPort {
         // inside FIP (the VN2VN FLOGI's LS_ACC) to its exchange by SEQ_ID: with any other the
         // reply is dropped as "sequence not found", the FLOGI times out and the login stalls
         // for 8 s (seen with a Linux 6.1 guest).
-        let reply = last_reply_header(
+        let reply = FcHeaderRepr::last_reply(
             RCtl::ElsReply,
             FcType::Els,
             hdr.s_id,

@@ -137,6 +137,14 @@ impl Rig {
             payload,
         ))
     }
+    /// A rig where initiator `mac(1)` has logged in (FLOGI, PLOGI, PRLI) as [`INIT_WWPN`].
+    fn logged_in() -> (Rig, MacAddr) {
+        let mut g = Rig::new();
+        let m = mac(1);
+        g.login(m, INIT_WWPN);
+        (g, m)
+    }
+
     fn login(&mut self, m: MacAddr, wwpn: Wwn) {
         let flogi = LoginRepr::n_port(ElsCommand::Flogi, wwpn, Wwn(wwpn.0 ^ 1), 1452);
         let r = self.els(
@@ -186,6 +194,23 @@ impl Rig {
     }
 }
 
+/// An ABTS (BLS, no payload) from initiator `m` for the exchange `ox_id`/`rx_id`.
+fn abts(m: MacAddr, ox_id: u16, rx_id: u16) -> Vec<u8> {
+    frame_from(
+        m,
+        TGT_MAC,
+        RCtl::Abts,
+        FcType::Bls,
+        REQ,
+        TGT_ID,
+        INIT_ID,
+        ox_id,
+        rx_id,
+        0,
+        &[],
+    )
+}
+
 fn rsp(f: &Fc) -> FcpRspRepr<'_> {
     assert_eq!(f.hdr.r_ctl, RCtl::FcpRsp);
     FcpRspRepr::parse(&FcpRspPacket::new_checked(&f.data[..]).unwrap()).unwrap()
@@ -195,9 +220,7 @@ fn rsp(f: &Fc) -> FcpRspRepr<'_> {
 /// RRQ accepted; ABTS of an unknown exchange: BA_RJT.
 #[test]
 fn abts_rrq_and_unknown_exchange() {
-    let mut g = Rig::new();
-    let m = mac(1);
-    g.login(m, INIT_WWPN);
+    let (mut g, m) = Rig::logged_in();
     let r = g.fcp(
         m,
         0x10,
@@ -208,19 +231,7 @@ fn abts_rrq_and_unknown_exchange() {
     let rx_id = r[0].hdr.rx_id;
     assert_ne!(rx_id, 0xffff);
     // ABTS (BLS, no payload) from the originator.
-    let r = g.send(&frame_from(
-        m,
-        TGT_MAC,
-        RCtl::Abts,
-        FcType::Bls,
-        REQ,
-        TGT_ID,
-        INIT_ID,
-        0x10,
-        rx_id,
-        0,
-        &[],
-    ));
+    let r = g.send(&abts(m, 0x10, rx_id));
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].hdr.r_ctl, RCtl::BaAcc);
     assert!(r[0]
@@ -259,36 +270,12 @@ fn abts_rrq_and_unknown_exchange() {
     let r = g.els(m, TGT_ID, INIT_ID, 0x11, &els_payload(|p| rrq.emit(p), 12));
     assert_eq!(r[0].data[..4], [0x02, 0, 0, 0]);
     // ABTS for an exchange that never was: BA_RJT.
-    let r = g.send(&frame_from(
-        m,
-        TGT_MAC,
-        RCtl::Abts,
-        FcType::Bls,
-        REQ,
-        TGT_ID,
-        INIT_ID,
-        0x77,
-        0xffff,
-        0,
-        &[],
-    ));
+    let r = g.send(&abts(m, 0x77, 0xffff));
     assert_eq!(r[0].hdr.r_ctl, RCtl::BaRjt);
     // A late ABTS for a completed command (its FCP_RSP lost) still gets BA_ACC.
     let r = g.fcp(m, 0x20, &cmnd(0, &[0], 0, false, false, 0));
     let rx = r[0].hdr.rx_id;
-    let r = g.send(&frame_from(
-        m,
-        TGT_MAC,
-        RCtl::Abts,
-        FcType::Bls,
-        REQ,
-        TGT_ID,
-        INIT_ID,
-        0x20,
-        rx,
-        0,
-        &[],
-    ));
+    let r = g.send(&abts(m, 0x20, rx));
     assert_eq!(r[0].hdr.r_ctl, RCtl::BaAcc);
 }
 
@@ -515,9 +502,7 @@ fn malformed_frames_are_counted_drops() {
 /// session; several iPXE clients with the same IDs are kept apart by MAC.
 #[test]
 fn residuals_tmf_and_sessions() {
-    let mut g = Rig::new();
-    let m = mac(1);
-    g.login(m, INIT_WWPN);
+    let (mut g, m) = Rig::logged_in();
     // READ(10) 2 blocks, FCP_DL 512: 512 bytes move, RESID_OVER 512.
     let r = g.fcp(
         m,
@@ -639,9 +624,7 @@ const READ_CAPACITY: [u8; 10] = [0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 /// (absent too).
 #[test]
 fn reconfigure_keeps_sessions_and_raises_unit_attentions() {
-    let mut g = Rig::new();
-    let m = mac(1);
-    g.login(m, INIT_WWPN);
+    let (mut g, m) = Rig::logged_in();
     let lun1 = image(2 << 20);
     let done = g.t.reconfigure(
         vec![(0, g.img.clone().into()), (1, lun1.clone().into())],

@@ -81,22 +81,10 @@ fn plogi_retries_are_deterministic() {
 
 /// A neighbour's VN2VN frame (claims from the ENode MAC, beacons from the VN MAC).
 fn vn2vn_frame(subcode: Vn2VnSubcode, id: FcId, enode: MacAddr, wwpn: Wwn) -> Vec<u8> {
+    use crate::fip::vn2vn::tests::initiator_vn2vn;
     use crate::tx::send_fip;
-    use crate::wire::fip::{fpma, Fc4Features, Vn2VnRepr, VnPortId, VN2VN_FC_MAP};
-    let claim = subcode.is_claim();
-    let repr = FipRepr::Vn2Vn(Vn2VnRepr {
-        subcode,
-        flags: 0,
-        enode_mac: enode,
-        wwnn: Wwn(wwpn.0 ^ 0x3000_0000_0000_0000),
-        vn_port: VnPortId {
-            mac: fpma(VN2VN_FC_MAP, id),
-            fc_id: id,
-            wwpn,
-        },
-        fc4_features: claim.then(|| Fc4Features::fcp(Fc4Features::FCP_INITIATOR)),
-        max_fcoe_size: claim.then_some(2158),
-    });
+    use crate::wire::fip::{fpma, VN2VN_FC_MAP};
+    let repr = FipRepr::Vn2Vn(initiator_vn2vn(subcode, id, enode, wwpn));
     let src = if subcode == Vn2VnSubcode::Beacon {
         fpma(VN2VN_FC_MAP, id)
     } else {
