@@ -122,7 +122,7 @@ counters! {
         pub bytes_written: AtomicU64,
         /// ATA commands answered with ERR in the status.
         pub ata_errors: AtomicU64,
-        /// ATA command service times (when the worker says when a frame arrived).
+        /// ATA command service times: the frame's `now` to the reply handed to the transmit path.
         pub latency: Histogram,
     }
 }

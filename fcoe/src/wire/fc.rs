@@ -446,18 +446,9 @@ impl FcHeaderRepr {
         rx_id: u16,
     ) -> FcHeaderRepr {
         FcHeaderRepr {
-            r_ctl,
-            d_id,
-            cs_ctl: 0,
-            s_id,
-            fc_type,
             f_ctl: FCtl::EX_CTX | FCtl::LAST_SEQ | FCtl::END_SEQ | FCtl::SEQ_INIT,
-            seq_id,
-            df_ctl: 0,
-            seq_cnt: 0,
-            ox_id,
             rx_id,
-            parameter: 0,
+            ..FcHeaderRepr::request(r_ctl, fc_type, d_id, s_id, seq_id, ox_id)
         }
     }
 
